@@ -1,0 +1,200 @@
+//! Which process owns a socket inode, found the way `ss -p` finds it: by
+//! reading the `socket:[INODE]` links in every `/proc/PID/fd/`.
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::ffi::OsStr;
+use std::fs;
+use std::path::Path;
+
+use crate::owner::{Comm, Owner};
+
+/// Maps every socket inode open in a process under `proc_root` (normally
+/// `/proc`) to that process. When several processes hold the same socket,
+/// the lowest pid wins. Processes that exit or deny access during the scan
+/// are skipped: that is normal for an unprivileged scan of a busy system.
+pub fn socket_owners(proc_root: &Path) -> HashMap<u32, Owner> {
+    let mut owners = HashMap::new();
+    let entries = match fs::read_dir(proc_root) {
+        Ok(entries) => entries,
+        Err(error) => {
+            log::warn!("cannot list {}: {error}", proc_root.display());
+            return owners;
+        }
+    };
+    for entry in entries.flatten() {
+        if let Some(pid) = parse_pid(&entry.file_name()) {
+            add_process(&entry.path(), pid, &mut owners);
+        }
+    }
+    owners
+}
+
+/// Records the sockets of the process whose `/proc` directory is `dir`.
+fn add_process(dir: &Path, pid: u32, owners: &mut HashMap<u32, Owner>) {
+    let inodes = socket_inodes(&dir.join("fd"));
+    if inodes.is_empty() {
+        return;
+    }
+    let Ok(comm) = fs::read_to_string(dir.join("comm")) else {
+        return;
+    };
+    let owner = Owner {
+        pid,
+        comm: Comm::from_text(&comm),
+    };
+    for inode in inodes {
+        keep_lowest_pid(owners, inode, owner);
+    }
+}
+
+/// The socket inodes among the descriptors in `fd_dir`; empty if the
+/// directory cannot be read.
+fn socket_inodes(fd_dir: &Path) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir(fd_dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| fs::read_link(entry.path()).ok())
+        .filter_map(|target| parse_socket_inode(target.as_os_str()))
+        .collect()
+}
+
+/// Inserts `owner` for `inode` unless a process with a lower pid holds it.
+fn keep_lowest_pid(owners: &mut HashMap<u32, Owner>, inode: u32, owner: Owner) {
+    match owners.entry(inode) {
+        Entry::Vacant(slot) => {
+            slot.insert(owner);
+        }
+        Entry::Occupied(mut slot) => {
+            if owner.pid < slot.get().pid {
+                slot.insert(owner);
+            }
+        }
+    }
+}
+
+/// A pid from a `/proc` entry name: decimal digits only.
+fn parse_pid(name: &OsStr) -> Option<u32> {
+    let name = name.to_str()?;
+    if name.is_empty() || !name.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    name.parse().ok()
+}
+
+/// The inode in a descriptor link target of the form `socket:[INODE]`.
+fn parse_socket_inode(target: &OsStr) -> Option<u32> {
+    target
+        .to_str()?
+        .strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::symlink;
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A fake `/proc` in the temp dir, removed on drop.
+    struct FakeProc(PathBuf);
+
+    impl FakeProc {
+        fn new() -> Self {
+            static COUNTER: AtomicU32 = AtomicU32::new(0);
+            let name = format!(
+                "socktrace-proc-owners-{}-{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            );
+            let root = std::env::temp_dir().join(name);
+            fs::create_dir_all(&root).expect("create fake proc");
+            FakeProc(root)
+        }
+
+        /// Adds process `pid` named `comm` with descriptors `fd -> target`.
+        fn process(&self, pid: &str, comm: &str, fds: &[(u32, &str)]) {
+            let dir = self.0.join(pid);
+            fs::create_dir_all(dir.join("fd")).expect("create fd dir");
+            fs::write(dir.join("comm"), format!("{comm}\n")).expect("write comm");
+            for (fd, target) in fds {
+                symlink(target, dir.join("fd").join(fd.to_string())).expect("symlink");
+            }
+        }
+    }
+
+    impl Drop for FakeProc {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn owner(pid: u32, comm: &str) -> Owner {
+        Owner {
+            pid,
+            comm: Comm::from_text(comm),
+        }
+    }
+
+    #[test]
+    fn sockets_are_mapped_to_their_process_and_other_fds_ignored() {
+        let proc = FakeProc::new();
+        proc.process(
+            "100",
+            "nginx",
+            &[(3, "socket:[1234]"), (4, "/dev/null"), (5, "pipe:[99]")],
+        );
+        let owners = socket_owners(&proc.0);
+        assert_eq!(owners, HashMap::from([(1234, owner(100, "nginx"))]));
+    }
+
+    #[test]
+    fn the_lowest_pid_wins_a_shared_socket() {
+        let proc = FakeProc::new();
+        proc.process("300", "worker", &[(3, "socket:[77]"), (4, "socket:[78]")]);
+        proc.process("20", "master", &[(5, "socket:[77]")]);
+        proc.process("4000", "child", &[(3, "socket:[77]")]);
+        let owners = socket_owners(&proc.0);
+        assert_eq!(owners[&77], owner(20, "master"));
+        assert_eq!(owners[&78], owner(300, "worker"));
+    }
+
+    #[test]
+    fn non_numeric_dirs_and_missing_parts_are_ignored() {
+        let proc = FakeProc::new();
+        proc.process("self", "imposter", &[(3, "socket:[1]")]);
+        proc.process("+12", "imposter", &[(3, "socket:[2]")]);
+        proc.process("12", "ok", &[(3, "socket:[3]"), (4, "socket:[junk]")]);
+        fs::create_dir_all(proc.0.join("13")).expect("process without fd dir");
+        proc.process("14", "gone", &[(3, "socket:[5]")]);
+        fs::remove_file(proc.0.join("14").join("comm")).expect("remove comm");
+        fs::write(proc.0.join("15"), "not a directory").expect("write file");
+        let owners = socket_owners(&proc.0);
+        assert_eq!(owners, HashMap::from([(3, owner(12, "ok"))]));
+    }
+
+    #[test]
+    fn a_missing_proc_root_gives_no_owners() {
+        let proc = FakeProc::new();
+        assert!(socket_owners(&proc.0.join("absent")).is_empty());
+    }
+
+    #[test]
+    fn a_listener_of_this_process_is_found_in_real_proc() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let link = format!("/proc/self/fd/{}", listener.as_raw_fd());
+        let target = fs::read_link(link).expect("read fd link");
+        let inode = parse_socket_inode(target.as_os_str()).expect("socket link");
+        let owners = socket_owners(Path::new("/proc"));
+        let found = owners.get(&inode).expect("listener inode in owners");
+        assert_eq!(found.pid, std::process::id());
+        let comm = fs::read_to_string("/proc/self/comm").expect("read comm");
+        assert_eq!(found.comm, Comm::from_text(&comm));
+    }
+}

@@ -1,0 +1,488 @@
+//! Seeding the socket table from `NETLINK_SOCK_DIAG`, the way `ss -tan` lists
+//! TCP sockets: every socket of both families, in every state, including
+//! TIME-WAIT sockets and SYN-RECV request sockets.
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use netlink_packet_core::{
+    NLM_F_DUMP, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_sock_diag::{
+    AF_INET, AF_INET6, IPPROTO_TCP, SOCK_DIAG_BY_FAMILY, SockDiagMessage,
+    inet::{ExtensionFlags, InetRequest, InetResponseHeader, SocketId, StateFlags},
+};
+use netlink_sys::{Socket, protocols::NETLINK_SOCK_DIAG};
+
+use crate::tcp_state::TcpState;
+use crate::tuple::SocketTuple;
+
+/// Size of the receive buffer: more than the 32 KiB the kernel puts in one
+/// dump datagram at most.
+const RECV_BUFFER_LEN: usize = 64 * 1024;
+
+/// Netlink messages start on 4-byte boundaries (`NLMSG_ALIGNTO`).
+const NLMSG_ALIGNTO: usize = 4;
+
+/// Sequence number of the next dump request.
+static NEXT_SEQUENCE: AtomicU32 = AtomicU32::new(1);
+
+/// One TCP socket as `NETLINK_SOCK_DIAG` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiagSocket {
+    /// Local and remote endpoint; a listener's remote is the unspecified
+    /// address with port 0.
+    pub tuple: SocketTuple,
+    /// The kernel's state number: request sockets report `SYN_RECV`,
+    /// time-wait sockets their substate (`TIME_WAIT` or `FIN_WAIT2`).
+    pub state: TcpState,
+    /// Socket inode (0 for time-wait and request sockets).
+    pub inode: u32,
+    /// Owner uid (0 for time-wait and request sockets).
+    pub uid: u32,
+}
+
+/// Why a sock_diag dump failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SockDiagError {
+    /// Opening, sending on or receiving from the netlink socket failed.
+    #[error("NETLINK_SOCK_DIAG socket: {0}")]
+    Socket(io::Error),
+    /// The kernel answered the dump request with `NLMSG_ERROR`.
+    #[error("sock_diag {family} dump failed: {errno}")]
+    Dump {
+        family: &'static str,
+        errno: io::Error,
+    },
+    /// The reply could not be decoded.
+    #[error("malformed sock_diag reply: {0}")]
+    Malformed(String),
+}
+
+/// Dumps all TCP sockets of both families (AF_INET, then AF_INET6) in all
+/// states, like `ss -tan state all`.
+pub fn dump_tcp_sockets() -> Result<Vec<DiagSocket>, SockDiagError> {
+    let mut sockets = dump_family(AF_INET)?;
+    sockets.extend(dump_family(AF_INET6)?);
+    Ok(sockets)
+}
+
+/// Runs one dump request for `family` on its own netlink socket.
+fn dump_family(family: u8) -> Result<Vec<DiagSocket>, SockDiagError> {
+    let socket = open_socket()?;
+    let sequence = NEXT_SEQUENCE.fetch_add(1, Ordering::Relaxed);
+    send_request(&socket, family, sequence)?;
+    let mut dump = DumpReply::new(family, sequence);
+    let mut buffer = vec![0u8; RECV_BUFFER_LEN];
+    loop {
+        let datagram = receive(&socket, &mut buffer)?;
+        if dump.feed(datagram)? == Progress::Done {
+            return Ok(dump.finish());
+        }
+    }
+}
+
+/// A netlink socket connected to the kernel's sock_diag.
+fn open_socket() -> Result<Socket, SockDiagError> {
+    let socket = Socket::new(NETLINK_SOCK_DIAG).map_err(SockDiagError::Socket)?;
+    socket
+        .connect(&netlink_sys::SocketAddr::new(0, 0))
+        .map_err(SockDiagError::Socket)?;
+    Ok(socket)
+}
+
+/// Every state bit the kernel knows, 1 to 12: asking for `SYN_RECV` makes it
+/// report request sockets too.
+fn all_states() -> StateFlags {
+    let bits = TcpState::ALL
+        .iter()
+        .fold(0u32, |bits, &state| bits | 1 << state as u8);
+    StateFlags::from_bits_retain(bits)
+}
+
+/// Sends the `SOCK_DIAG_BY_FAMILY` dump request for TCP sockets of `family`.
+fn send_request(socket: &Socket, family: u8, sequence: u32) -> Result<(), SockDiagError> {
+    let socket_id = if family == AF_INET {
+        SocketId::new_v4()
+    } else {
+        SocketId::new_v6()
+    };
+    let request = SockDiagMessage::InetRequest(InetRequest {
+        family,
+        protocol: IPPROTO_TCP,
+        extensions: ExtensionFlags::empty(),
+        states: all_states(),
+        socket_id,
+    });
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    header.sequence_number = sequence;
+    let mut message = NetlinkMessage::new(header, request.into());
+    message.finalize();
+    let mut bytes = vec![0u8; message.buffer_len()];
+    message.serialize(&mut bytes);
+    socket.send(&bytes, 0).map_err(SockDiagError::Socket)?;
+    Ok(())
+}
+
+/// Receives one datagram into `buffer`, retrying on `EINTR`; a datagram
+/// larger than the buffer is an error rather than silently truncated.
+fn receive<'a>(socket: &Socket, buffer: &'a mut [u8]) -> Result<&'a [u8], SockDiagError> {
+    loop {
+        match socket.recv(&mut &mut buffer[..], libc::MSG_TRUNC) {
+            Ok(len) if len > buffer.len() => {
+                return Err(SockDiagError::Malformed(format!(
+                    "{len}-byte datagram exceeds the {}-byte receive buffer",
+                    buffer.len()
+                )));
+            }
+            Ok(0) => {
+                return Err(SockDiagError::Malformed(
+                    "reply ended before NLMSG_DONE".to_owned(),
+                ));
+            }
+            Ok(len) => return Ok(&buffer[..len]),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(SockDiagError::Socket(error)),
+        }
+    }
+}
+
+/// Whether a dump reply is complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    More,
+    Done,
+}
+
+/// The reply to one dump request, collected datagram by datagram.
+struct DumpReply {
+    family: u8,
+    sequence: u32,
+    sockets: Vec<DiagSocket>,
+    skipped: usize,
+}
+
+impl DumpReply {
+    fn new(family: u8, sequence: u32) -> Self {
+        DumpReply {
+            family,
+            sequence,
+            sockets: Vec::new(),
+            skipped: 0,
+        }
+    }
+
+    /// Takes in every netlink message of one datagram.
+    fn feed(&mut self, datagram: &[u8]) -> Result<Progress, SockDiagError> {
+        let mut offset = 0;
+        while offset < datagram.len() {
+            let message = &datagram[offset..];
+            let length = NetlinkBuffer::new_checked(message)
+                .map_err(|error| SockDiagError::Malformed(error.to_string()))?
+                .length() as usize;
+            if self.message(&message[..length])? == Progress::Done {
+                return Ok(Progress::Done);
+            }
+            offset += length.next_multiple_of(NLMSG_ALIGNTO);
+        }
+        Ok(Progress::More)
+    }
+
+    /// Handles one netlink message (`bytes` is exactly its length).
+    fn message(&mut self, bytes: &[u8]) -> Result<Progress, SockDiagError> {
+        let buffer = NetlinkBuffer::new(bytes);
+        if buffer.sequence_number() != self.sequence {
+            return Err(SockDiagError::Malformed(format!(
+                "sequence number {} in reply to request {}",
+                buffer.sequence_number(),
+                self.sequence
+            )));
+        }
+        if buffer.message_type() == SOCK_DIAG_BY_FAMILY
+            && let Some(&family) = buffer.payload().first()
+            && !matches!(family, AF_INET | AF_INET6)
+        {
+            self.skip(format_args!("unknown family {family}"));
+            return Ok(Progress::More);
+        }
+        let message = NetlinkMessage::<SockDiagMessage>::deserialize(bytes)
+            .map_err(|error| SockDiagError::Malformed(error.to_string()))?;
+        match message.payload {
+            NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => {
+                self.record(&response.header);
+                Ok(Progress::More)
+            }
+            NetlinkPayload::Done(_) => Ok(Progress::Done),
+            NetlinkPayload::Noop => Ok(Progress::More),
+            NetlinkPayload::Error(error) => Err(SockDiagError::Dump {
+                family: family_name(self.family),
+                errno: error.to_io(),
+            }),
+            other => Err(SockDiagError::Malformed(format!(
+                "unexpected message type {}",
+                other.message_type()
+            ))),
+        }
+    }
+
+    /// Keeps one socket record, or skips it if its state is unknown.
+    fn record(&mut self, header: &InetResponseHeader) {
+        match TcpState::try_from(header.state) {
+            Ok(state) => self.sockets.push(diag_socket(header, state)),
+            Err(unknown) => self.skip(format_args!("{unknown}")),
+        }
+    }
+
+    /// Counts a record that cannot be represented.
+    fn skip(&mut self, reason: std::fmt::Arguments<'_>) {
+        log::debug!(
+            "sock_diag {}: skipping record: {reason}",
+            family_name(self.family)
+        );
+        self.skipped += 1;
+    }
+
+    /// The sockets collected, after logging how many records were skipped.
+    fn finish(self) -> Vec<DiagSocket> {
+        if self.skipped > 0 {
+            log::debug!(
+                "sock_diag {}: skipped {} records with an unknown state or family",
+                family_name(self.family),
+                self.skipped
+            );
+        }
+        self.sockets
+    }
+}
+
+/// The name of an address family, for messages.
+fn family_name(family: u8) -> &'static str {
+    if family == AF_INET {
+        "AF_INET"
+    } else {
+        "AF_INET6"
+    }
+}
+
+/// A [`DiagSocket`] from a record whose state is known. Endpoints carry no
+/// IPv6 flow label or scope id, like the tracer's own tuples.
+fn diag_socket(header: &InetResponseHeader, state: TcpState) -> DiagSocket {
+    let id = &header.socket_id;
+    DiagSocket {
+        tuple: SocketTuple {
+            local: SocketAddr::new(id.source_address, id.source_port),
+            remote: SocketAddr::new(id.destination_address, id.destination_port),
+        },
+        state,
+        inode: header.inode,
+        uid: header.uid,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, TcpListener, TcpStream};
+    use std::os::unix::fs::MetadataExt;
+    use std::time::{Duration, Instant};
+
+    use netlink_packet_core::{DoneMessage, ErrorMessage, NLM_F_MULTIPART};
+    use netlink_packet_sock_diag::inet::InetResponse;
+
+    fn dump() -> Vec<DiagSocket> {
+        dump_tcp_sockets().expect("sock_diag dump")
+    }
+
+    fn find(sockets: &[DiagSocket], tuple: SocketTuple) -> Option<&DiagSocket> {
+        sockets.iter().find(|socket| socket.tuple == tuple)
+    }
+
+    fn unspecified_like(addr: SocketAddr) -> SocketAddr {
+        let ip = match addr.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
+        SocketAddr::new(ip, 0)
+    }
+
+    fn assert_listening(listener: &TcpListener) {
+        let local = listener.local_addr().expect("local addr");
+        let tuple = SocketTuple {
+            local,
+            remote: unspecified_like(local),
+        };
+        let sockets = dump();
+        let socket = find(&sockets, tuple).unwrap_or_else(|| panic!("{tuple:?} not in dump"));
+        assert_eq!(socket.state, TcpState::Listen);
+        assert_eq!(socket.tuple.local.port(), local.port());
+        assert_ne!(socket.inode, 0);
+        let uid = std::fs::metadata("/proc/self").expect("/proc/self").uid();
+        assert_eq!(socket.uid, uid);
+    }
+
+    #[test]
+    fn ipv4_listener_is_listed_as_listen() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        assert_listening(&listener);
+    }
+
+    #[test]
+    fn ipv6_listener_is_listed_as_listen() {
+        match TcpListener::bind("[::1]:0") {
+            Ok(listener) => assert_listening(&listener),
+            Err(error) => println!("skipping: cannot bind [::1]:0: {error}"),
+        }
+    }
+
+    #[test]
+    fn established_pair_is_listed_from_both_ends() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        let client_tuple = SocketTuple {
+            local: client.local_addr().expect("addr"),
+            remote: client.peer_addr().expect("addr"),
+        };
+        let server_tuple = SocketTuple {
+            local: server.local_addr().expect("addr"),
+            remote: server.peer_addr().expect("addr"),
+        };
+        assert_eq!(client_tuple.local, server_tuple.remote);
+        assert_eq!(client_tuple.remote, server_tuple.local);
+
+        let sockets = dump();
+        for tuple in [client_tuple, server_tuple] {
+            let socket = find(&sockets, tuple).unwrap_or_else(|| panic!("{tuple:?} not in dump"));
+            assert_eq!(socket.state, TcpState::Established);
+            assert_ne!(socket.inode, 0);
+        }
+    }
+
+    #[test]
+    fn client_that_closes_first_is_left_in_time_wait() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (mut server, _) = listener.accept().expect("accept");
+        let tuple = SocketTuple {
+            local: client.local_addr().expect("addr"),
+            remote: client.peer_addr().expect("addr"),
+        };
+        client.shutdown(Shutdown::Both).expect("shutdown");
+        drop(client);
+        let mut rest = Vec::new();
+        server.read_to_end(&mut rest).expect("read to EOF");
+        drop(server);
+
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let state = find(&dump(), tuple).map(|socket| socket.state);
+            if state == Some(TcpState::TimeWait) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{tuple:?} not in TIME_WAIT, last seen in {state:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A serialized reply message with the given sequence number.
+    fn reply(sequence: u32, payload: NetlinkPayload<SockDiagMessage>) -> Vec<u8> {
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_MULTIPART;
+        header.sequence_number = sequence;
+        let mut message = NetlinkMessage::new(header, payload);
+        message.finalize();
+        let mut bytes = vec![0u8; message.buffer_len()];
+        message.serialize(&mut bytes);
+        bytes
+    }
+
+    /// A serialized AF_INET socket record in `state`.
+    fn record(sequence: u32, state: u8, local_port: u16) -> Vec<u8> {
+        let mut socket_id = SocketId::new_v4();
+        socket_id.source_address = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        socket_id.source_port = local_port;
+        let response = InetResponse {
+            header: InetResponseHeader {
+                family: AF_INET,
+                state,
+                timer: None,
+                socket_id,
+                recv_queue: 0,
+                send_queue: 0,
+                uid: 1000,
+                inode: 42,
+            },
+            nlas: Default::default(),
+        };
+        reply(
+            sequence,
+            SockDiagMessage::InetResponse(Box::new(response)).into(),
+        )
+    }
+
+    fn done(sequence: u32) -> Vec<u8> {
+        reply(sequence, NetlinkPayload::Done(DoneMessage::default()))
+    }
+
+    #[test]
+    fn every_message_of_a_datagram_is_read_and_unknown_records_skipped() {
+        let mut unknown_family = record(7, 1, 3);
+        unknown_family[16] = 99;
+        let datagram = [
+            record(7, 10, 1),
+            record(7, 13, 2),
+            unknown_family,
+            record(7, 6, 4),
+        ]
+        .concat();
+        let mut dump = DumpReply::new(AF_INET, 7);
+        assert_eq!(dump.feed(&datagram).expect("feed"), Progress::More);
+        assert_eq!(dump.feed(&done(7)).expect("feed"), Progress::Done);
+        assert_eq!(dump.skipped, 2);
+        let states: Vec<_> = dump
+            .finish()
+            .iter()
+            .map(|socket| (socket.tuple.local.port(), socket.state))
+            .collect();
+        assert_eq!(states, [(1, TcpState::Listen), (4, TcpState::TimeWait)]);
+    }
+
+    #[test]
+    fn done_in_the_middle_of_a_datagram_ends_the_dump() {
+        let datagram = [record(3, 1, 1), done(3)].concat();
+        let mut dump = DumpReply::new(AF_INET6, 3);
+        assert_eq!(dump.feed(&datagram).expect("feed"), Progress::Done);
+        assert_eq!(dump.finish().len(), 1);
+    }
+
+    #[test]
+    fn nlmsg_error_and_garbage_are_errors() {
+        let mut error = ErrorMessage::default();
+        error.code = std::num::NonZeroI32::new(-libc::EPERM);
+        let nack = reply(5, NetlinkPayload::Error(error));
+        let failure = DumpReply::new(AF_INET, 5).feed(&nack).unwrap_err();
+        assert!(matches!(failure, SockDiagError::Dump { .. }), "{failure}");
+        assert!(
+            failure
+                .to_string()
+                .starts_with("sock_diag AF_INET dump failed: ")
+        );
+
+        let truncated = &record(5, 1, 1)[..30];
+        let failure = DumpReply::new(AF_INET, 5).feed(truncated).unwrap_err();
+        assert!(matches!(failure, SockDiagError::Malformed(_)), "{failure}");
+
+        let failure = DumpReply::new(AF_INET, 5).feed(&done(6)).unwrap_err();
+        assert!(matches!(failure, SockDiagError::Malformed(_)), "{failure}");
+    }
+
+    #[test]
+    fn the_request_asks_for_every_state_including_request_sockets() {
+        assert_eq!(all_states().bits(), 0x1ffe);
+    }
+}

@@ -1,0 +1,61 @@
+//! Helpers for socktrace's privileged integration tests.
+//!
+//! These tests drive real TCP inside per-test network namespaces and check
+//! what the real agent (with its real eBPF program) reports. They need root
+//! and a built agent, whose path `cargo xtask test` passes in
+//! `SOCKTRACE_BIN`.
+//!
+//! - [`NetNs`]: a throw-away network namespace; run code or commands in it.
+//! - [`Agent`]: the agent running inside a namespace, its JSON records and
+//!   waits on them with deadlines.
+//! - [`record`]: strict parsing of the agent's `state` and `socket` records.
+//! - [`tcp`]: small blocking-TCP helpers (listen, connect, accept, close).
+//! - [`wait`]: polling with a deadline.
+
+pub mod agent;
+pub mod netns;
+pub mod record;
+pub mod tcp;
+pub mod wait;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use agent::Agent;
+pub use netns::NetNs;
+pub use record::{SocketRecord, TaskContext, Transition};
+pub use tcp::Family;
+
+/// How long to wait for something that should happen promptly (a record, a
+/// socket state) before failing the test.
+pub const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Panics unless the tests run as root: they create network namespaces and
+/// load eBPF programs. Never pass silently without the privileges.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert!(
+        euid == 0,
+        "socktrace's integration tests must run as root (euid is {euid}): they create \
+         network namespaces and load eBPF programs; run these tests through `cargo xtask test`"
+    );
+}
+
+/// The agent binary named by `SOCKTRACE_BIN`; panics when it is unset or is
+/// not a file.
+pub fn agent_binary() -> PathBuf {
+    let Some(path) = std::env::var_os("SOCKTRACE_BIN") else {
+        panic!(
+            "SOCKTRACE_BIN is not set: run these tests through `cargo xtask test` \
+             (it builds the agent and passes its path)"
+        );
+    };
+    let path = PathBuf::from(path);
+    assert!(
+        path.is_file(),
+        "SOCKTRACE_BIN={} is not a file: run these tests through `cargo xtask test`",
+        path.display()
+    );
+    path
+}

@@ -1,0 +1,158 @@
+//! A throw-away network namespace per test.
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+
+use anyhow::{Context, Result, bail};
+
+/// Distinguishes the namespaces of one test process.
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// `ip netns add` sets up `/run/netns` on first use; parallel tests of one
+/// process must not race on it.
+static CREATE_LOCK: Mutex<()> = Mutex::new(());
+
+/// A network namespace named `st-<pid>-<counter>`, with `lo` up, deleted on
+/// drop (also when the test panics).
+///
+/// Sockets made by [`NetNs::run`] live in the namespace but belong to the
+/// test process (same pid/tgid): socktrace must report this process as
+/// their owner.
+#[derive(Debug)]
+pub struct NetNs {
+    name: String,
+}
+
+impl NetNs {
+    /// Creates the namespace and brings its loopback up. Panics when not
+    /// root.
+    pub fn new() -> Result<Self> {
+        crate::require_root();
+        let name = format!(
+            "st-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        {
+            let _guard = CREATE_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            run_checked(Command::new("ip").args(["netns", "add", &name]))?;
+        }
+        // From here on, drop deletes it.
+        let ns = NetNs { name };
+        ns.exec(&["ip", "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// The namespace's name, as `ip netns` knows it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The namespace's bind mount, `/run/netns/NAME`.
+    pub fn path(&self) -> PathBuf {
+        Path::new("/run/netns").join(&self.name)
+    }
+
+    fn open(&self) -> Result<File> {
+        let path = self.path();
+        File::open(&path).with_context(|| format!("opening {}", path.display()))
+    }
+
+    /// Runs `f` on a fresh thread that has entered the namespace, and returns
+    /// its result (a panic in `f` is re-raised here). Sockets `f` creates
+    /// live in the namespace; they can be used and closed from any thread
+    /// afterwards.
+    pub fn run<T, F>(&self, f: F) -> T
+    where
+        T: Send,
+        F: FnOnce() -> T + Send,
+    {
+        let file = self
+            .open()
+            .unwrap_or_else(|err| panic!("cannot enter network namespace {}: {err:#}", self.name));
+        thread::scope(|scope| {
+            let handle = scope.spawn(move || {
+                // SAFETY: a valid namespace fd; setns only affects this thread.
+                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert!(
+                    rc == 0,
+                    "setns into network namespace {} failed: {}",
+                    self.name,
+                    std::io::Error::last_os_error()
+                );
+                drop(file);
+                f()
+            });
+            match handle.join() {
+                Ok(value) => value,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        })
+    }
+
+    /// Runs a command inside the namespace through `ip netns exec` and
+    /// returns its stdout; fails with its stderr when it fails.
+    pub fn exec(&self, args: &[&str]) -> Result<String> {
+        run_checked(
+            Command::new("ip")
+                .args(["netns", "exec", &self.name])
+                .args(args),
+        )
+    }
+
+    /// A [`Command`] for `program` whose process enters this namespace just
+    /// before exec (setns in the forked child), keeping the host's mounts.
+    ///
+    /// Why not `ip netns exec`: it remounts `/sys`, and the fresh sysfs has
+    /// no tracefs under `/sys/kernel/tracing`, which a classic tracepoint
+    /// needs to attach. The child also gets SIGTERM if the spawning thread
+    /// dies (PR_SET_PDEATHSIG), so an aborted test run leaves no agent
+    /// attached: spawn from the test's own thread.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Result<Command> {
+        let file = self.open()?;
+        let mut command = Command::new(program);
+        // SAFETY: the closure runs between fork and exec and only makes
+        // async-signal-safe syscalls (prctl, setns).
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Ok(command)
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        if let Err(err) = run_checked(Command::new("ip").args(["netns", "del", &self.name])) {
+            eprintln!("warning: could not delete network namespace {}: {err:#}", self.name);
+        }
+    }
+}
+
+/// Runs `command` to completion; its stdout, or an error with its stderr.
+fn run_checked(command: &mut Command) -> Result<String> {
+    let shown = format!("{command:?}");
+    let output = command
+        .output()
+        .with_context(|| format!("cannot run {shown}"))?;
+    if !output.status.success() {
+        bail!(
+            "{shown} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    String::from_utf8(output.stdout).with_context(|| format!("{shown} printed non-UTF-8"))
+}

@@ -1,0 +1,108 @@
+//! Blocking TCP on the loopback, for driving real transitions. Call
+//! [`listen`] and [`connect`] inside [`crate::NetNs::run`] so the sockets
+//! live in the test's namespace; the rest works from any thread.
+use std::io::{ErrorKind, Read};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// Address family, as the agent names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    /// `127.0.0.1` or `::1`.
+    pub fn loopback(self) -> IpAddr {
+        match self {
+            Family::V4 => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Family::V6 => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        }
+    }
+
+    /// `0.0.0.0` or `::`.
+    pub fn unspecified(self) -> IpAddr {
+        match self {
+            Family::V4 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            Family::V6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        }
+    }
+
+    /// `"ipv4"` or `"ipv6"`, the agent's `family` field.
+    pub fn json_name(self) -> &'static str {
+        match self {
+            Family::V4 => "ipv4",
+            Family::V6 => "ipv6",
+        }
+    }
+}
+
+/// A listener on the loopback's ephemeral port (`127.0.0.1:0` / `[::1]:0`).
+pub fn listen(family: Family) -> Result<TcpListener> {
+    let addr = SocketAddr::new(family.loopback(), 0);
+    TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))
+}
+
+/// The port a listener (or any bound socket) got.
+pub fn local_port(listener: &TcpListener) -> Result<u16> {
+    Ok(listener.local_addr().context("listener's local address")?.port())
+}
+
+/// Connects to `listener`'s address.
+pub fn connect(listener: &TcpListener) -> Result<TcpStream> {
+    let addr = listener.local_addr().context("listener's local address")?;
+    TcpStream::connect_timeout(&addr, crate::TIMEOUT).with_context(|| format!("connecting to {addr}"))
+}
+
+/// Accepts one connection, failing after `timeout`. The listener is left
+/// blocking, the returned stream is blocking.
+pub fn accept(listener: &TcpListener, timeout: Duration) -> Result<TcpStream> {
+    listener.set_nonblocking(true).context("making the listener non-blocking")?;
+    let deadline = Instant::now() + timeout;
+    let accepted = loop {
+        match listener.accept() {
+            Ok((stream, _)) => break Ok(stream),
+            Err(err) if err.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(5));
+            }
+            Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                break Err(anyhow::anyhow!("no connection to accept within {timeout:?}"));
+            }
+            Err(err) => break Err(err).context("accepting"),
+        }
+    };
+    listener.set_nonblocking(false).context("making the listener blocking again")?;
+    let stream = accepted?;
+    stream.set_nonblocking(false).context("making the accepted stream blocking")?;
+    Ok(stream)
+}
+
+/// A connected pair on `listener`: `(client, accepted server side)`. Must
+/// run inside the namespace (the client socket is created here).
+pub fn connect_pair(listener: &TcpListener) -> Result<(TcpStream, TcpStream)> {
+    let client = connect(listener)?;
+    let server = accept(listener, crate::TIMEOUT)?;
+    let (client_local, server_peer) = (client.local_addr()?, server.peer_addr()?);
+    if client_local != server_peer {
+        bail!("accepted {server_peer}, expected our client {client_local}");
+    }
+    Ok((client, server))
+}
+
+/// Reads until the peer's FIN (EOF). Fails on data, error or `timeout`.
+pub fn read_to_eof(stream: &mut TcpStream, timeout: Duration) -> Result<()> {
+    stream.set_read_timeout(Some(timeout)).context("setting a read timeout")?;
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => Ok(()),
+        Ok(n) => bail!("expected EOF, read {n} bytes"),
+        Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            bail!("no EOF within {timeout:?}")
+        }
+        Err(err) => Err(err).context("reading until EOF"),
+    }
+}
