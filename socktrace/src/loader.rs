@@ -1,0 +1,137 @@
+//! Loads socktrace's BPF object and attaches its programs. Dropping the
+//! returned [`KernelProbes`] detaches everything.
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, TracePoint},
+};
+use socktrace_ebpf::{MAP_EVENTS, MAP_LOST};
+
+use crate::{privileges, tracepoint_format};
+
+/// The BPF object built from `socktrace-ebpf` by build.rs.
+static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/socktrace"));
+
+/// Why the kernel side could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Privileges(#[from] privileges::MissingPrivileges),
+    #[error(transparent)]
+    Format(#[from] tracepoint_format::FormatError),
+    #[error("kernel BTF (/sys/kernel/btf/vmlinux) is required for the softirq hooks: {0}")]
+    Btf(#[source] aya::BtfError),
+    #[error("loading the BPF object: {0}")]
+    Object(#[source] aya::EbpfError),
+    #[error("the BPF object has no {0}")]
+    Missing(&'static str),
+    #[error("{what}: {source}")]
+    Program {
+        what: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+}
+
+/// The loaded, attached programs and the maps the agent reads.
+pub struct KernelProbes {
+    /// Owns the programs and their links: attached while it lives.
+    pub attached: Ebpf,
+    pub events: RingBuf<MapData>,
+    pub lost: LostCounter,
+}
+
+/// The kernel's count of records it could not deliver.
+pub struct LostCounter(PerCpuArray<MapData, u64>);
+
+/// BTF tracepoints that tell the state program whether it runs in softirq.
+const SOFTIRQ_HOOKS: [&str; 2] = ["softirq_entry", "softirq_exit"];
+
+/// Checks privileges and the tracepoint layout, loads, and attaches:
+/// softirq hooks first so the first transition already knows its context.
+pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError> {
+    privileges::require_tracing_privileges()?;
+    tracepoint_format::check_inet_sock_set_state()?;
+    raise_memlock_limit();
+    let btf = Btf::from_sys_fs().map_err(LoadError::Btf)?;
+    let mut ebpf = EbpfLoader::new()
+        .btf(Some(&btf))
+        .map_max_entries(MAP_EVENTS, ring_buffer_bytes)
+        .load(BPF_OBJECT)
+        .map_err(LoadError::Object)?;
+
+    for hook in SOFTIRQ_HOOKS {
+        let program: &mut BtfTracePoint = ebpf
+            .program_mut(hook)
+            .ok_or(LoadError::Missing("softirq hook"))?
+            .try_into()
+            .map_err(|source| LoadError::Program { what: hook, source })?;
+        program
+            .load(hook, &btf)
+            .map_err(|source| LoadError::Program { what: hook, source })?;
+        program
+            .attach()
+            .map_err(|source| LoadError::Program { what: hook, source })?;
+    }
+
+    const STATE: &str = "inet_sock_set_state";
+    let program: &mut TracePoint = ebpf
+        .program_mut(STATE)
+        .ok_or(LoadError::Missing("inet_sock_set_state program"))?
+        .try_into()
+        .map_err(|source| LoadError::Program { what: STATE, source })?;
+    program
+        .load()
+        .map_err(|source| LoadError::Program { what: STATE, source })?;
+    program
+        .attach("sock", STATE)
+        .map_err(|source| LoadError::Program { what: STATE, source })?;
+
+    let events = take_map(&mut ebpf, MAP_EVENTS)?;
+    let events = RingBuf::try_from(events).map_err(|source| LoadError::Map { name: MAP_EVENTS, source })?;
+    let lost = take_map(&mut ebpf, MAP_LOST)?;
+    let lost = PerCpuArray::try_from(lost).map_err(|source| LoadError::Map { name: MAP_LOST, source })?;
+    Ok(KernelProbes {
+        attached: ebpf,
+        events,
+        lost: LostCounter(lost),
+    })
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, LoadError> {
+    ebpf.take_map(name).ok_or(LoadError::Missing(name))
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones
+/// (memcg accounting) do not, and some sandboxes forbid raising it. Try,
+/// and only say so when it fails.
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain system call with a valid, initialised argument.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        log::debug!(
+            "could not raise RLIMIT_MEMLOCK ({}); fine on kernels with memcg-based BPF accounting (5.11+)",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+impl LostCounter {
+    /// Records the kernel could not deliver so far, all CPUs and reasons.
+    pub fn total(&self) -> Result<u64, aya::maps::MapError> {
+        let mut total = 0u64;
+        for per_cpu in self.0.iter() {
+            total += per_cpu?.iter().sum::<u64>();
+        }
+        Ok(total)
+    }
+}

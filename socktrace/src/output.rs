@@ -1,0 +1,274 @@
+//! How `socktrace trace` prints: aligned human columns, or one JSON object
+//! per line (field names are part of socktrace's interface).
+use std::{fmt::Write as _, net::SocketAddr};
+
+use serde::Serialize;
+
+use crate::{
+    clock::WallClock,
+    owner::Owner,
+    table::{Transition, TrackedSocket},
+    tcp_state::TcpState,
+};
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+/// Column header of the human transition stream.
+pub fn transition_header() -> String {
+    format!(
+        "{:<12} {:>7} {:<15} {:<45} {:<45} {:<27} {:>10}",
+        "TIME(UTC)", "PID", "COMM", "LOCAL", "REMOTE", "OLD -> NEW", "OLD_MS"
+    )
+}
+
+/// Column header of the `--list-existing` table.
+pub fn socket_header() -> String {
+    format!(
+        "{:<12} {:<45} {:<45} {:>7} {:<15}",
+        "STATE", "LOCAL", "REMOTE", "PID", "COMM"
+    )
+}
+
+/// Appends one transition, newline terminated.
+pub fn write_transition(out: &mut String, t: &Transition, format: Format, clock: &WallClock) {
+    match format {
+        Format::Json => {
+            let record = StateJson {
+                r#type: "state",
+                id: t.id,
+                ts_ns: t.ts_ns,
+                family: t.tuple.family_name(),
+                saddr: t.tuple.local.ip().to_string(),
+                sport: t.tuple.local.port(),
+                daddr: t.tuple.remote.ip().to_string(),
+                dport: t.tuple.remote.port(),
+                old_state: t.old_state.name(),
+                new_state: t.new_state.name(),
+                pid: t.owner.map(|o| o.pid),
+                comm: t.owner.map(|o| o.comm.to_text()),
+                context: t.context.name(),
+                old_state_ms: t.old_state_ns.map(ms),
+                lifetime_ms: t.ended.as_ref().and_then(|e| e.lifetime_ns).map(ms),
+                state_ms: t.ended.as_ref().map(|e| StateTimes(e.time_in_state_ns)),
+            };
+            push_json(out, &record);
+        }
+        Format::Human => {
+            let transition = format!("{} -> {}", t.old_state.name(), t.new_state.name());
+            let old_ms = t
+                .old_state_ns
+                .map_or_else(|| "-".to_owned(), |ns| format!("{:.3}", ms(ns)));
+            let _ = writeln!(
+                out,
+                "{:<12} {} {:<45} {:<45} {:<27} {:>10}",
+                clock.time_of_day(t.ts_ns),
+                owner_columns(t.owner),
+                endpoint(&t.tuple.local),
+                endpoint(&t.tuple.remote),
+                transition,
+                old_ms,
+            );
+        }
+    }
+}
+
+/// Appends one existing socket, newline terminated.
+pub fn write_socket(out: &mut String, s: &TrackedSocket, format: Format) {
+    match format {
+        Format::Json => {
+            let record = SocketJson {
+                r#type: "socket",
+                id: s.id,
+                family: s.tuple.family_name(),
+                saddr: s.tuple.local.ip().to_string(),
+                sport: s.tuple.local.port(),
+                daddr: s.tuple.remote.ip().to_string(),
+                dport: s.tuple.remote.port(),
+                state: s.state.name(),
+                pid: s.owner.map(|o| o.pid),
+                comm: s.owner.map(|o| o.comm.to_text()),
+            };
+            push_json(out, &record);
+        }
+        Format::Human => {
+            let (pid, comm) = match s.owner {
+                Some(o) => (o.pid.to_string(), o.comm.to_text()),
+                None => ("-".into(), "-".into()),
+            };
+            let _ = writeln!(
+                out,
+                "{:<12} {:<45} {:<45} {:>7} {:<15}",
+                s.state.ss_name(),
+                endpoint(&s.tuple.local),
+                endpoint(&s.tuple.remote),
+                pid,
+                comm
+            );
+        }
+    }
+}
+
+fn owner_columns(owner: Option<Owner>) -> String {
+    match owner {
+        Some(o) => format!("{:>7} {:<15}", o.pid, o.comm.to_text()),
+        None => format!("{:>7} {:<15}", "-", "-"),
+    }
+}
+
+/// `ss` style: `10.0.0.1:80`, `[::1]:80`, and `*` for an unbound port.
+fn endpoint(addr: &SocketAddr) -> String {
+    match addr.port() {
+        0 => match addr {
+            SocketAddr::V4(v4) => format!("{}:*", v4.ip()),
+            SocketAddr::V6(v6) => format!("[{}]:*", v6.ip()),
+        },
+        _ => addr.to_string(),
+    }
+}
+
+fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
+fn push_json(out: &mut String, record: &impl Serialize) {
+    // Serializing plain structs of strings and numbers cannot fail.
+    if let Ok(line) = serde_json::to_string(record) {
+        out.push_str(&line);
+        out.push('\n');
+    }
+}
+
+#[derive(Serialize)]
+struct StateJson {
+    r#type: &'static str,
+    id: u64,
+    ts_ns: u64,
+    family: &'static str,
+    saddr: String,
+    sport: u16,
+    daddr: String,
+    dport: u16,
+    old_state: &'static str,
+    new_state: &'static str,
+    pid: Option<u32>,
+    comm: Option<String>,
+    context: &'static str,
+    old_state_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lifetime_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state_ms: Option<StateTimes>,
+}
+
+#[derive(Serialize)]
+struct SocketJson {
+    r#type: &'static str,
+    id: u64,
+    family: &'static str,
+    saddr: String,
+    sport: u16,
+    daddr: String,
+    dport: u16,
+    state: &'static str,
+    pid: Option<u32>,
+    comm: Option<String>,
+}
+
+/// Time spent per state, as a JSON object of the states actually visited.
+struct StateTimes([u64; 12]);
+
+impl Serialize for StateTimes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let visited = TcpState::ALL.iter().filter(|s| self.0[s.index()] > 0);
+        let mut map = serializer.serialize_map(None)?;
+        for state in visited {
+            map.serialize_entry(state.name(), &ms(self.0[state.index()]))?;
+        }
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{event::TaskContext, owner::Comm, table::Ended, tuple::SocketTuple};
+
+    fn transition() -> Transition {
+        let mut times = [0u64; 12];
+        times[TcpState::Established.index()] = 2_500_000;
+        Transition {
+            id: 7,
+            ts_ns: 1_000,
+            tuple: SocketTuple {
+                local: "[::1]:40000".parse().unwrap(),
+                remote: "[::1]:443".parse().unwrap(),
+            },
+            old_state: TcpState::FinWait2,
+            new_state: TcpState::Close,
+            owner: Some(Owner {
+                pid: 42,
+                comm: Comm::from_text("curl"),
+            }),
+            context: TaskContext::Softirq,
+            old_state_ns: Some(1_500_000),
+            ended: Some(Ended {
+                lifetime_ns: Some(4_000_000),
+                time_in_state_ns: times,
+            }),
+        }
+    }
+
+    #[test]
+    fn json_has_the_documented_fields() {
+        let mut out = String::new();
+        write_transition(&mut out, &transition(), Format::Json, &WallClock::with_offset_ns(0));
+        let value: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
+        assert_eq!(value["type"], "state");
+        assert_eq!(value["family"], "ipv6");
+        assert_eq!(value["saddr"], "::1");
+        assert_eq!(value["sport"], 40000);
+        assert_eq!(value["dport"], 443);
+        assert_eq!(value["old_state"], "FIN_WAIT2");
+        assert_eq!(value["new_state"], "CLOSE");
+        assert_eq!(value["pid"], 42);
+        assert_eq!(value["comm"], "curl");
+        assert_eq!(value["context"], "softirq");
+        assert_eq!(value["old_state_ms"], 1.5);
+        assert_eq!(value["lifetime_ms"], 4.0);
+        assert_eq!(value["state_ms"]["ESTABLISHED"], 2.5);
+        assert!(out.ends_with('\n') && out.lines().count() == 1);
+    }
+
+    #[test]
+    fn unknown_owner_and_time_are_null_not_zero() {
+        let mut t = transition();
+        t.owner = None;
+        t.old_state_ns = None;
+        t.ended = None;
+        let mut out = String::new();
+        write_transition(&mut out, &t, Format::Json, &WallClock::with_offset_ns(0));
+        let value: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
+        assert!(value["pid"].is_null() && value["comm"].is_null());
+        assert!(value["old_state_ms"].is_null());
+        assert!(value.get("lifetime_ms").is_none());
+    }
+
+    #[test]
+    fn human_lines_use_ss_endpoints() {
+        let mut t = transition();
+        t.tuple.local = "10.0.0.1:0".parse().unwrap();
+        let mut out = String::new();
+        write_transition(&mut out, &t, Format::Human, &WallClock::with_offset_ns(0));
+        assert!(out.contains("10.0.0.1:*"), "{out}");
+        assert!(out.contains("[::1]:443"), "{out}");
+        assert!(out.contains("FIN_WAIT2 -> CLOSE"), "{out}");
+        assert!(out.contains("1.500"), "{out}");
+        assert!(out.contains("42 curl"), "{out}");
+    }
+}

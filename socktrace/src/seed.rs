@@ -1,0 +1,26 @@
+//! The sockets that exist now, with owners: what the table starts from.
+use std::path::Path;
+
+use crate::{
+    proc_owners::socket_owners,
+    sock_diag::{SockDiagError, dump_tcp_sockets},
+    table::SeedSocket,
+};
+
+/// Lists this network namespace's TCP sockets (as `ss -tan` does) and finds
+/// each one's owner among the processes' open files (as `ss -p` does).
+/// TIME-WAIT and request sockets belong to no process.
+pub fn existing_sockets() -> Result<Vec<SeedSocket>, SockDiagError> {
+    let sockets = dump_tcp_sockets()?;
+    let owners = socket_owners(Path::new("/proc"));
+    Ok(sockets
+        .into_iter()
+        .map(|socket| SeedSocket {
+            owner: (socket.inode != 0)
+                .then(|| owners.get(&socket.inode).copied())
+                .flatten(),
+            tuple: socket.tuple,
+            state: socket.state,
+        })
+        .collect())
+}
