@@ -1,17 +1,31 @@
 //! Builds the BPF program (`socktrace-ebpf`, binary `socktrace`) for the BPF
 //! target with nightly and bpf-linker, into `OUT_DIR`, where `src/loader.rs`
-//! embeds it. `AYA_BUILD_SKIP=1` skips it (clippy, docs).
-use std::path::Path;
+//! embeds it. With `AYA_BUILD_SKIP=1` (clippy, docs) aya-build skips that,
+//! and an empty placeholder is embedded instead: such a binary refuses to
+//! load, saying why.
+use std::{env, fs, path::PathBuf};
+
+use anyhow::{Context as _, anyhow};
 
 fn main() -> anyhow::Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let ebpf_dir = manifest_dir
         .parent()
-        .and_then(|workspace| workspace.join("socktrace-ebpf").to_str().map(str::to_owned))
-        .ok_or_else(|| anyhow::anyhow!("cannot locate socktrace-ebpf beside {}", env!("CARGO_MANIFEST_DIR")))?;
+        .map(|workspace| workspace.join("socktrace-ebpf"))
+        .ok_or_else(|| anyhow!("no workspace above {}", manifest_dir.display()))?;
+    let ebpf_dir = ebpf_dir
+        .to_str()
+        .ok_or_else(|| anyhow!("non UTF-8 path {}", ebpf_dir.display()))?;
     let package = aya_build::Package {
         name: "socktrace-ebpf",
-        root_dir: &root,
+        root_dir: ebpf_dir,
         ..Default::default()
     };
-    aya_build::build_ebpf([package], aya_build::Toolchain::default())
+    aya_build::build_ebpf([package], aya_build::Toolchain::default())?;
+
+    let object = PathBuf::from(env::var("OUT_DIR")?).join("socktrace");
+    if !object.exists() {
+        fs::write(&object, []).with_context(|| format!("writing {}", object.display()))?;
+    }
+    Ok(())
 }

@@ -23,8 +23,7 @@ use aya_ebpf::{
 };
 use socktrace_ebpf::{
     AF_INET, AF_INET6, CONTEXT_PROCESS, CONTEXT_SOFTIRQ, IPPROTO_TCP, LOST_RESERVE_FAILED,
-    LOST_SLOTS, RECORD_STATE, RING_BUFFER_BYTES, SET_STATE_OFFSET, SetStateTracepoint,
-    StateRecord,
+    LOST_SLOTS, RECORD_STATE, RING_BUFFER_BYTES, SET_STATE_OFFSET, SetStateTracepoint, StateRecord,
 };
 
 #[map]

@@ -226,7 +226,8 @@ mod tests {
 
     #[test]
     fn rejects_every_out_of_domain_field() {
-        let cases: [(fn(&mut StateRecord), DecodeError); 5] = [
+        type Corrupt = fn(&mut StateRecord);
+        let cases: [(Corrupt, DecodeError); 5] = [
             (|r| r.kind = 9, DecodeError::Kind(9)),
             (|r| r.family = 1, DecodeError::Family(1)),
             (|r| r.oldstate = 0, DecodeError::State(0)),

@@ -21,6 +21,8 @@ pub enum LoadError {
     Format(#[from] tracepoint_format::FormatError),
     #[error("kernel BTF (/sys/kernel/btf/vmlinux) is required for the softirq hooks: {0}")]
     Btf(#[source] aya::BtfError),
+    #[error("this socktrace binary was built with AYA_BUILD_SKIP=1 and holds no BPF program")]
+    NoObject,
     #[error("loading the BPF object: {0}")]
     Object(#[source] aya::EbpfError),
     #[error("the BPF object has no {0}")]
@@ -56,6 +58,9 @@ const SOFTIRQ_HOOKS: [&str; 2] = ["softirq_entry", "softirq_exit"];
 /// Checks privileges and the tracepoint layout, loads, and attaches:
 /// softirq hooks first so the first transition already knows its context.
 pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError> {
+    if BPF_OBJECT.is_empty() {
+        return Err(LoadError::NoObject);
+    }
     privileges::require_tracing_privileges()?;
     tracepoint_format::check_inet_sock_set_state()?;
     raise_memlock_limit();
@@ -85,18 +90,31 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
         .program_mut(STATE)
         .ok_or(LoadError::Missing("inet_sock_set_state program"))?
         .try_into()
-        .map_err(|source| LoadError::Program { what: STATE, source })?;
-    program
-        .load()
-        .map_err(|source| LoadError::Program { what: STATE, source })?;
+        .map_err(|source| LoadError::Program {
+            what: STATE,
+            source,
+        })?;
+    program.load().map_err(|source| LoadError::Program {
+        what: STATE,
+        source,
+    })?;
     program
         .attach("sock", STATE)
-        .map_err(|source| LoadError::Program { what: STATE, source })?;
+        .map_err(|source| LoadError::Program {
+            what: STATE,
+            source,
+        })?;
 
     let events = take_map(&mut ebpf, MAP_EVENTS)?;
-    let events = RingBuf::try_from(events).map_err(|source| LoadError::Map { name: MAP_EVENTS, source })?;
+    let events = RingBuf::try_from(events).map_err(|source| LoadError::Map {
+        name: MAP_EVENTS,
+        source,
+    })?;
     let lost = take_map(&mut ebpf, MAP_LOST)?;
-    let lost = PerCpuArray::try_from(lost).map_err(|source| LoadError::Map { name: MAP_LOST, source })?;
+    let lost = PerCpuArray::try_from(lost).map_err(|source| LoadError::Map {
+        name: MAP_LOST,
+        source,
+    })?;
     Ok(KernelProbes {
         attached: ebpf,
         events,

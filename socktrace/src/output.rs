@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::{
     clock::WallClock,
     owner::Owner,
-    table::{Transition, TrackedSocket},
+    table::{TrackedSocket, Transition},
     tcp_state::TcpState,
 };
 
@@ -227,7 +227,12 @@ mod tests {
     #[test]
     fn json_has_the_documented_fields() {
         let mut out = String::new();
-        write_transition(&mut out, &transition(), Format::Json, &WallClock::with_offset_ns(0));
+        write_transition(
+            &mut out,
+            &transition(),
+            Format::Json,
+            &WallClock::with_offset_ns(0),
+        );
         let value: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
         assert_eq!(value["type"], "state");
         assert_eq!(value["family"], "ipv6");

@@ -20,7 +20,11 @@ impl RingReader {
 
     /// Waits for records, then hands up to `max` of them to `handle`.
     /// Returns how many it handed over (at least one).
-    pub async fn next_batch(&mut self, max: usize, mut handle: impl FnMut(&[u8])) -> io::Result<usize> {
+    pub async fn next_batch(
+        &mut self,
+        max: usize,
+        mut handle: impl FnMut(&[u8]),
+    ) -> io::Result<usize> {
         loop {
             let mut guard = self.ring.readable_mut().await?;
             let handled = Self::drain(guard.get_inner_mut(), max, &mut handle);

@@ -19,7 +19,11 @@ use crate::{
 const BATCH: usize = 1024;
 
 pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
-    let format = if args.json { Format::Json } else { Format::Human };
+    let format = if args.json {
+        Format::Json
+    } else {
+        Format::Human
+    };
     // Attach before listing existing sockets, so nothing falls in between.
     let probes = loader::load_and_attach(args.ring_buffer_kib * 1024)?;
     let mut table = SocketTable::new();
@@ -64,7 +68,11 @@ impl Summary {
             );
         }
         if self.rejected.total() > 0 {
-            eprintln!("socktrace: {} malformed records skipped: {:?}", self.rejected.total(), self.rejected);
+            eprintln!(
+                "socktrace: {} malformed records skipped: {:?}",
+                self.rejected.total(),
+                self.rejected
+            );
         }
         if self.inconsistent > 0 {
             eprintln!(
@@ -75,7 +83,11 @@ impl Summary {
     }
 }
 
-async fn stream(probes: KernelProbes, table: &mut SocketTable, out: &mut Output) -> anyhow::Result<Summary> {
+async fn stream(
+    probes: KernelProbes,
+    table: &mut SocketTable,
+    out: &mut Output,
+) -> anyhow::Result<Summary> {
     // `_attached` keeps the programs attached until this function returns.
     let KernelProbes {
         attached: _attached,

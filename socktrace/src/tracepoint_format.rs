@@ -16,12 +16,16 @@ pub enum FormatError {
         TRACEFS_ROOTS.join(", ")
     )]
     NoTracefs,
-    #[error("cannot read {path}: {source} (does this kernel have the sock:inet_sock_set_state tracepoint?)")]
+    #[error(
+        "cannot read {path}: {source} (does this kernel have the sock:inet_sock_set_state tracepoint?)"
+    )]
     Unreadable {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("sock:inet_sock_set_state field `{field}` is at offset {found_offset} size {found_size} on this kernel, socktrace reads offset {offset} size {size}")]
+    #[error(
+        "sock:inet_sock_set_state field `{field}` is at offset {found_offset} size {found_size} on this kernel, socktrace reads offset {offset} size {size}"
+    )]
     Moved {
         field: &'static str,
         offset: usize,
@@ -51,7 +55,8 @@ pub fn check_inet_sock_set_state() -> Result<(), FormatError> {
 /// Checks a format file's text against [`SET_STATE_LAYOUT`].
 pub fn check_layout(format: &str) -> Result<(), FormatError> {
     for (field, offset, size) in SET_STATE_LAYOUT {
-        let (found_offset, found_size) = find_field(format, field).ok_or(FormatError::Missing(field))?;
+        let (found_offset, found_size) =
+            find_field(format, field).ok_or(FormatError::Missing(field))?;
         if (found_offset, found_size) != (offset, size) {
             return Err(FormatError::Moved {
                 field,
@@ -66,7 +71,7 @@ pub fn check_layout(format: &str) -> Result<(), FormatError> {
 }
 
 /// `(offset, size)` of a field line such as
-/// `field:__u16 sport;	offset:24;	size:2;	signed:0;`.
+/// `field:__u16 sport; offset:24; size:2; signed:0;` (tab separated).
 fn find_field(format: &str, name: &str) -> Option<(usize, usize)> {
     format.lines().find_map(|line| {
         let mut parts = line.trim().split(';').map(str::trim);
@@ -77,7 +82,10 @@ fn find_field(format: &str, name: &str) -> Option<(usize, usize)> {
             return None;
         }
         let number = |key: &str, part: Option<&str>| part?.strip_prefix(key)?.parse().ok();
-        Some((number("offset:", parts.next())?, number("size:", parts.next())?))
+        Some((
+            number("offset:", parts.next())?,
+            number("size:", parts.next())?,
+        ))
     })
 }
 
@@ -116,12 +124,25 @@ format:
     fn a_moved_field_is_named() {
         let moved = LINUX_6_18.replace("sport;\toffset:24", "sport;\toffset:26");
         let error = check_layout(&moved).unwrap_err();
-        assert!(matches!(error, FormatError::Moved { field: "sport", found_offset: 26, .. }), "{error}");
+        assert!(
+            matches!(
+                error,
+                FormatError::Moved {
+                    field: "sport",
+                    found_offset: 26,
+                    ..
+                }
+            ),
+            "{error}"
+        );
     }
 
     #[test]
     fn a_missing_field_is_named() {
         let missing = LINUX_6_18.replace("daddr_v6[16]", "dst6[16]");
-        assert!(matches!(check_layout(&missing), Err(FormatError::Missing("daddr_v6"))));
+        assert!(matches!(
+            check_layout(&missing),
+            Err(FormatError::Missing("daddr_v6"))
+        ));
     }
 }

@@ -1,1 +1,55 @@
-fn main() {}
+//! socktrace's developer tasks. `cargo xtask --help` lists them.
+mod cmd;
+mod setup;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "socktrace developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install every build and test prerequisite that is missing (apt
+    /// packages, nightly rust-src, bpf-linker, tracefs mount). Idempotent.
+    Setup,
+    /// Build socktrace and run it as root, e.g. `cargo xtask run -- trace`.
+    Run {
+        /// Arguments for socktrace.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run every test: unit tests, then the privileged integration tests
+    /// (real BPF program, per-test network namespaces) as root.
+    Test {
+        /// Only tests whose name contains this (passed to the test binaries).
+        filter: Option<String>,
+    },
+    /// cargo fmt --check and clippy -D warnings on every crate and target.
+    Lint,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().task {
+        Task::Setup => setup::ensure(),
+        Task::Run { args } => {
+            setup::ensure()?;
+            let agent = cmd::build_agent()?;
+            cmd::run_as_root(&agent, &args, &[])
+        }
+        Task::Test { filter } => {
+            setup::ensure()?;
+            cmd::unit_tests(filter.as_deref())?;
+            let agent = cmd::build_agent()?;
+            cmd::integration_tests(&agent, filter.as_deref())
+        }
+        Task::Lint => {
+            setup::ensure()?;
+            cmd::lint()
+        }
+    }
+}

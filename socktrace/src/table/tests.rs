@@ -95,10 +95,16 @@ fn client_active_open_and_active_close() {
     );
     let ids: Vec<_> = out.iter().map(|t| t.id).collect();
     assert!(ids.iter().all(|&id| id == ids[0]), "one socket: {ids:?}");
-    assert_eq!(out[0].old_state_ns, None, "CLOSE before connect is not timed");
+    assert_eq!(
+        out[0].old_state_ns, None,
+        "CLOSE before connect is not timed"
+    );
     assert_eq!(out[1].old_state_ns, Some(3 * MS), "handshake time");
     assert_eq!(out[2].old_state_ns, Some(97 * MS));
-    assert_eq!(out[1].tuple, bound, "port known from SYN_SENT->ESTABLISHED on");
+    assert_eq!(
+        out[1].tuple, bound,
+        "port known from SYN_SENT->ESTABLISHED on"
+    );
     for t in &out {
         assert_eq!(t.owner, Some(task(100, "client")), "softirq never owns");
     }
@@ -132,9 +138,18 @@ fn server_socket_inherits_its_listeners_owner_and_closes_passively() {
     let listener_id = out[0].id;
     assert!(out[1..].iter().all(|t| t.id != listener_id));
     for t in &out[1..] {
-        assert_eq!(t.owner, Some(server), "{:?}->{:?}", t.old_state, t.new_state);
+        assert_eq!(
+            t.owner,
+            Some(server),
+            "{:?}->{:?}",
+            t.old_state,
+            t.new_state
+        );
     }
-    assert_eq!(out[1].old_state_ns, None, "a child was never in LISTEN itself");
+    assert_eq!(
+        out[1].old_state_ns, None,
+        "a child was never in LISTEN itself"
+    );
     assert_eq!(out[2].old_state_ns, Some(MS));
     assert_eq!(out[5].ended.as_ref().unwrap().lifetime_ns, Some(51 * MS));
     assert_eq!(table.len(), 1, "the listener stays");
@@ -182,9 +197,15 @@ fn a_closed_listener_no_longer_lends_its_owner() {
         ],
     );
     let out = table.apply(
-        &ev(2, SERVER_SK, tuple("10.0.0.2:80", "10.0.0.1:9"), Listen, SynRecv)
-            .softirq(task(0, "swapper"))
-            .event(),
+        &ev(
+            2,
+            SERVER_SK,
+            tuple("10.0.0.2:80", "10.0.0.1:9"),
+            Listen,
+            SynRecv,
+        )
+        .softirq(task(0, "swapper"))
+        .event(),
     );
     assert_eq!(out.owner, None);
     assert_eq!(table.len(), 1, "only the new child: the listener is gone");
@@ -251,8 +272,14 @@ fn seeded_sockets_are_adopted_by_their_first_transition() {
         &mut table,
         &[
             ev(MS, SERVER_SK, established, Established, CloseWait).softirq(stranger),
-            ev(2 * MS, 0x5000, tuple("10.0.0.2:5432", "10.0.0.7:7000"), Listen, SynRecv)
-                .softirq(stranger),
+            ev(
+                2 * MS,
+                0x5000,
+                tuple("10.0.0.2:5432", "10.0.0.7:7000"),
+                Listen,
+                SynRecv,
+            )
+            .softirq(stranger),
         ],
     );
     assert_eq!(out[0].id, seeded_id);
@@ -275,7 +302,13 @@ fn a_new_connection_supersedes_a_seeded_time_wait_on_its_tuple() {
     replay(
         &mut table,
         &[
-            ev(0, CLIENT_SK, tuple("10.0.0.1:0", "10.0.0.2:443"), Close, SynSent),
+            ev(
+                0,
+                CLIENT_SK,
+                tuple("10.0.0.1:0", "10.0.0.2:443"),
+                Close,
+                SynSent,
+            ),
             ev(MS, CLIENT_SK, t, SynSent, Established).softirq(task(0, "swapper")),
         ],
     );
@@ -291,11 +324,23 @@ fn a_reused_address_after_a_lost_close_starts_a_new_socket() {
     let out = replay(
         &mut table,
         &[
-            ev(0, CLIENT_SK, tuple("10.0.0.1:0", "10.0.0.2:443"), Close, SynSent),
+            ev(
+                0,
+                CLIENT_SK,
+                tuple("10.0.0.1:0", "10.0.0.2:443"),
+                Close,
+                SynSent,
+            ),
             ev(MS, CLIENT_SK, first, SynSent, Established),
             // ... its CLOSE was lost; the kernel reuses the address.
-            ev(10 * MS, CLIENT_SK, tuple("10.0.0.1:0", "10.0.0.3:80"), Close, SynSent)
-                .by(task(101, "wget")),
+            ev(
+                10 * MS,
+                CLIENT_SK,
+                tuple("10.0.0.1:0", "10.0.0.3:80"),
+                Close,
+                SynSent,
+            )
+            .by(task(101, "wget")),
         ],
     );
     assert_ne!(out[2].id, out[0].id);
@@ -311,9 +356,21 @@ fn address_reuse_after_a_seen_close_is_a_clean_new_life() {
     let out = replay(
         &mut table,
         &[
-            ev(0, CLIENT_SK, tuple("10.0.0.1:0", "10.0.0.2:443"), Close, SynSent),
+            ev(
+                0,
+                CLIENT_SK,
+                tuple("10.0.0.1:0", "10.0.0.2:443"),
+                Close,
+                SynSent,
+            ),
             ev(MS, CLIENT_SK, t, SynSent, Close).softirq(task(0, "swapper")),
-            ev(2 * MS, CLIENT_SK, tuple("10.0.0.1:0", "10.0.0.2:443"), Close, SynSent),
+            ev(
+                2 * MS,
+                CLIENT_SK,
+                tuple("10.0.0.1:0", "10.0.0.2:443"),
+                Close,
+                SynSent,
+            ),
         ],
     );
     assert_ne!(out[2].id, out[0].id);
@@ -328,7 +385,13 @@ fn a_missed_transition_is_counted_and_the_state_follows_the_kernel() {
     let out = replay(
         &mut table,
         &[
-            ev(0, CLIENT_SK, tuple("10.0.0.1:0", "10.0.0.2:443"), Close, SynSent),
+            ev(
+                0,
+                CLIENT_SK,
+                tuple("10.0.0.1:0", "10.0.0.2:443"),
+                Close,
+                SynSent,
+            ),
             ev(MS, CLIENT_SK, t, SynSent, Established),
             // ESTABLISHED->FIN_WAIT1 lost.
             ev(5 * MS, CLIENT_SK, t, FinWait1, FinWait2).softirq(task(0, "swapper")),
@@ -347,7 +410,13 @@ fn ipv6_sockets_are_tracked_like_ipv4() {
         &mut table,
         &[
             ev(0, CLIENT_SK, tuple("[::1]:0", "[::1]:8443"), Close, SynSent),
-            ev(MS, CLIENT_SK, tuple("[::1]:50000", "[::1]:8443"), SynSent, Established),
+            ev(
+                MS,
+                CLIENT_SK,
+                tuple("[::1]:50000", "[::1]:8443"),
+                SynSent,
+                Established,
+            ),
         ],
     );
     assert_eq!(out[1].tuple.family_name(), "ipv6");

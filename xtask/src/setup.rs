@@ -1,0 +1,120 @@
+//! The one set-up path: checks every prerequisite and installs only what is
+//! missing, saying what it does. Run by `setup`, `run`, `test` and `lint`.
+use std::{path::Path, process::Command};
+
+use anyhow::{Context, Result, bail};
+
+use crate::cmd::{is_root, run};
+
+/// Debian packages: LLVM 22 for bpf-linker, and the network tools the
+/// integration tests drive (ip, ss, iptables).
+const APT_PACKAGES: [&str; 4] = ["llvm-22-dev", "libpolly-22-dev", "iproute2", "iptables"];
+const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const TRACEFS: &str = "/sys/kernel/tracing";
+
+pub fn ensure() -> Result<()> {
+    apt_packages()?;
+    nightly_rust_src()?;
+    bpf_linker()?;
+    tracefs()
+}
+
+fn apt_packages() -> Result<()> {
+    let missing: Vec<_> = APT_PACKAGES
+        .into_iter()
+        .filter(|p| !dpkg_installed(p))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: setup: installing Debian packages {}",
+        missing.join(" ")
+    );
+    run(privileged("apt-get").arg("update"))?;
+    run(privileged("apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "--no-install-recommends"])
+        .args(&missing))
+    .context("installing Debian packages (needs root or sudo, and Debian's package mirror)")
+}
+
+fn dpkg_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .is_ok_and(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout).contains("install ok installed")
+        })
+}
+
+/// aya-build compiles the BPF crate with nightly and `-Z build-std=core`.
+fn nightly_rust_src() -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["component", "list", "--toolchain", "nightly", "--installed"])
+        .output()
+        .context("rustup is required (https://rustup.rs)")?;
+    let listed = String::from_utf8_lossy(&installed.stdout);
+    if installed.status.success() && listed.lines().any(|l| l.starts_with("rust-src")) {
+        return Ok(());
+    }
+    eprintln!("xtask: setup: installing the nightly toolchain's rust-src");
+    run(Command::new("rustup").args([
+        "toolchain",
+        "install",
+        "nightly",
+        "--profile",
+        "minimal",
+        "--component",
+        "rust-src",
+    ]))
+}
+
+fn bpf_linker() -> Result<()> {
+    let version = Command::new("bpf-linker").arg("--version").output();
+    if version.is_ok_and(|o| {
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION)
+    }) {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: setup: building bpf-linker {BPF_LINKER_VERSION} against Debian's LLVM 22 (about a minute)"
+    );
+    let path = format!("{LLVM_BIN}:{}", std::env::var("PATH").unwrap_or_default());
+    run(Command::new("cargo").env("PATH", path).args([
+        "install",
+        "bpf-linker",
+        "--version",
+        BPF_LINKER_VERSION,
+        "--no-default-features",
+        "--features",
+        "llvm-22",
+        "--force",
+    ]))
+}
+
+/// aya attaches classic tracepoints through tracefs.
+fn tracefs() -> Result<()> {
+    if Path::new(TRACEFS).join("events").is_dir() {
+        return Ok(());
+    }
+    eprintln!("xtask: setup: mounting tracefs on {TRACEFS}");
+    run(privileged("mount").args(["-t", "tracefs", "nodev", TRACEFS]))?;
+    if !Path::new(TRACEFS).join("events").is_dir() {
+        bail!("tracefs is mounted on {TRACEFS} but has no events/: is CONFIG_FTRACE off?");
+    }
+    Ok(())
+}
+
+/// `program`, through sudo unless already root.
+fn privileged(program: &str) -> Command {
+    if is_root() {
+        Command::new(program)
+    } else {
+        let mut command = Command::new("sudo");
+        command.arg(program);
+        command
+    }
+}
