@@ -53,7 +53,9 @@ pub struct KernelProbes {
 pub struct LostCounter(PerCpuArray<MapData, u64>);
 
 /// BTF tracepoints that tell the state program whether it runs in softirq.
-const SOFTIRQ_HOOKS: [&str; 2] = ["softirq_entry", "softirq_exit"];
+/// Exit first: were entry attached first, a softirq already running would
+/// set the flag with no attached exit to clear it.
+const SOFTIRQ_HOOKS: [&str; 2] = ["softirq_exit", "softirq_entry"];
 
 /// Checks privileges and the tracepoint layout, loads, and attaches:
 /// softirq hooks first so the first transition already knows its context.

@@ -9,10 +9,12 @@
 //! - [`Agent`]: the agent running inside a namespace, its JSON records and
 //!   waits on them with deadlines.
 //! - [`record`]: strict parsing of the agent's `state` and `socket` records.
-//! - [`tcp`]: small blocking-TCP helpers (listen, connect, accept, close).
+//! - [`tcp`]: small blocking-TCP helpers (listen, connect, accept, read to EOF).
 //! - [`wait`]: polling with a deadline.
+//! - [`KillOnDrop`]: a helper process that does not outlive its test.
 
 pub mod agent;
+pub mod child;
 pub mod netns;
 pub mod record;
 pub mod tcp;
@@ -22,6 +24,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use agent::Agent;
+pub use child::KillOnDrop;
 pub use netns::NetNs;
 pub use record::{SocketRecord, TaskContext, Transition};
 pub use tcp::Family;

@@ -39,7 +39,9 @@ impl NetNs {
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
         {
-            let _guard = CREATE_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let _guard = CREATE_LOCK
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             run_checked(Command::new("ip").args(["netns", "add", &name]))?;
         }
         // From here on, drop deletes it.
@@ -136,7 +138,10 @@ impl NetNs {
 impl Drop for NetNs {
     fn drop(&mut self) {
         if let Err(err) = run_checked(Command::new("ip").args(["netns", "del", &self.name])) {
-            eprintln!("warning: could not delete network namespace {}: {err:#}", self.name);
+            eprintln!(
+                "warning: could not delete network namespace {}: {err:#}",
+                self.name
+            );
         }
     }
 }

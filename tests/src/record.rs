@@ -68,7 +68,9 @@ impl Transition {
         let old_state_ms = match field(value, "old_state_ms")? {
             Value::Null => None,
             Value::Number(number) => {
-                let ms = number.as_f64().ok_or_else(|| anyhow!("old_state_ms is not an f64"))?;
+                let ms = number
+                    .as_f64()
+                    .ok_or_else(|| anyhow!("old_state_ms is not an f64"))?;
                 ensure!(ms.is_finite(), "old_state_ms is not finite");
                 Some(ms)
             }
@@ -187,7 +189,9 @@ pub fn is_transition(value: &Value, old: &str, new: &str, sport: u16, dport: u16
 // Strict field parsers.
 
 fn field<'a>(value: &'a Value, key: &str) -> Result<&'a Value> {
-    value.get(key).ok_or_else(|| anyhow!("field {key:?} is missing"))
+    value
+        .get(key)
+        .ok_or_else(|| anyhow!("field {key:?} is missing"))
 }
 
 fn u64_field(value: &Value, key: &str) -> Result<u64> {
@@ -230,7 +234,10 @@ fn addr_field(value: &Value, key: &str, family: Family) -> Result<IpAddr> {
 
 fn state_field(value: &Value, key: &str) -> Result<String> {
     let state = str_field(value, key)?;
-    ensure!(TCP_STATES.contains(&state), "{key} {state:?} is not a known TCP state");
+    ensure!(
+        TCP_STATES.contains(&state),
+        "{key} {state:?} is not a known TCP state"
+    );
     Ok(state.to_owned())
 }
 
@@ -238,8 +245,12 @@ fn pid_field(value: &Value) -> Result<Option<u32>> {
     match field(value, "pid")? {
         Value::Null => Ok(None),
         pid => {
-            let pid = pid.as_u64().ok_or_else(|| anyhow!("pid is not an integer or null"))?;
-            Ok(Some(u32::try_from(pid).map_err(|_| anyhow!("pid {pid} does not fit a u32"))?))
+            let pid = pid
+                .as_u64()
+                .ok_or_else(|| anyhow!("pid is not an integer or null"))?;
+            Ok(Some(
+                u32::try_from(pid).map_err(|_| anyhow!("pid {pid} does not fit a u32"))?,
+            ))
         }
     }
 }

@@ -49,19 +49,25 @@ pub fn listen(family: Family) -> Result<TcpListener> {
 
 /// The port a listener (or any bound socket) got.
 pub fn local_port(listener: &TcpListener) -> Result<u16> {
-    Ok(listener.local_addr().context("listener's local address")?.port())
+    Ok(listener
+        .local_addr()
+        .context("listener's local address")?
+        .port())
 }
 
 /// Connects to `listener`'s address.
 pub fn connect(listener: &TcpListener) -> Result<TcpStream> {
     let addr = listener.local_addr().context("listener's local address")?;
-    TcpStream::connect_timeout(&addr, crate::TIMEOUT).with_context(|| format!("connecting to {addr}"))
+    TcpStream::connect_timeout(&addr, crate::TIMEOUT)
+        .with_context(|| format!("connecting to {addr}"))
 }
 
 /// Accepts one connection, failing after `timeout`. The listener is left
 /// blocking, the returned stream is blocking.
 pub fn accept(listener: &TcpListener, timeout: Duration) -> Result<TcpStream> {
-    listener.set_nonblocking(true).context("making the listener non-blocking")?;
+    listener
+        .set_nonblocking(true)
+        .context("making the listener non-blocking")?;
     let deadline = Instant::now() + timeout;
     let accepted = loop {
         match listener.accept() {
@@ -70,14 +76,20 @@ pub fn accept(listener: &TcpListener, timeout: Duration) -> Result<TcpStream> {
                 thread::sleep(Duration::from_millis(5));
             }
             Err(err) if err.kind() == ErrorKind::WouldBlock => {
-                break Err(anyhow::anyhow!("no connection to accept within {timeout:?}"));
+                break Err(anyhow::anyhow!(
+                    "no connection to accept within {timeout:?}"
+                ));
             }
             Err(err) => break Err(err).context("accepting"),
         }
     };
-    listener.set_nonblocking(false).context("making the listener blocking again")?;
+    listener
+        .set_nonblocking(false)
+        .context("making the listener blocking again")?;
     let stream = accepted?;
-    stream.set_nonblocking(false).context("making the accepted stream blocking")?;
+    stream
+        .set_nonblocking(false)
+        .context("making the accepted stream blocking")?;
     Ok(stream)
 }
 
@@ -95,7 +107,9 @@ pub fn connect_pair(listener: &TcpListener) -> Result<(TcpStream, TcpStream)> {
 
 /// Reads until the peer's FIN (EOF). Fails on data, error or `timeout`.
 pub fn read_to_eof(stream: &mut TcpStream, timeout: Duration) -> Result<()> {
-    stream.set_read_timeout(Some(timeout)).context("setting a read timeout")?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .context("setting a read timeout")?;
     let mut buf = [0u8; 64];
     match stream.read(&mut buf) {
         Ok(0) => Ok(()),

@@ -19,7 +19,11 @@ pub enum Poll<T> {
 /// Calls `poll` until it is [`Poll::Ready`] and returns its value. Fails when
 /// `poll` fails, or when `timeout` passes (showing `what` and the last
 /// [`Poll::Pending`] text).
-pub fn until<T>(what: &str, timeout: Duration, mut poll: impl FnMut() -> Result<Poll<T>>) -> Result<T> {
+pub fn until<T>(
+    what: &str,
+    timeout: Duration,
+    mut poll: impl FnMut() -> Result<Poll<T>>,
+) -> Result<T> {
     let deadline = Instant::now() + timeout;
     loop {
         match poll()? {
