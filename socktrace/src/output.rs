@@ -9,6 +9,7 @@ use crate::{
     owner::Owner,
     table::{TrackedSocket, Transition},
     tcp_state::TcpState,
+    tuple::SocketTuple,
 };
 
 /// Output format.
@@ -42,15 +43,10 @@ pub fn write_transition(out: &mut String, t: &Transition, format: Format, clock:
                 r#type: "state",
                 id: t.id,
                 ts_ns: t.ts_ns,
-                family: t.tuple.family_name(),
-                saddr: t.tuple.local.ip().to_string(),
-                sport: t.tuple.local.port(),
-                daddr: t.tuple.remote.ip().to_string(),
-                dport: t.tuple.remote.port(),
+                tuple: TupleJson::from(&t.tuple),
                 old_state: t.old_state.name(),
                 new_state: t.new_state.name(),
-                pid: t.owner.map(|o| o.pid),
-                comm: t.owner.map(|o| o.comm.to_text()),
+                owner: OwnerJson::from(t.owner),
                 context: t.context.name(),
                 old_state_ms: t.old_state_ns.map(ms),
                 lifetime_ms: t.ended.as_ref().and_then(|e| e.lifetime_ns).map(ms),
@@ -84,14 +80,9 @@ pub fn write_socket(out: &mut String, s: &TrackedSocket, format: Format) {
             let record = SocketJson {
                 r#type: "socket",
                 id: s.id,
-                family: s.tuple.family_name(),
-                saddr: s.tuple.local.ip().to_string(),
-                sport: s.tuple.local.port(),
-                daddr: s.tuple.remote.ip().to_string(),
-                dport: s.tuple.remote.port(),
+                tuple: TupleJson::from(&s.tuple),
                 state: s.state.name(),
-                pid: s.owner.map(|o| o.pid),
-                comm: s.owner.map(|o| o.comm.to_text()),
+                owner: OwnerJson::from(s.owner),
             };
             push_json(out, &record);
         }
@@ -143,20 +134,55 @@ fn push_json(out: &mut String, record: &impl Serialize) {
     }
 }
 
+/// `family`, `saddr`, `sport`, `daddr`, `dport`: every record's endpoints.
 #[derive(Serialize)]
-struct StateJson {
-    r#type: &'static str,
-    id: u64,
-    ts_ns: u64,
+struct TupleJson {
     family: &'static str,
     saddr: String,
     sport: u16,
     daddr: String,
     dport: u16,
-    old_state: &'static str,
-    new_state: &'static str,
+}
+
+impl From<&SocketTuple> for TupleJson {
+    fn from(tuple: &SocketTuple) -> Self {
+        Self {
+            family: tuple.family_name(),
+            saddr: tuple.local.ip().to_string(),
+            sport: tuple.local.port(),
+            daddr: tuple.remote.ip().to_string(),
+            dport: tuple.remote.port(),
+        }
+    }
+}
+
+/// `pid` and `comm`, both null when the owner is unknown.
+#[derive(Serialize)]
+struct OwnerJson {
     pid: Option<u32>,
     comm: Option<String>,
+}
+
+impl From<Option<Owner>> for OwnerJson {
+    fn from(owner: Option<Owner>) -> Self {
+        Self {
+            pid: owner.map(|o| o.pid),
+            comm: owner.map(|o| o.comm.to_text()),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct StateJson {
+    r#type: &'static str,
+    id: u64,
+    ts_ns: u64,
+    #[serde(flatten)]
+    tuple: TupleJson,
+    old_state: &'static str,
+    new_state: &'static str,
+    #[serde(flatten)]
+    owner: OwnerJson,
     context: &'static str,
     old_state_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -169,14 +195,11 @@ struct StateJson {
 struct SocketJson {
     r#type: &'static str,
     id: u64,
-    family: &'static str,
-    saddr: String,
-    sport: u16,
-    daddr: String,
-    dport: u16,
+    #[serde(flatten)]
+    tuple: TupleJson,
     state: &'static str,
-    pid: Option<u32>,
-    comm: Option<String>,
+    #[serde(flatten)]
+    owner: OwnerJson,
 }
 
 /// Time spent per state, as a JSON object of the states actually visited.
@@ -197,7 +220,7 @@ impl Serialize for StateTimes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{event::TaskContext, owner::Comm, table::Ended, tuple::SocketTuple};
+    use crate::{event::TaskContext, owner::Comm, table::Ended};
 
     fn transition() -> Transition {
         let mut times = [0u64; 12];
