@@ -28,6 +28,12 @@ pub const LOST_SLOTS: u32 = LOST_REASONS * 2;
 /// page size). The agent can change it before load.
 pub const RING_BUFFER_BYTES: u32 = 4 << 20;
 
+/// Name of the read-only global holding the wake-up threshold: the kernel
+/// wakes the agent only once this many bytes wait in the ring buffer (the
+/// agent also drains it on a short timer). A wake-up per record costs an
+/// inter-processor interrupt per transition; see `trace.rs`.
+pub const GLOBAL_WAKEUP_BYTES: &str = "WAKEUP_BYTES";
+
 /// [`StateRecord::kind`]: a TCP state transition.
 pub const RECORD_STATE: u8 = 1;
 

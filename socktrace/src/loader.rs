@@ -5,7 +5,7 @@ use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, TracePoint},
 };
-use socktrace_ebpf::{MAP_EVENTS, MAP_LOST};
+use socktrace_ebpf::{GLOBAL_WAKEUP_BYTES, MAP_EVENTS, MAP_LOST};
 
 use crate::{privileges, tracepoint_format};
 
@@ -60,6 +60,7 @@ const SOFTIRQ_HOOKS: [&str; 2] = ["softirq_exit", "softirq_entry"];
 /// Checks privileges and the tracepoint layout, loads, and attaches:
 /// softirq hooks first so the first transition already knows its context.
 pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError> {
+    let wakeup_bytes = wakeup_threshold(ring_buffer_bytes);
     if BPF_OBJECT.is_empty() {
         return Err(LoadError::NoObject);
     }
@@ -70,6 +71,7 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
     let mut ebpf = EbpfLoader::new()
         .btf(Some(&btf))
         .map_max_entries(MAP_EVENTS, ring_buffer_bytes)
+        .override_global(GLOBAL_WAKEUP_BYTES, &wakeup_bytes, true)
         .load(BPF_OBJECT)
         .map_err(LoadError::Object)?;
 
@@ -124,6 +126,13 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
     })
 }
 
+/// Bytes waiting in the ring before the kernel wakes the agent: an eighth
+/// of the ring, at most 64 KiB (about 700 records), so a burst is drained
+/// long before it could fill the ring.
+pub fn wakeup_threshold(ring_buffer_bytes: u32) -> u64 {
+    u64::from(ring_buffer_bytes / 8).min(64 * 1024)
+}
+
 fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, LoadError> {
     ebpf.take_map(name).ok_or(LoadError::Missing(name))
 }
@@ -153,5 +162,16 @@ impl LostCounter {
             total += per_cpu?.iter().sum::<u64>();
         }
         Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wakeup_threshold_leaves_room_in_small_and_large_rings() {
+        assert_eq!(wakeup_threshold(4096), 512);
+        assert_eq!(wakeup_threshold(4 << 20), 64 * 1024);
     }
 }

@@ -1,5 +1,8 @@
 //! `socktrace trace`: kernel events through the socket table to stdout.
-use std::io::{self, Write};
+use std::{
+    io::{self, Write},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
@@ -17,6 +20,11 @@ use crate::{
 
 /// Records handled before yielding to signals and timers.
 const BATCH: usize = 1024;
+
+/// The kernel wakes the agent only once a batch is waiting (see
+/// `loader::wakeup_threshold`); this timer bounds how long a lone
+/// transition can wait in the ring before it is printed.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
 
 pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
     let format = if args.json {
@@ -98,7 +106,9 @@ async fn stream(
     let mut rejected = RejectCounts::default();
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
-    let mut lost_check = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut lost_check = tokio::time::interval(Duration::from_secs(1));
+    let mut drain = tokio::time::interval(DRAIN_INTERVAL);
+    drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut lost_seen = 0u64;
     let mut reader = RingReader::new(events)?;
 
@@ -121,6 +131,11 @@ async fn stream(
                     break;
                 }
             }
+            _ = drain.tick() => {
+                if !drain_waiting(&mut reader, &mut handle, out)? {
+                    break;
+                }
+            }
             _ = lost_check.tick() => {
                 let lost = lost.total()?;
                 if lost > lost_seen {
@@ -133,16 +148,27 @@ async fn stream(
         }
     }
     // What the kernel produced before we stopped is still reported.
-    while reader.drain_now(BATCH, |bytes| handle(bytes, out)) > 0 {
-        if !out.flush()? {
-            break;
-        }
-    }
+    drain_waiting(&mut reader, &mut handle, out)?;
     Ok(Summary {
         lost: lost.total()?,
         rejected,
         inconsistent: table.stats().inconsistent,
     })
+}
+
+/// Handles and prints every record already in the ring, batch by batch.
+/// `Ok(false)` when stdout's reader went away.
+fn drain_waiting(
+    reader: &mut RingReader,
+    handle: &mut impl FnMut(&[u8], &mut Output),
+    out: &mut Output,
+) -> anyhow::Result<bool> {
+    while reader.drain_now(BATCH, |bytes| handle(bytes, out)) > 0 {
+        if !out.flush()? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Buffered stdout that notices a closed pipe (`socktrace trace | head`).
