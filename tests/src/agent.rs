@@ -216,16 +216,23 @@ impl<'ns> Agent<'ns> {
 
     /// Sends SIGTERM and checks the agent exits 0 within [`STOP_TIMEOUT`]
     /// and printed only valid JSON until then.
-    pub fn stop(mut self) -> Result<()> {
-        self.signal(libc::SIGTERM);
+    pub fn stop(self) -> Result<()> {
+        self.stop_with(libc::SIGTERM)
+    }
+
+    /// Sends `signal` (SIGTERM or SIGINT) and checks the agent exits 0
+    /// within [`STOP_TIMEOUT`] and printed only valid JSON until then.
+    pub fn stop_with(mut self, signal: libc::c_int) -> Result<()> {
+        self.signal(signal);
         let status = match self.wait_exit(STOP_TIMEOUT) {
             Some(status) => status,
             None => {
                 let _ = self.child.kill();
                 let status = self.child.wait().ok();
                 self.exit = status;
-                let err = anyhow!("did not exit within {STOP_TIMEOUT:?} of SIGTERM (killed)");
-                return Err(self.failure("the agent to exit after SIGTERM", err));
+                let err =
+                    anyhow!("did not exit within {STOP_TIMEOUT:?} of signal {signal} (killed)");
+                return Err(self.failure("the agent to exit after the signal", err));
             }
         };
         // Take in what it printed before exiting.
@@ -234,7 +241,7 @@ impl<'ns> Agent<'ns> {
             return Err(self.failure("the agent's last output", Stop::BadLine(line)));
         }
         if !status.success() {
-            let err = anyhow!("exited with {status} after SIGTERM, expected exit status 0");
+            let err = anyhow!("exited with {status} after signal {signal}, expected exit status 0");
             return Err(self.failure("a clean exit", err));
         }
         Ok(())

@@ -1,0 +1,58 @@
+//! SIGINT and SIGTERM stop the agent cleanly: exit 0, and none of its BPF
+//! programs stays loaded in the kernel afterwards.
+use std::time::Duration;
+
+use socktrace_integration_tests::{
+    Agent, NetNs,
+    wait::{self, Poll},
+};
+
+/// The agent's programs, as the kernel names them (cut to 15 bytes).
+const PROGRAMS: [&str; 3] = ["inet_sock_set_s", "softirq_entry", "softirq_exit"];
+
+fn socktrace_programs() -> Vec<(u32, String)> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter_map(|info| {
+            let name = info.name_as_str()?.to_owned();
+            PROGRAMS.contains(&name.as_str()).then(|| (info.id(), name))
+        })
+        .collect()
+}
+
+fn stops_and_detaches(signal: libc::c_int) {
+    let before = socktrace_programs();
+    let ns = NetNs::new().unwrap();
+    let agent = Agent::start(&ns, &[]).unwrap();
+    let running = socktrace_programs();
+    assert_eq!(
+        running.len(),
+        before.len() + PROGRAMS.len(),
+        "loaded while running: {running:?}"
+    );
+    agent.stop_with(signal).unwrap();
+    // Program release is asynchronous in the kernel (RCU): wait for it.
+    wait::until(
+        "the agent's programs to unload",
+        Duration::from_secs(10),
+        || {
+            let now = socktrace_programs();
+            Ok(if now == before {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("{now:?}"))
+            })
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+fn sigint_detaches_everything() {
+    stops_and_detaches(libc::SIGINT);
+}
+
+#[test]
+fn sigterm_detaches_everything() {
+    stops_and_detaches(libc::SIGTERM);
+}
