@@ -175,6 +175,12 @@ impl<'ns> Agent<'ns> {
                 return Ok(found.clone());
             }
             if let Err(err) = self.receive(deadline) {
+                // Stdout may close (the agent exiting) before its last
+                // stderr lines are read: take those in before failing.
+                self.drain(Duration::from_secs(2));
+                if let Some(found) = self.stderr.iter().find(|line| pred(line)) {
+                    return Ok(found.clone());
+                }
                 return Err(self.failure(what, err));
             }
         }
