@@ -3,8 +3,8 @@
 //! live in the test's namespace; the rest works from any thread.
 use std::io::{ErrorKind, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
@@ -62,35 +62,25 @@ pub fn connect(listener: &TcpListener) -> Result<TcpStream> {
         .with_context(|| format!("connecting to {addr}"))
 }
 
-/// Accepts one connection, failing after `timeout`. The listener is left
-/// blocking, the returned stream is blocking.
+/// Accepts one connection, failing after `timeout` (poll(2) on the
+/// listener: no busy wait). The returned stream is blocking.
 pub fn accept(listener: &TcpListener, timeout: Duration) -> Result<TcpStream> {
-    listener
-        .set_nonblocking(true)
-        .context("making the listener non-blocking")?;
-    let deadline = Instant::now() + timeout;
-    let accepted = loop {
-        match listener.accept() {
-            Ok((stream, _)) => break Ok(stream),
-            Err(err) if err.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
-                thread::sleep(Duration::from_millis(5));
-            }
-            Err(err) if err.kind() == ErrorKind::WouldBlock => {
-                break Err(anyhow::anyhow!(
-                    "no connection to accept within {timeout:?}"
-                ));
-            }
-            Err(err) => break Err(err).context("accepting"),
-        }
+    let mut pollfd = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
     };
-    listener
-        .set_nonblocking(false)
-        .context("making the listener blocking again")?;
-    let stream = accepted?;
-    stream
-        .set_nonblocking(false)
-        .context("making the accepted stream blocking")?;
-    Ok(stream)
+    let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: one valid pollfd, the length says so.
+    let ready = unsafe { libc::poll(&mut pollfd, 1, millis) };
+    match ready {
+        0 => bail!("no connection to accept within {timeout:?}"),
+        n if n < 0 => Err(std::io::Error::last_os_error()).context("poll on the listener"),
+        _ => {
+            let (stream, _) = listener.accept().context("accepting")?;
+            Ok(stream)
+        }
+    }
 }
 
 /// A connected pair on `listener`: `(client, accepted server side)`. Must
