@@ -80,13 +80,9 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
             .program_mut(hook)
             .ok_or(LoadError::Missing("softirq hook"))?
             .try_into()
-            .map_err(|source| LoadError::Program { what: hook, source })?;
-        program
-            .load(hook, &btf)
-            .map_err(|source| LoadError::Program { what: hook, source })?;
-        program
-            .attach()
-            .map_err(|source| LoadError::Program { what: hook, source })?;
+            .map_err(program_error(hook))?;
+        program.load(hook, &btf).map_err(program_error(hook))?;
+        program.attach().map_err(program_error(hook))?;
     }
 
     const STATE: &str = "inet_sock_set_state";
@@ -94,20 +90,11 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
         .program_mut(STATE)
         .ok_or(LoadError::Missing("inet_sock_set_state program"))?
         .try_into()
-        .map_err(|source| LoadError::Program {
-            what: STATE,
-            source,
-        })?;
-    program.load().map_err(|source| LoadError::Program {
-        what: STATE,
-        source,
-    })?;
+        .map_err(program_error(STATE))?;
+    program.load().map_err(program_error(STATE))?;
     program
         .attach("sock", STATE)
-        .map_err(|source| LoadError::Program {
-            what: STATE,
-            source,
-        })?;
+        .map_err(program_error(STATE))?;
 
     let events = take_map(&mut ebpf, MAP_EVENTS)?;
     let events = RingBuf::try_from(events).map_err(|source| LoadError::Map {
@@ -131,6 +118,11 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
 /// long before it could fill the ring.
 pub fn wakeup_threshold(ring_buffer_bytes: u32) -> u64 {
     u64::from(ring_buffer_bytes / 8).min(64 * 1024)
+}
+
+/// Names the program an aya error is about.
+fn program_error(what: &'static str) -> impl Fn(aya::programs::ProgramError) -> LoadError {
+    move |source| LoadError::Program { what, source }
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, LoadError> {

@@ -12,6 +12,7 @@ use anyhow::{Context, Result, anyhow};
 use serde_json::Value;
 
 use crate::NetNs;
+use crate::wait::{self, Poll};
 
 /// How long the agent may take to print `socktrace: ready` (the first BPF
 /// load of a run can be slow).
@@ -368,17 +369,15 @@ impl<'ns> Agent<'ns> {
         if let Some(status) = self.exit {
             return Some(status);
         }
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => {
-                    self.exit = Some(status);
-                    return Some(status);
-                }
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
-                Ok(None) | Err(_) => return None,
-            }
-        }
+        let status = wait::until("the agent to exit", timeout, || {
+            Ok(match self.child.try_wait()? {
+                Some(status) => Poll::Ready(status),
+                None => Poll::Pending("still running".into()),
+            })
+        })
+        .ok()?;
+        self.exit = Some(status);
+        Some(status)
     }
 }
 
