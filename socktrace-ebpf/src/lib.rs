@@ -34,28 +34,64 @@ pub const RING_BUFFER_BYTES: u32 = 4 << 20;
 /// inter-processor interrupt per transition; see `trace.rs`.
 pub const GLOBAL_WAKEUP_BYTES: &str = "WAKEUP_BYTES";
 
-/// [`StateRecord::kind`]: a TCP state transition.
+/// [`Record::kind`]: a TCP state transition (`sock:inet_sock_set_state`).
+/// `oldstate` and `newstate` are the kernel's state numbers. For
+/// `SYN_SENT -> CLOSE` (a connect that failed or was abandoned), `value`
+/// holds the socket's errors at that moment: `sk_err` in the low 32 bits
+/// (set by the kernel before it closes: `ETIMEDOUT`, `ECONNREFUSED`,
+/// `EHOSTUNREACH`...) and `sk_err_soft` in the high 32 bits (an ICMP error
+/// that arrived while the socket was busy); 0 for other transitions.
 pub const RECORD_STATE: u8 = 1;
+/// [`Record::kind`]: a SYN retransmitted by an active open
+/// (`tcp:tcp_retransmit_skb` in `SYN_SENT`). `skaddr` and the endpoints are
+/// the connecting socket's (the local port is bound by now); `oldstate` and
+/// `newstate` both hold the socket's state; `value` is 0.
+pub const RECORD_SYN_RETRANSMIT: u8 = 2;
+/// [`Record::kind`]: a SYN-ACK retransmitted for a half-open connection
+/// (`tcp:tcp_retransmit_synack`). `skaddr` is the listener, the endpoints
+/// are the request socket's (local = the address the SYN was sent to);
+/// `value` is when the first SYN-ACK went out, in microseconds of
+/// CLOCK_MONOTONIC (the kernel's `tcp_request_sock.snt_synack`), or 0 when
+/// the agent could not locate that field. States are 0.
+pub const RECORD_SYNACK_RETRANSMIT: u8 = 3;
+/// [`Record::kind`]: a RST received on a socket (`tcp:tcp_receive_reset`).
+/// `skaddr` and endpoints are the socket's; `value` is its socket cookie.
+/// States are 0.
+pub const RECORD_RESET_RECEIVED: u8 = 4;
 
-/// [`StateRecord::task_context`]: the transition ran in process context, so
-/// the current task (pid/comm) is the one acting on the socket.
+/// [`Record::task_context`]: the event ran in process context, so the
+/// current task (pid/comm) is the one acting on the socket.
 pub const CONTEXT_PROCESS: u8 = 1;
-/// [`StateRecord::task_context`]: the transition ran in softirq context; the
-/// current task is whatever was interrupted and must not be trusted.
+/// [`Record::task_context`]: the event ran in softirq context; the current
+/// task is whatever was interrupted and must not be trusted.
 pub const CONTEXT_SOFTIRQ: u8 = 2;
 
 /// Address families as the kernel numbers them.
 pub const AF_INET: u16 = 2;
 pub const AF_INET6: u16 = 10;
 
-/// `IPPROTO_TCP`, as carried by `sock:inet_sock_set_state`.
+/// `IPPROTO_TCP`, as carried by `sock:*` tracepoints.
 pub const IPPROTO_TCP: u16 = 6;
 
-/// One TCP state transition, as seen by `sock:inet_sock_set_state`.
+/// The kernel's `TCP_SYN_SENT` and `TCP_CLOSE` state numbers.
+pub const TCP_SYN_SENT: i32 = 2;
+pub const TCP_CLOSE: i32 = 7;
+
+/// Names of the read-only globals holding byte offsets of kernel struct
+/// fields, resolved from the running kernel's BTF at load time (aya-ebpf
+/// has no CO-RE): `snt_synack` in `struct tcp_request_sock`, `sk_err` and
+/// `sk_err_soft` in `struct sock`. 0 means unknown; the field is then not
+/// read and its value reported as 0.
+pub const GLOBAL_SYNACK_STAMP_OFFSET: &str = "SYNACK_STAMP_OFFSET";
+pub const GLOBAL_SK_ERR_OFFSET: &str = "SK_ERR_OFFSET";
+pub const GLOBAL_SK_ERR_SOFT_OFFSET: &str = "SK_ERR_SOFT_OFFSET";
+
+/// One kernel event. Every kind shares this layout; the constants
+/// `RECORD_*` say which fields each kind fills.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StateRecord {
-    /// Always [`RECORD_STATE`].
+pub struct Record {
+    /// One of the `RECORD_*` constants.
     pub kind: u8,
     /// [`CONTEXT_PROCESS`] or [`CONTEXT_SOFTIRQ`].
     pub task_context: u8,
@@ -84,51 +120,14 @@ pub struct StateRecord {
     pub oldstate: u8,
     pub newstate: u8,
     pub _pad: [u8; 6],
+    /// Kind-specific value, see the `RECORD_*` constants.
+    pub value: u64,
 }
 
-/// Size in bytes of a [`StateRecord`] on the wire.
-pub const STATE_RECORD_SIZE: usize = 88;
+/// Size in bytes of a [`Record`] on the wire.
+pub const RECORD_SIZE: usize = 96;
 
-const _: () = assert!(core::mem::size_of::<StateRecord>() == STATE_RECORD_SIZE);
-const _: () = assert!(core::mem::align_of::<StateRecord>() == 8);
+const _: () = assert!(core::mem::size_of::<Record>() == RECORD_SIZE);
+const _: () = assert!(core::mem::align_of::<Record>() == 8);
 
-/// The fields of `sock:inet_sock_set_state` after the 8-byte common header,
-/// exactly as `/sys/kernel/tracing/events/sock/inet_sock_set_state/format`
-/// lays them out (stable since Linux 4.16). The agent checks the running
-/// kernel's format file against [`SET_STATE_LAYOUT`] before it loads.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct SetStateTracepoint {
-    pub skaddr: u64,
-    pub oldstate: i32,
-    pub newstate: i32,
-    pub sport: u16,
-    pub dport: u16,
-    pub family: u16,
-    pub protocol: u16,
-    pub saddr: [u8; 4],
-    pub daddr: [u8; 4],
-    pub saddr_v6: [u8; 16],
-    pub daddr_v6: [u8; 16],
-}
-
-/// Offset of [`SetStateTracepoint`] in the tracepoint record.
-pub const SET_STATE_OFFSET: usize = 8;
-
-const _: () = assert!(core::mem::size_of::<SetStateTracepoint>() == 64);
-
-/// `(field name, offset, size)` of every field [`SetStateTracepoint`] reads,
-/// as the tracepoint's format file must state them.
-pub const SET_STATE_LAYOUT: [(&str, usize, usize); 11] = [
-    ("skaddr", 8, 8),
-    ("oldstate", 16, 4),
-    ("newstate", 20, 4),
-    ("sport", 24, 2),
-    ("dport", 26, 2),
-    ("family", 28, 2),
-    ("protocol", 30, 2),
-    ("saddr", 32, 4),
-    ("daddr", 36, 4),
-    ("saddr_v6", 40, 16),
-    ("daddr_v6", 56, 16),
-];
+pub mod tracepoints;

@@ -1,5 +1,6 @@
-//! socktrace's kernel side: stamp every TCP state transition and hand it to
-//! the agent through a ring buffer. Filtering and stamping only; all
+//! socktrace's kernel side: stamp every TCP state transition, SYN and SYN-ACK
+//! retransmit and received RST, and hand them to the agent through a ring
+//! buffer. Filtering and stamping only; all
 //! reasoning about sockets happens in userspace.
 //!
 //! Why the classic `sock:inet_sock_set_state` tracepoint and not its BTF
@@ -23,19 +24,37 @@
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+    },
     macros::{btf_tracepoint, map, tracepoint},
     maps::{PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, TracePointContext},
 };
 use socktrace_ebpf::{
     AF_INET, AF_INET6, CONTEXT_PROCESS, CONTEXT_SOFTIRQ, IPPROTO_TCP, LOST_RESERVE_FAILED,
-    LOST_SLOTS, RECORD_STATE, RING_BUFFER_BYTES, SET_STATE_OFFSET, SetStateTracepoint, StateRecord,
+    LOST_SLOTS, RECORD_RESET_RECEIVED, RECORD_STATE, RECORD_SYN_RETRANSMIT,
+    RECORD_SYNACK_RETRANSMIT, RING_BUFFER_BYTES, Record, TCP_CLOSE, TCP_SYN_SENT,
+    tracepoints::{
+        Endpoints, RECEIVE_RESET_COOKIE, RECEIVE_RESET_ENDPOINTS, RECEIVE_RESET_SKADDR,
+        RETRANSMIT_SKB_ENDPOINTS, RETRANSMIT_SKB_SKADDR, RETRANSMIT_SKB_STATE,
+        RETRANSMIT_SYNACK_ENDPOINTS, RETRANSMIT_SYNACK_REQ, RETRANSMIT_SYNACK_SKADDR,
+        SET_STATE_OFFSET, SetState,
+    },
 };
 
 /// Set by the agent before load (`GLOBAL_WAKEUP_BYTES`).
 #[unsafe(no_mangle)]
 static WAKEUP_BYTES: u64 = 0;
+
+/// Set by the agent before load (`GLOBAL_*_OFFSET`): where fields live in
+/// this kernel's structs; 0 when unknown.
+#[unsafe(no_mangle)]
+static SYNACK_STAMP_OFFSET: u64 = 0;
+#[unsafe(no_mangle)]
+static SK_ERR_OFFSET: u64 = 0;
+#[unsafe(no_mangle)]
+static SK_ERR_SOFT_OFFSET: u64 = 0;
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BUFFER_BYTES, 0);
@@ -77,43 +96,197 @@ fn task_context() -> u8 {
     }
 }
 
+/// What a program read from its tracepoint, in the record's layout.
+struct Fields {
+    skaddr: u64,
+    family: u16,
+    sport: u16,
+    dport: u16,
+    saddr: [u8; 16],
+    daddr: [u8; 16],
+    oldstate: u8,
+    newstate: u8,
+    value: u64,
+}
+
 #[tracepoint]
 pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
-    // SAFETY: offset and layout are the tracepoint's format, checked by the
-    // agent against the running kernel before load.
-    let Ok(tp) = (unsafe { ctx.read_at::<SetStateTracepoint>(SET_STATE_OFFSET) }) else {
+    // SAFETY (all `read_at` below): offsets and layouts are the tracepoint's
+    // format, checked by the agent against the running kernel before load.
+    let Ok(tp) = (unsafe { ctx.read_at::<SetState>(SET_STATE_OFFSET) }) else {
         return 0;
     };
     if tp.protocol != IPPROTO_TCP {
         return 0;
     }
-    let context = task_context();
-    let Some(mut entry) = EVENTS.reserve::<StateRecord>(0) else {
-        count_lost(LOST_RESERVE_FAILED, context);
+    // A connect that failed or was abandoned: the kernel set the verdict in
+    // `sk_err` before closing; `sk_err_soft` holds an ICMP error that came
+    // while the socket was busy.
+    let value = if tp.oldstate == TCP_SYN_SENT && tp.newstate == TCP_CLOSE {
+        let err = read_int_at(tp.skaddr, &SK_ERR_OFFSET);
+        let soft = read_int_at(tp.skaddr, &SK_ERR_SOFT_OFFSET);
+        u64::from(err) | u64::from(soft) << 32
+    } else {
+        0
+    };
+    let (saddr, daddr) = addresses(tp.family, &tp.saddr, &tp.daddr, &tp.saddr_v6, &tp.daddr_v6);
+    emit(
+        RECORD_STATE,
+        &Fields {
+            skaddr: tp.skaddr,
+            family: tp.family,
+            sport: tp.sport,
+            dport: tp.dport,
+            saddr,
+            daddr,
+            oldstate: tp.oldstate as u8,
+            newstate: tp.newstate as u8,
+            value,
+        },
+    );
+    0
+}
+
+/// The `int` at `base + *offset` as a positive number (errnos are stored
+/// positive), or 0 when the offset is unknown or the read fails.
+#[inline(always)]
+fn read_int_at(base: u64, offset: &u64) -> u32 {
+    // SAFETY: read of a plain global set at load time (volatile: not the
+    // compile-time 0).
+    let offset = unsafe { core::ptr::read_volatile(offset) };
+    if offset == 0 {
+        return 0;
+    }
+    // SAFETY: bpf_probe_read_kernel checks the address; `base` is the live
+    // socket the tracepoint was called with.
+    unsafe { bpf_probe_read_kernel((base + offset) as *const i32) }.map_or(0, i32::unsigned_abs)
+}
+
+/// SYN retransmits of active opens only: data retransmits are far more
+/// frequent and not socktrace's business.
+#[tracepoint]
+pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
+    // SAFETY (every `read_at` of the tcp programs): offsets from
+    // `tracepoints`, checked against the running kernel before load.
+    let Ok(state) = (unsafe { ctx.read_at::<i32>(RETRANSMIT_SKB_STATE) }) else {
         return 0;
     };
+    if state != TCP_SYN_SENT {
+        return 0;
+    }
+    let (Ok(skaddr), Ok(ends)) = (unsafe {
+        (
+            ctx.read_at::<u64>(RETRANSMIT_SKB_SKADDR),
+            ctx.read_at::<Endpoints>(RETRANSMIT_SKB_ENDPOINTS),
+        )
+    }) else {
+        return 0;
+    };
+    emit_endpoints(RECORD_SYN_RETRANSMIT, skaddr, &ends, state as u8, 0);
+    0
+}
+
+/// Every SYN-ACK retransmit: the only trace a half-open connection leaves.
+#[tracepoint]
+pub fn tcp_retransmit_synack(ctx: TracePointContext) -> u32 {
+    let (Ok(listener), Ok(req), Ok(ends)) = (unsafe {
+        (
+            ctx.read_at::<u64>(RETRANSMIT_SYNACK_SKADDR),
+            ctx.read_at::<u64>(RETRANSMIT_SYNACK_REQ),
+            ctx.read_at::<Endpoints>(RETRANSMIT_SYNACK_ENDPOINTS),
+        )
+    }) else {
+        return 0;
+    };
+    // SAFETY: read of a plain global set at load time (volatile: not the
+    // compile-time 0).
+    let offset = unsafe { core::ptr::read_volatile(&SYNACK_STAMP_OFFSET) };
+    let first_synack_us = if offset == 0 {
+        0
+    } else {
+        // SAFETY: bpf_probe_read_kernel checks the address; `req` is the
+        // live request socket the tracepoint was called with.
+        unsafe { bpf_probe_read_kernel((req + offset) as *const u64) }.unwrap_or(0)
+    };
+    emit_endpoints(
+        RECORD_SYNACK_RETRANSMIT,
+        listener,
+        &ends,
+        0,
+        first_synack_us,
+    );
+    0
+}
+
+#[tracepoint]
+pub fn tcp_receive_reset(ctx: TracePointContext) -> u32 {
+    let (Ok(skaddr), Ok(ends), Ok(cookie)) = (unsafe {
+        (
+            ctx.read_at::<u64>(RECEIVE_RESET_SKADDR),
+            ctx.read_at::<Endpoints>(RECEIVE_RESET_ENDPOINTS),
+            ctx.read_at::<u64>(RECEIVE_RESET_COOKIE),
+        )
+    }) else {
+        return 0;
+    };
+    emit_endpoints(RECORD_RESET_RECEIVED, skaddr, &ends, 0, cookie);
+    0
+}
+
+#[inline(always)]
+fn emit_endpoints(kind: u8, skaddr: u64, ends: &Endpoints, state: u8, value: u64) {
+    let (saddr, daddr) = addresses(
+        ends.family,
+        &ends.saddr,
+        &ends.daddr,
+        &ends.saddr_v6,
+        &ends.daddr_v6,
+    );
+    emit(
+        kind,
+        &Fields {
+            skaddr,
+            family: ends.family,
+            sport: ends.sport,
+            dport: ends.dport,
+            saddr,
+            daddr,
+            oldstate: state,
+            newstate: state,
+            value,
+        },
+    );
+}
+
+/// Stamps `fields` with time, task and context and queues the record.
+#[inline(always)]
+fn emit(kind: u8, fields: &Fields) {
+    let context = task_context();
+    let Some(mut entry) = EVENTS.reserve::<Record>(0) else {
+        count_lost(LOST_RESERVE_FAILED, context);
+        return;
+    };
     let pid_tgid = bpf_get_current_pid_tgid();
-    let (saddr, daddr) = addresses(&tp);
-    entry.write(StateRecord {
-        kind: RECORD_STATE,
+    entry.write(Record {
+        kind,
         task_context: context,
-        family: tp.family,
+        family: fields.family,
         tgid: (pid_tgid >> 32) as u32,
         // SAFETY: plain helper call, no arguments.
         ts_ns: unsafe { bpf_ktime_get_ns() },
-        skaddr: tp.skaddr,
+        skaddr: fields.skaddr,
         tid: pid_tgid as u32,
-        sport: tp.sport,
-        dport: tp.dport,
-        saddr,
-        daddr,
+        sport: fields.sport,
+        dport: fields.dport,
+        saddr: fields.saddr,
+        daddr: fields.daddr,
         comm: bpf_get_current_comm().unwrap_or_default(),
-        oldstate: tp.oldstate as u8,
-        newstate: tp.newstate as u8,
+        oldstate: fields.oldstate,
+        newstate: fields.newstate,
         _pad: [0; 6],
+        value: fields.value,
     });
     entry.submit(wakeup_flags());
-    0
 }
 
 /// Wake the agent only when a batch is waiting: a wake-up per record is an
@@ -133,17 +306,23 @@ fn wakeup_flags() -> u64 {
 
 /// Local and remote address in the record's 16-byte layout.
 #[inline(always)]
-fn addresses(tp: &SetStateTracepoint) -> ([u8; 16], [u8; 16]) {
+fn addresses(
+    family: u16,
+    saddr4: &[u8; 4],
+    daddr4: &[u8; 4],
+    saddr6: &[u8; 16],
+    daddr6: &[u8; 16],
+) -> ([u8; 16], [u8; 16]) {
     let mut saddr = [0u8; 16];
     let mut daddr = [0u8; 16];
-    match tp.family {
+    match family {
         AF_INET => {
-            saddr[..4].copy_from_slice(&tp.saddr);
-            daddr[..4].copy_from_slice(&tp.daddr);
+            saddr[..4].copy_from_slice(saddr4);
+            daddr[..4].copy_from_slice(daddr4);
         }
         AF_INET6 => {
-            saddr = tp.saddr_v6;
-            daddr = tp.daddr_v6;
+            saddr = *saddr6;
+            daddr = *daddr6;
         }
         // Unknown families still go out; the agent counts and skips them.
         _ => {}

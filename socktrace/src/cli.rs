@@ -1,6 +1,8 @@
 //! Command line.
 use clap::{Args, Parser, Subcommand};
 
+use crate::cidr::Cidr;
+
 /// socktrace: every TCP state transition on this host, from a real eBPF
 /// program, with the owning process and time spent in each state.
 ///
@@ -26,6 +28,21 @@ pub enum Command {
     /// start was not seen). Stops on Ctrl-C / SIGTERM and reports lost
     /// events, if any.
     Trace(TraceArgs),
+    /// Every TCP handshake attempt, both sides, resolved with its outcome
+    /// (what `ss -o state syn-sent` / `state syn-recv` show for a moment).
+    ///
+    /// Client attempts end established, timeout, refused, unreachable,
+    /// aborted (the application closed first) or no_local_port. Server
+    /// attempts (half-open connections) end completed or expired. Each SYN
+    /// or SYN-ACK retransmit of an attempt in progress is printed as it
+    /// happens; columns: time (UTC), side, owner pid and comm, local and
+    /// remote address, outcome (errno), retransmits, first SYN (or SYN-ACK)
+    /// to outcome in ms ("-" when that start was not seen), and the
+    /// retransmit times in ms from the first SYN. At exit (and every
+    /// --summary-every seconds) a summary per peer, per /24 or /64 subnet and
+    /// per listening port: outcomes, retransmit distribution, latency p50/p99
+    /// and SYNs the listener dropped with a full accept queue.
+    Handshakes(HandshakesArgs),
 }
 
 #[derive(Debug, Args)]
@@ -39,11 +56,53 @@ pub struct TraceArgs {
     #[arg(long)]
     pub list_existing: bool,
 
+    #[command(flatten)]
+    pub ring: RingArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RingArgs {
     /// Kernel ring buffer size in KiB (a power of two, at least 4).
     /// Larger absorbs bigger bursts before events are lost.
     #[arg(long, default_value_t = socktrace_ebpf::RING_BUFFER_BYTES / 1024,
           value_parser = parse_ring_kib)]
     pub ring_buffer_kib: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct HandshakesArgs {
+    /// One JSON object per line instead of columns.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Only attempts that retransmitted or failed (the summary still counts
+    /// every attempt that passes the other filters).
+    #[arg(long)]
+    pub problems: bool,
+
+    /// Only attempts with this local or remote port (repeatable).
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
+
+    /// Only attempts whose remote address is in this prefix, such as
+    /// 10.0.0.0/8 or 2001:db8::/32; a bare address is one host (repeatable).
+    #[arg(long = "host", value_name = "ADDR[/LEN]")]
+    pub hosts: Vec<Cidr>,
+
+    /// Only attempts owned by this process id (repeatable).
+    #[arg(long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+
+    /// Only attempts owned by a process with this name (repeatable).
+    #[arg(long = "comm", value_name = "COMM")]
+    pub comms: Vec<String>,
+
+    /// Also print the summary every SECS seconds (0: only at exit).
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub summary_every: u64,
+
+    #[command(flatten)]
+    pub ring: RingArgs,
 }
 
 fn parse_ring_kib(text: &str) -> Result<u32, String> {
@@ -72,8 +131,38 @@ mod tests {
     #[test]
     fn trace_flags_parse() {
         let cli = Cli::try_parse_from(["socktrace", "trace", "--json", "--list-existing"]).unwrap();
-        let Command::Trace(args) = cli.command;
+        let Command::Trace(args) = cli.command else {
+            panic!("not trace");
+        };
         assert!(args.json && args.list_existing);
         assert!(Cli::try_parse_from(["socktrace", "trace", "--bogus"]).is_err());
+    }
+
+    #[test]
+    fn handshake_filters_repeat_and_validate() {
+        let cli = Cli::try_parse_from([
+            "socktrace",
+            "handshakes",
+            "--port",
+            "443",
+            "--port",
+            "80",
+            "--host",
+            "10.0.0.0/8",
+            "--comm",
+            "curl",
+            "--problems",
+        ])
+        .unwrap();
+        let Command::Handshakes(args) = cli.command else {
+            panic!("not handshakes");
+        };
+        assert_eq!(args.ports, [443, 80]);
+        assert_eq!(args.hosts[0].to_string(), "10.0.0.0/8");
+        assert!(args.problems && !args.json);
+        let error = Cli::try_parse_from(["socktrace", "handshakes", "--host", "10.0.0.0/40"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("prefix length `40`"), "{error}");
     }
 }

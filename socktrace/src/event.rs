@@ -7,8 +7,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use socktrace_ebpf::{
-    AF_INET, AF_INET6, CONTEXT_PROCESS, CONTEXT_SOFTIRQ, RECORD_STATE, STATE_RECORD_SIZE,
-    StateRecord,
+    AF_INET, AF_INET6, CONTEXT_PROCESS, CONTEXT_SOFTIRQ, RECORD_RESET_RECEIVED, RECORD_SIZE,
+    RECORD_STATE, RECORD_SYN_RETRANSMIT, RECORD_SYNACK_RETRANSMIT, Record,
 };
 
 use crate::{
@@ -17,7 +17,7 @@ use crate::{
     tuple::SocketTuple,
 };
 
-/// In which context the kernel ran the transition.
+/// In which context the kernel ran the event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TaskContext {
     /// A system call or other process context: the current task acts on the
@@ -37,6 +37,18 @@ impl TaskContext {
     }
 }
 
+/// One validated kernel record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    State(StateEvent),
+    /// An active open retransmitted its SYN.
+    SynRetransmit(SocketSignal),
+    /// A half-open connection's SYN-ACK was retransmitted.
+    SynAckRetransmit(SynAckRetransmit),
+    /// A RST arrived on a socket.
+    ResetReceived(SocketSignal),
+}
+
 /// A validated TCP state transition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StateEvent {
@@ -50,12 +62,42 @@ pub struct StateEvent {
     /// The task current when the transition ran.
     pub task: Owner,
     pub context: TaskContext,
+    /// For `SYN_SENT -> CLOSE`: the socket's `sk_err` (the connect's
+    /// verdict) and `sk_err_soft` (an ICMP error held back), positive
+    /// errnos; 0 when unset and for every other transition.
+    pub error: u32,
+    pub soft_error: u32,
 }
+
+/// Something that happened to a known socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketSignal {
+    pub ts_ns: u64,
+    pub skaddr: u64,
+    pub tuple: SocketTuple,
+}
+
+/// A SYN-ACK retransmit of a request socket (no state event exists for
+/// those; this is the only trace a half-open connection leaves).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SynAckRetransmit {
+    pub ts_ns: u64,
+    /// The listener the request belongs to.
+    pub listener: u64,
+    /// Local: the address and port the SYN was sent to; remote: the client.
+    pub tuple: SocketTuple,
+    /// When the first SYN-ACK went out (CLOCK_MONOTONIC ns), if the kernel
+    /// side could read it.
+    pub first_synack_ns: Option<u64>,
+}
+
+/// Largest errno value the kernel reports (`MAX_ERRNO`).
+const MAX_ERRNO: u64 = 4095;
 
 /// Why a record was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
-    #[error("record of {0} bytes, expected {STATE_RECORD_SIZE}")]
+    #[error("record of {0} bytes, expected {RECORD_SIZE}")]
     Size(usize),
     #[error("unknown record kind {0}")]
     Kind(u8),
@@ -65,54 +107,84 @@ pub enum DecodeError {
     State(u8),
     #[error("unknown task context {0}")]
     Context(u8),
+    #[error("value {0} out of range for its record kind")]
+    Value(u64),
 }
 
-impl TryFrom<&[u8]> for StateEvent {
+impl TryFrom<&[u8]> for Event {
     type Error = DecodeError;
 
     fn try_from(bytes: &[u8]) -> Result<Self, Self::Error> {
-        if bytes.len() != STATE_RECORD_SIZE {
+        if bytes.len() != RECORD_SIZE {
             return Err(DecodeError::Size(bytes.len()));
         }
-        // SAFETY: the length is checked above; StateRecord is plain old data
+        // SAFETY: the length is checked above; Record is plain old data
         // (fixed-width integers and byte arrays), valid for any bit pattern,
         // and read_unaligned makes no alignment assumption.
-        let raw = unsafe { bytes.as_ptr().cast::<StateRecord>().read_unaligned() };
-        StateEvent::try_from(&raw)
+        let raw = unsafe { bytes.as_ptr().cast::<Record>().read_unaligned() };
+        Event::try_from(&raw)
     }
 }
 
-impl TryFrom<&StateRecord> for StateEvent {
+impl TryFrom<&Record> for Event {
     type Error = DecodeError;
 
-    fn try_from(raw: &StateRecord) -> Result<Self, Self::Error> {
-        if raw.kind != RECORD_STATE {
-            return Err(DecodeError::Kind(raw.kind));
-        }
-        let local = ip(raw.family, &raw.saddr)?;
-        let remote = ip(raw.family, &raw.daddr)?;
-        let state = |n| TcpState::try_from(n).map_err(|_| DecodeError::State(n));
+    fn try_from(raw: &Record) -> Result<Self, Self::Error> {
+        let tuple = SocketTuple {
+            local: SocketAddr::new(ip(raw.family, &raw.saddr)?, raw.sport),
+            remote: SocketAddr::new(ip(raw.family, &raw.daddr)?, raw.dport),
+        };
         let context = match raw.task_context {
             CONTEXT_PROCESS => TaskContext::Process,
             CONTEXT_SOFTIRQ => TaskContext::Softirq,
             other => return Err(DecodeError::Context(other)),
         };
-        Ok(StateEvent {
+        let state = |n| TcpState::try_from(n).map_err(|_| DecodeError::State(n));
+        let signal = SocketSignal {
             ts_ns: raw.ts_ns,
             skaddr: raw.skaddr,
-            tuple: SocketTuple {
-                local: SocketAddr::new(local, raw.sport),
-                remote: SocketAddr::new(remote, raw.dport),
+            tuple,
+        };
+        match raw.kind {
+            RECORD_STATE => Ok(Event::State(StateEvent {
+                error: errno(raw.value as u32)?,
+                soft_error: errno((raw.value >> 32) as u32)?,
+                ts_ns: raw.ts_ns,
+                skaddr: raw.skaddr,
+                tuple,
+                old_state: state(raw.oldstate)?,
+                new_state: state(raw.newstate)?,
+                task: Owner {
+                    pid: raw.tgid,
+                    comm: Comm::from_bytes(raw.comm),
+                },
+                context,
+            })),
+            RECORD_SYN_RETRANSMIT => match state(raw.oldstate)? {
+                TcpState::SynSent => Ok(Event::SynRetransmit(signal)),
+                _ => Err(DecodeError::State(raw.oldstate)),
             },
-            old_state: state(raw.oldstate)?,
-            new_state: state(raw.newstate)?,
-            task: Owner {
-                pid: raw.tgid,
-                comm: Comm::from_bytes(raw.comm),
-            },
-            context,
-        })
+            RECORD_SYNACK_RETRANSMIT => Ok(Event::SynAckRetransmit(SynAckRetransmit {
+                ts_ns: raw.ts_ns,
+                listener: raw.skaddr,
+                tuple,
+                first_synack_ns: match raw.value {
+                    0 => None,
+                    us => Some(us.checked_mul(1000).ok_or(DecodeError::Value(us))?),
+                },
+            })),
+            RECORD_RESET_RECEIVED => Ok(Event::ResetReceived(signal)),
+            other => Err(DecodeError::Kind(other)),
+        }
     }
+}
+
+/// An errno as the kernel side stores it: 0 (none) to [`MAX_ERRNO`].
+fn errno(value: u32) -> Result<u32, DecodeError> {
+    if u64::from(value) > MAX_ERRNO {
+        return Err(DecodeError::Value(u64::from(value)));
+    }
+    Ok(value)
 }
 
 fn ip(family: u16, bytes: &[u8; 16]) -> Result<IpAddr, DecodeError> {
@@ -125,7 +197,7 @@ fn ip(family: u16, bytes: &[u8; 16]) -> Result<IpAddr, DecodeError> {
     }
 }
 
-/// Records rejected by [`StateEvent::try_from`], by reason.
+/// Records rejected by [`Event::try_from`], by reason.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RejectCounts {
     pub size: u64,
@@ -133,6 +205,7 @@ pub struct RejectCounts {
     pub family: u64,
     pub state: u64,
     pub context: u64,
+    pub value: u64,
 }
 
 impl RejectCounts {
@@ -143,23 +216,25 @@ impl RejectCounts {
             DecodeError::Family(_) => &mut self.family,
             DecodeError::State(_) => &mut self.state,
             DecodeError::Context(_) => &mut self.context,
+            DecodeError::Value(_) => &mut self.value,
         };
         *slot += 1;
     }
 
     pub fn total(&self) -> u64 {
-        self.size + self.kind + self.family + self.state + self.context
+        self.size + self.kind + self.family + self.state + self.context + self.value
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use socktrace_ebpf::TCP_SYN_SENT;
 
-    fn record() -> StateRecord {
+    fn record() -> Record {
         let mut comm = [0u8; 16];
         comm[..4].copy_from_slice(b"curl");
-        StateRecord {
+        Record {
             kind: RECORD_STATE,
             task_context: CONTEXT_PROCESS,
             family: AF_INET,
@@ -175,12 +250,13 @@ mod tests {
             oldstate: 7,
             newstate: 2,
             _pad: [0; 6],
+            value: 0,
         }
     }
 
-    fn bytes(raw: &StateRecord) -> Vec<u8> {
+    fn bytes(raw: &Record) -> Vec<u8> {
         // The wire form, written field by field in the record's layout.
-        let mut out = Vec::with_capacity(STATE_RECORD_SIZE);
+        let mut out = Vec::with_capacity(RECORD_SIZE);
         out.push(raw.kind);
         out.push(raw.task_context);
         out.extend_from_slice(&raw.family.to_ne_bytes());
@@ -196,12 +272,19 @@ mod tests {
         out.push(raw.oldstate);
         out.push(raw.newstate);
         out.extend_from_slice(&raw._pad);
+        out.extend_from_slice(&raw.value.to_ne_bytes());
         out
     }
 
+    fn decode(raw: &Record) -> Result<Event, DecodeError> {
+        Event::try_from(bytes(raw).as_slice())
+    }
+
     #[test]
-    fn decodes_an_ipv4_record_from_its_wire_bytes() {
-        let event = StateEvent::try_from(bytes(&record()).as_slice()).unwrap();
+    fn decodes_an_ipv4_transition_from_its_wire_bytes() {
+        let Ok(Event::State(event)) = decode(&record()) else {
+            panic!("not a state event");
+        };
         assert_eq!(event.tuple.local, "10.0.0.1:0".parse().unwrap());
         assert_eq!(event.tuple.remote, "10.0.0.2:443".parse().unwrap());
         assert_eq!(event.old_state, TcpState::Close);
@@ -219,45 +302,97 @@ mod tests {
         raw.saddr = "::1".parse::<Ipv6Addr>().unwrap().octets();
         raw.daddr = "2001:db8::2".parse::<Ipv6Addr>().unwrap().octets();
         raw.task_context = CONTEXT_SOFTIRQ;
-        let event = StateEvent::try_from(&raw).unwrap();
+        let Ok(Event::State(event)) = Event::try_from(&raw) else {
+            panic!("not a state event");
+        };
         assert_eq!(event.tuple.remote, "[2001:db8::2]:443".parse().unwrap());
         assert_eq!(event.context, TaskContext::Softirq);
     }
 
     #[test]
+    fn a_failed_connect_carries_its_socket_errors() {
+        let mut raw = record();
+        (raw.oldstate, raw.newstate) = (2, 7);
+        raw.value = 110 | 113 << 32;
+        let Ok(Event::State(event)) = decode(&raw) else {
+            panic!("not a state event");
+        };
+        assert_eq!((event.error, event.soft_error), (110, 113));
+        raw.value = 1 << 63;
+        assert_eq!(decode(&raw), Err(DecodeError::Value(1 << 31)));
+    }
+
+    #[test]
+    fn decodes_the_handshake_kinds() {
+        let mut raw = record();
+        raw.sport = 40000;
+        raw.kind = RECORD_SYN_RETRANSMIT;
+        (raw.oldstate, raw.newstate) = (TCP_SYN_SENT as u8, TCP_SYN_SENT as u8);
+        let Ok(Event::SynRetransmit(signal)) = decode(&raw) else {
+            panic!("not a SYN retransmit");
+        };
+        assert_eq!(signal.tuple.local.port(), 40000);
+
+        raw.kind = RECORD_SYNACK_RETRANSMIT;
+        raw.value = 7;
+        let Ok(Event::SynAckRetransmit(synack)) = decode(&raw) else {
+            panic!("not a SYN-ACK retransmit");
+        };
+        assert_eq!(synack.first_synack_ns, Some(7_000));
+        raw.value = 0;
+        let Ok(Event::SynAckRetransmit(synack)) = decode(&raw) else {
+            panic!("not a SYN-ACK retransmit");
+        };
+        assert_eq!(synack.first_synack_ns, None);
+
+        raw.kind = RECORD_RESET_RECEIVED;
+        assert!(matches!(decode(&raw), Ok(Event::ResetReceived(_))));
+    }
+
+    #[test]
     fn rejects_every_out_of_domain_field() {
-        type Corrupt = fn(&mut StateRecord);
-        let cases: [(Corrupt, DecodeError); 5] = [
+        type Corrupt = fn(&mut Record);
+        let cases: [(Corrupt, DecodeError); 8] = [
             (|r| r.kind = 9, DecodeError::Kind(9)),
             (|r| r.family = 1, DecodeError::Family(1)),
             (|r| r.oldstate = 0, DecodeError::State(0)),
             (|r| r.newstate = 200, DecodeError::State(200)),
             (|r| r.task_context = 0, DecodeError::Context(0)),
+            (
+                |r| (r.kind, r.oldstate) = (RECORD_SYN_RETRANSMIT, 1),
+                DecodeError::State(1),
+            ),
+            (|r| r.value = 5000, DecodeError::Value(5000)),
+            (
+                |r| (r.kind, r.value) = (RECORD_SYNACK_RETRANSMIT, u64::MAX),
+                DecodeError::Value(u64::MAX),
+            ),
         ];
         let mut counts = RejectCounts::default();
         for (corrupt, expected) in cases {
             let mut raw = record();
             corrupt(&mut raw);
-            let error = StateEvent::try_from(bytes(&raw).as_slice()).unwrap_err();
+            let error = decode(&raw).unwrap_err();
             assert_eq!(error, expected);
             counts.count(error);
         }
-        assert_eq!(counts.state, 2);
-        assert_eq!(counts.total(), 5);
+        assert_eq!(counts.state, 3);
+        assert_eq!(counts.value, 2);
+        assert_eq!(counts.total(), 8);
     }
 
     #[test]
     fn rejects_short_and_long_records() {
         let wire = bytes(&record());
         assert_eq!(
-            StateEvent::try_from(&wire[..STATE_RECORD_SIZE - 1]),
-            Err(DecodeError::Size(STATE_RECORD_SIZE - 1))
+            Event::try_from(&wire[..RECORD_SIZE - 1]),
+            Err(DecodeError::Size(RECORD_SIZE - 1))
         );
         let mut long = wire.clone();
         long.push(0);
         assert_eq!(
-            StateEvent::try_from(long.as_slice()),
-            Err(DecodeError::Size(STATE_RECORD_SIZE + 1))
+            Event::try_from(long.as_slice()),
+            Err(DecodeError::Size(RECORD_SIZE + 1))
         );
     }
 }

@@ -5,9 +5,15 @@ use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, TracePoint},
 };
-use socktrace_ebpf::{GLOBAL_WAKEUP_BYTES, MAP_EVENTS, MAP_LOST};
+use socktrace_ebpf::{
+    GLOBAL_SK_ERR_OFFSET, GLOBAL_SK_ERR_SOFT_OFFSET, GLOBAL_SYNACK_STAMP_OFFSET,
+    GLOBAL_WAKEUP_BYTES, MAP_EVENTS, MAP_LOST, tracepoints::LAYOUTS,
+};
 
-use crate::{privileges, tracepoint_format};
+use crate::{
+    kernel_btf::{self, KernelBtf},
+    privileges, tracepoint_format,
+};
 
 /// The BPF object built from `socktrace-ebpf` by build.rs.
 static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/socktrace"));
@@ -21,6 +27,8 @@ pub enum LoadError {
     Format(#[from] tracepoint_format::FormatError),
     #[error("kernel BTF (/sys/kernel/btf/vmlinux) is required for the softirq hooks: {0}")]
     Btf(#[source] aya::BtfError),
+    #[error("cannot locate kernel struct fields the BPF programs read: {0}")]
+    Offsets(#[from] kernel_btf::BtfError),
     #[error("this socktrace binary was built with AYA_BUILD_SKIP=1 and holds no BPF program")]
     NoObject,
     #[error("loading the BPF object: {0}")]
@@ -65,13 +73,17 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
         return Err(LoadError::NoObject);
     }
     privileges::require_tracing_privileges()?;
-    tracepoint_format::check_inet_sock_set_state()?;
+    tracepoint_format::check_all()?;
     raise_memlock_limit();
     let btf = Btf::from_sys_fs().map_err(LoadError::Btf)?;
+    let offsets = FieldOffsets::resolve()?;
     let mut ebpf = EbpfLoader::new()
         .btf(Some(&btf))
         .map_max_entries(MAP_EVENTS, ring_buffer_bytes)
         .override_global(GLOBAL_WAKEUP_BYTES, &wakeup_bytes, true)
+        .override_global(GLOBAL_SYNACK_STAMP_OFFSET, &offsets.synack_stamp, true)
+        .override_global(GLOBAL_SK_ERR_OFFSET, &offsets.sk_err, true)
+        .override_global(GLOBAL_SK_ERR_SOFT_OFFSET, &offsets.sk_err_soft, true)
         .load(BPF_OBJECT)
         .map_err(LoadError::Object)?;
 
@@ -85,16 +97,17 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
         program.attach().map_err(program_error(hook))?;
     }
 
-    const STATE: &str = "inet_sock_set_state";
-    let program: &mut TracePoint = ebpf
-        .program_mut(STATE)
-        .ok_or(LoadError::Missing("inet_sock_set_state program"))?
-        .try_into()
-        .map_err(program_error(STATE))?;
-    program.load().map_err(program_error(STATE))?;
-    program
-        .attach("sock", STATE)
-        .map_err(program_error(STATE))?;
+    for layout in LAYOUTS {
+        let program: &mut TracePoint = ebpf
+            .program_mut(layout.name)
+            .ok_or(LoadError::Missing(layout.name))?
+            .try_into()
+            .map_err(program_error(layout.name))?;
+        program.load().map_err(program_error(layout.name))?;
+        program
+            .attach(layout.category, layout.name)
+            .map_err(program_error(layout.name))?;
+    }
 
     let events = take_map(&mut ebpf, MAP_EVENTS)?;
     let events = RingBuf::try_from(events).map_err(|source| LoadError::Map {
@@ -111,6 +124,28 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
         events,
         lost: LostCounter(lost),
     })
+}
+
+/// Byte offsets of the kernel struct fields the programs read, from the
+/// running kernel's BTF.
+struct FieldOffsets {
+    /// `tcp_request_sock.snt_synack`: when the first SYN-ACK went out.
+    synack_stamp: u64,
+    /// `sock.sk_err` and `sock.sk_err_soft`: a failed connect's verdict.
+    sk_err: u64,
+    sk_err_soft: u64,
+}
+
+impl FieldOffsets {
+    fn resolve() -> Result<Self, kernel_btf::BtfError> {
+        let btf = KernelBtf::load()?;
+        let offset = |owner, field| btf.member_offset(owner, &[field]).map(u64::from);
+        Ok(FieldOffsets {
+            synack_stamp: offset("tcp_request_sock", "snt_synack")?,
+            sk_err: offset("sock", "sk_err")?,
+            sk_err_soft: offset("sock", "sk_err_soft")?,
+        })
+    }
 }
 
 /// Bytes waiting in the ring before the kernel wakes the agent: an eighth

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Trace(args) => socktrace::trace::run(args).await,
+            Command::Handshakes(args) => socktrace::handshakes::run(args).await,
         }
     });
     match result {

@@ -104,7 +104,7 @@ pub fn write_socket(out: &mut String, s: &TrackedSocket, format: Format) {
     }
 }
 
-fn owner_columns(owner: Option<Owner>) -> String {
+pub(crate) fn owner_columns(owner: Option<Owner>) -> String {
     match owner {
         Some(o) => format!("{:>7} {:<15}", o.pid, o.comm.to_text()),
         None => format!("{:>7} {:<15}", "-", "-"),
@@ -112,7 +112,7 @@ fn owner_columns(owner: Option<Owner>) -> String {
 }
 
 /// `ss` style: `10.0.0.1:80`, `[::1]:80`, and `*` for an unbound port.
-fn endpoint(addr: &SocketAddr) -> String {
+pub(crate) fn endpoint(addr: &SocketAddr) -> String {
     match addr.port() {
         0 => match addr {
             SocketAddr::V4(v4) => format!("{}:*", v4.ip()),
@@ -122,11 +122,11 @@ fn endpoint(addr: &SocketAddr) -> String {
     }
 }
 
-fn ms(ns: u64) -> f64 {
+pub(crate) fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
 
-fn push_json(out: &mut String, record: &impl Serialize) {
+pub(crate) fn push_json(out: &mut String, record: &impl Serialize) {
     // Serializing plain structs of strings and numbers cannot fail.
     if let Ok(line) = serde_json::to_string(record) {
         out.push_str(&line);
@@ -136,7 +136,7 @@ fn push_json(out: &mut String, record: &impl Serialize) {
 
 /// `family`, `saddr`, `sport`, `daddr`, `dport`: every record's endpoints.
 #[derive(Serialize)]
-struct TupleJson {
+pub(crate) struct TupleJson {
     family: &'static str,
     saddr: String,
     sport: u16,
@@ -158,7 +158,7 @@ impl From<&SocketTuple> for TupleJson {
 
 /// `pid` and `comm`, both null when the owner is unknown.
 #[derive(Serialize)]
-struct OwnerJson {
+pub(crate) struct OwnerJson {
     pid: Option<u32>,
     comm: Option<String>,
 }

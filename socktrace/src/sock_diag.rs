@@ -10,7 +10,10 @@ use netlink_packet_core::{
 };
 use netlink_packet_sock_diag::{
     AF_INET, AF_INET6, IPPROTO_TCP, SOCK_DIAG_BY_FAMILY, SockDiagMessage,
-    inet::{ExtensionFlags, InetRequest, InetResponseHeader, SocketId, StateFlags},
+    inet::{
+        ExtensionFlags, InetRequest, InetResponse, InetResponseHeader, SocketId, StateFlags, Timer,
+        nlas::Nla,
+    },
 };
 use netlink_sys::{Socket, protocols::NETLINK_SOCK_DIAG};
 
@@ -40,6 +43,52 @@ pub struct DiagSocket {
     pub inode: u32,
     /// Owner uid (0 for time-wait and request sockets).
     pub uid: u32,
+    /// Retransmits of the pending timer (`ss -o`'s last timer field): SYN
+    /// or SYN-ACK retransmits for SYN-SENT sockets and request sockets.
+    pub retransmits: u8,
+    /// Receive queue; for a listener, connections waiting in its accept
+    /// queue (`ss -l` Recv-Q).
+    pub recv_queue: u32,
+    /// Send queue; for a listener, its accept queue's capacity, the
+    /// `listen()` backlog (`ss -l` Send-Q).
+    pub send_queue: u32,
+    /// Packets the socket dropped (`ss -m` `d`). For a listener: SYNs and
+    /// final ACKs refused with a full accept queue, and duplicate SYNs for
+    /// connections already half-open. Only when the dump asked for memory
+    /// information.
+    pub drops: Option<u32>,
+}
+
+/// What a dump asks the kernel for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpRequest {
+    states: StateFlags,
+    extensions: ExtensionFlags,
+}
+
+impl DumpRequest {
+    /// Every socket in every state, like `ss -tan state all`.
+    pub fn all() -> Self {
+        Self::states(&TcpState::ALL)
+    }
+
+    /// Sockets in these states only (filtered by the kernel). `SYN_RECV`
+    /// includes request sockets.
+    pub fn states(states: &[TcpState]) -> Self {
+        let bits = states
+            .iter()
+            .fold(0u32, |bits, &state| bits | 1 << state as u8);
+        DumpRequest {
+            states: StateFlags::from_bits_retain(bits),
+            extensions: ExtensionFlags::empty(),
+        }
+    }
+
+    /// Also ask for socket memory information (drop counts).
+    pub fn with_memory(mut self) -> Self {
+        self.extensions |= ExtensionFlags::SKMEMINFO;
+        self
+    }
 }
 
 /// Why a sock_diag dump failed.
@@ -62,16 +111,21 @@ pub enum SockDiagError {
 /// Dumps all TCP sockets of both families (AF_INET, then AF_INET6) in all
 /// states, like `ss -tan state all`.
 pub fn dump_tcp_sockets() -> Result<Vec<DiagSocket>, SockDiagError> {
-    let mut sockets = dump_family(AF_INET)?;
-    sockets.extend(dump_family(AF_INET6)?);
+    dump(&DumpRequest::all())
+}
+
+/// Dumps the TCP sockets of both families that `request` selects.
+pub fn dump(request: &DumpRequest) -> Result<Vec<DiagSocket>, SockDiagError> {
+    let mut sockets = dump_family(AF_INET, request)?;
+    sockets.extend(dump_family(AF_INET6, request)?);
     Ok(sockets)
 }
 
 /// Runs one dump request for `family` on its own netlink socket.
-fn dump_family(family: u8) -> Result<Vec<DiagSocket>, SockDiagError> {
+fn dump_family(family: u8, request: &DumpRequest) -> Result<Vec<DiagSocket>, SockDiagError> {
     let socket = open_socket()?;
     let sequence = NEXT_SEQUENCE.fetch_add(1, Ordering::Relaxed);
-    send_request(&socket, family, sequence)?;
+    send_request(&socket, family, sequence, request)?;
     let mut dump = DumpReply::new(family, sequence);
     let mut buffer = vec![0u8; RECV_BUFFER_LEN];
     loop {
@@ -91,17 +145,13 @@ fn open_socket() -> Result<Socket, SockDiagError> {
     Ok(socket)
 }
 
-/// Every state bit the kernel knows, 1 to 12: asking for `SYN_RECV` makes it
-/// report request sockets too.
-fn all_states() -> StateFlags {
-    let bits = TcpState::ALL
-        .iter()
-        .fold(0u32, |bits, &state| bits | 1 << state as u8);
-    StateFlags::from_bits_retain(bits)
-}
-
 /// Sends the `SOCK_DIAG_BY_FAMILY` dump request for TCP sockets of `family`.
-fn send_request(socket: &Socket, family: u8, sequence: u32) -> Result<(), SockDiagError> {
+fn send_request(
+    socket: &Socket,
+    family: u8,
+    sequence: u32,
+    dump: &DumpRequest,
+) -> Result<(), SockDiagError> {
     let socket_id = if family == AF_INET {
         SocketId::new_v4()
     } else {
@@ -110,8 +160,8 @@ fn send_request(socket: &Socket, family: u8, sequence: u32) -> Result<(), SockDi
     let request = SockDiagMessage::InetRequest(InetRequest {
         family,
         protocol: IPPROTO_TCP,
-        extensions: ExtensionFlags::empty(),
-        states: all_states(),
+        extensions: dump.extensions.clone(),
+        states: dump.states.clone(),
         socket_id,
     });
     let mut header = NetlinkHeader::default();
@@ -210,7 +260,7 @@ impl DumpReply {
             .map_err(|error| SockDiagError::Malformed(error.to_string()))?;
         match message.payload {
             NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => {
-                self.record(&response.header);
+                self.record(&response);
                 Ok(Progress::More)
             }
             NetlinkPayload::Done(_) => Ok(Progress::Done),
@@ -227,9 +277,9 @@ impl DumpReply {
     }
 
     /// Keeps one socket record, or skips it if its state is unknown.
-    fn record(&mut self, header: &InetResponseHeader) {
-        match TcpState::try_from(header.state) {
-            Ok(state) => self.sockets.push(diag_socket(header, state)),
+    fn record(&mut self, response: &InetResponse) {
+        match TcpState::try_from(response.header.state) {
+            Ok(state) => self.sockets.push(diag_socket(response, state)),
             Err(unknown) => self.skip(format_args!("{unknown}")),
         }
     }
@@ -267,7 +317,8 @@ fn family_name(family: u8) -> &'static str {
 
 /// A [`DiagSocket`] from a record whose state is known. Endpoints carry no
 /// IPv6 flow label or scope id, like the tracer's own tuples.
-fn diag_socket(header: &InetResponseHeader, state: TcpState) -> DiagSocket {
+fn diag_socket(response: &InetResponse, state: TcpState) -> DiagSocket {
+    let header: &InetResponseHeader = &response.header;
     let id = &header.socket_id;
     DiagSocket {
         tuple: SocketTuple {
@@ -277,6 +328,16 @@ fn diag_socket(header: &InetResponseHeader, state: TcpState) -> DiagSocket {
         state,
         inode: header.inode,
         uid: header.uid,
+        retransmits: match header.timer {
+            Some(Timer::Retransmit(_, retransmits)) => retransmits,
+            _ => 0,
+        },
+        recv_queue: header.recv_queue,
+        send_queue: header.send_queue,
+        drops: response.nlas.iter().find_map(|nla| match nla {
+            Nla::MemInfo(memory) => Some(memory.drops),
+            _ => None,
+        }),
     }
 }
 
@@ -483,6 +544,36 @@ mod tests {
 
     #[test]
     fn the_request_asks_for_every_state_including_request_sockets() {
-        assert_eq!(all_states().bits(), 0x1ffe);
+        assert_eq!(DumpRequest::all().states.bits(), 0x1ffe);
+    }
+
+    #[test]
+    fn a_state_filtered_request_asks_for_those_states_and_memory() {
+        let request = DumpRequest::states(&[TcpState::SynRecv, TcpState::Listen]).with_memory();
+        assert_eq!(request.states.bits(), 1 << 3 | 1 << 10);
+        assert_eq!(request.extensions, ExtensionFlags::SKMEMINFO);
+    }
+
+    #[test]
+    fn a_listener_dump_with_memory_reports_drops_and_accept_queue() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let _queued = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let local = listener.local_addr().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let request = DumpRequest::states(&[TcpState::Listen]).with_memory();
+            let sockets = super::dump(&request).unwrap();
+            let found = sockets
+                .iter()
+                .find(|s| s.tuple.local == local)
+                .expect("listener listed");
+            assert!(sockets.iter().all(|s| s.state == TcpState::Listen));
+            assert_eq!(found.drops, Some(0));
+            if found.recv_queue == 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "accept queue never reached 1");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }

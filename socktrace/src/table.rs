@@ -203,6 +203,12 @@ impl SocketTable {
             .chain(self.seeded.values().flatten())
     }
 
+    /// The live socket the kernel knows at `skaddr`, if it was named by a
+    /// transition.
+    pub fn by_skaddr(&self, skaddr: u64) -> Option<&TrackedSocket> {
+        self.by_skaddr.get(&skaddr)
+    }
+
     /// Number of sockets tracked now.
     pub fn len(&self) -> usize {
         self.by_skaddr.len() + self.seeded.values().map(Vec::len).sum::<usize>()
@@ -327,7 +333,7 @@ impl SocketTable {
 
     /// Owner of the listener that accepts on `local`: one bound to that very
     /// address first, else a wildcard one of the same family.
-    fn listener_owner(&self, local: &SocketAddr) -> Option<Owner> {
+    pub fn listener_owner(&self, local: &SocketAddr) -> Option<Owner> {
         let on_port = self.listeners.get(&local.port())?;
         let exact = on_port.iter().find(|l| l.local.ip() == local.ip());
         let wildcard = || {

@@ -1,14 +1,15 @@
-//! Checks the running kernel's `sock:inet_sock_set_state` record layout
-//! against the one the BPF program reads (`SET_STATE_LAYOUT`), so a kernel
-//! that moved a field fails loudly at start-up instead of producing garbage.
+//! Checks the running kernel's record layout of every tracepoint the BPF
+//! program reads (`socktrace_ebpf::tracepoints::LAYOUTS`) against the
+//! offsets it was built with, so a kernel that moved a field fails loudly at
+//! start-up instead of producing garbage.
 use std::path::{Path, PathBuf};
 
-use socktrace_ebpf::SET_STATE_LAYOUT;
+use socktrace_ebpf::tracepoints::{LAYOUTS, Layout};
 
 /// Where tracefs may be mounted, in the order the kernel documents them.
 const TRACEFS_ROOTS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
-/// What is wrong with the tracepoint.
+/// What is wrong with a tracepoint.
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
     #[error(
@@ -16,49 +17,70 @@ pub enum FormatError {
         TRACEFS_ROOTS.join(", ")
     )]
     NoTracefs,
-    #[error(
-        "cannot read {path}: {source} (does this kernel have the sock:inet_sock_set_state tracepoint?)"
-    )]
+    #[error("cannot read {path}: {source} (does this kernel have the {tracepoint} tracepoint?)")]
     Unreadable {
+        tracepoint: String,
         path: PathBuf,
         source: std::io::Error,
     },
     #[error(
-        "sock:inet_sock_set_state field `{field}` is at offset {found_offset} size {found_size} on this kernel, socktrace reads offset {offset} size {size}"
+        "{tracepoint} field `{field}` is at offset {found_offset} size {found_size} on this kernel, socktrace reads offset {offset} size {size}"
     )]
     Moved {
+        tracepoint: String,
         field: &'static str,
         offset: usize,
         size: usize,
         found_offset: usize,
         found_size: usize,
     },
-    #[error("sock:inet_sock_set_state has no field `{0}` on this kernel")]
-    Missing(&'static str),
+    #[error("{tracepoint} has no field `{field}` on this kernel")]
+    Missing {
+        tracepoint: String,
+        field: &'static str,
+    },
 }
 
-/// Reads the tracepoint's format file from the mounted tracefs and checks it.
-pub fn check_inet_sock_set_state() -> Result<(), FormatError> {
+/// Reads every attached tracepoint's format file from the mounted tracefs
+/// and checks it.
+pub fn check_all() -> Result<(), FormatError> {
     let root = TRACEFS_ROOTS
         .iter()
         .map(Path::new)
         .find(|root| root.join("events").is_dir())
         .ok_or(FormatError::NoTracefs)?;
-    let path = root.join("events/sock/inet_sock_set_state/format");
-    let text = std::fs::read_to_string(&path).map_err(|source| FormatError::Unreadable {
-        path: path.clone(),
-        source,
-    })?;
-    check_layout(&text)
+    for layout in LAYOUTS {
+        let path = root
+            .join("events")
+            .join(layout.category)
+            .join(layout.name)
+            .join("format");
+        let text = std::fs::read_to_string(&path).map_err(|source| FormatError::Unreadable {
+            tracepoint: display_name(layout),
+            path: path.clone(),
+            source,
+        })?;
+        check_layout(layout, &text)?;
+    }
+    Ok(())
 }
 
-/// Checks a format file's text against [`SET_STATE_LAYOUT`].
-pub fn check_layout(format: &str) -> Result<(), FormatError> {
-    for (field, offset, size) in SET_STATE_LAYOUT {
+/// `category:name`, as perf and bpftrace spell a tracepoint.
+fn display_name(layout: &Layout) -> String {
+    format!("{}:{}", layout.category, layout.name)
+}
+
+/// Checks a format file's text against `layout`.
+pub fn check_layout(layout: &Layout, format: &str) -> Result<(), FormatError> {
+    for &(field, offset, size) in layout.fields {
         let (found_offset, found_size) =
-            find_field(format, field).ok_or(FormatError::Missing(field))?;
+            find_field(format, field).ok_or_else(|| FormatError::Missing {
+                tracepoint: display_name(layout),
+                field,
+            })?;
         if (found_offset, found_size) != (offset, size) {
             return Err(FormatError::Moved {
+                tracepoint: display_name(layout),
                 field,
                 offset,
                 size,
@@ -92,6 +114,9 @@ fn find_field(format: &str, name: &str) -> Option<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use socktrace_ebpf::tracepoints::{
+        RECEIVE_RESET, RETRANSMIT_SKB, RETRANSMIT_SYNACK, SET_STATE,
+    };
 
     /// The format file of Linux 6.18, as read on this project's machines.
     const LINUX_6_18: &str = "name: inet_sock_set_state
@@ -115,15 +140,51 @@ format:
 \tfield:__u8 daddr_v6[16];\toffset:56;\tsize:16;\tsigned:0;
 ";
 
+    const RETRANSMIT_SKB_6_18: &str = "\tfield:const void * skbaddr;\toffset:8;\tsize:8;\tsigned:0;
+\tfield:const void * skaddr;\toffset:16;\tsize:8;\tsigned:0;
+\tfield:int state;\toffset:24;\tsize:4;\tsigned:1;
+\tfield:__u16 sport;\toffset:28;\tsize:2;\tsigned:0;
+\tfield:__u16 dport;\toffset:30;\tsize:2;\tsigned:0;
+\tfield:__u16 family;\toffset:32;\tsize:2;\tsigned:0;
+\tfield:__u8 saddr[4];\toffset:34;\tsize:4;\tsigned:0;
+\tfield:__u8 daddr[4];\toffset:38;\tsize:4;\tsigned:0;
+\tfield:__u8 saddr_v6[16];\toffset:42;\tsize:16;\tsigned:0;
+\tfield:__u8 daddr_v6[16];\toffset:58;\tsize:16;\tsigned:0;
+\tfield:int err;\toffset:76;\tsize:4;\tsigned:1;
+";
+
+    const RETRANSMIT_SYNACK_6_18: &str =
+        "\tfield:const void * skaddr;\toffset:8;\tsize:8;\tsigned:0;
+\tfield:const void * req;\toffset:16;\tsize:8;\tsigned:0;
+\tfield:__u16 sport;\toffset:24;\tsize:2;\tsigned:0;
+\tfield:__u16 dport;\toffset:26;\tsize:2;\tsigned:0;
+\tfield:__u16 family;\toffset:28;\tsize:2;\tsigned:0;
+\tfield:__u8 saddr[4];\toffset:30;\tsize:4;\tsigned:0;
+\tfield:__u8 daddr[4];\toffset:34;\tsize:4;\tsigned:0;
+\tfield:__u8 saddr_v6[16];\toffset:38;\tsize:16;\tsigned:0;
+\tfield:__u8 daddr_v6[16];\toffset:54;\tsize:16;\tsigned:0;
+";
+
+    const RECEIVE_RESET_6_18: &str = "\tfield:const void * skaddr;\toffset:8;\tsize:8;\tsigned:0;
+\tfield:__u16 sport;\toffset:16;\tsize:2;\tsigned:0;
+\tfield:__u16 dport;\toffset:18;\tsize:2;\tsigned:0;
+\tfield:__u16 family;\toffset:20;\tsize:2;\tsigned:0;
+\tfield:__u8 saddr[4];\toffset:22;\tsize:4;\tsigned:0;
+\tfield:__u8 daddr[4];\toffset:26;\tsize:4;\tsigned:0;
+\tfield:__u8 saddr_v6[16];\toffset:30;\tsize:16;\tsigned:0;
+\tfield:__u8 daddr_v6[16];\toffset:46;\tsize:16;\tsigned:0;
+\tfield:__u64 sock_cookie;\toffset:64;\tsize:8;\tsigned:0;
+";
+
     #[test]
     fn the_known_layout_passes() {
-        check_layout(LINUX_6_18).unwrap();
+        check_layout(&SET_STATE, LINUX_6_18).unwrap();
     }
 
     #[test]
     fn a_moved_field_is_named() {
         let moved = LINUX_6_18.replace("sport;\toffset:24", "sport;\toffset:26");
-        let error = check_layout(&moved).unwrap_err();
+        let error = check_layout(&SET_STATE, &moved).unwrap_err();
         assert!(
             matches!(
                 error,
@@ -141,8 +202,30 @@ format:
     fn a_missing_field_is_named() {
         let missing = LINUX_6_18.replace("daddr_v6[16]", "dst6[16]");
         assert!(matches!(
-            check_layout(&missing),
-            Err(FormatError::Missing("daddr_v6"))
+            check_layout(&SET_STATE, &missing),
+            Err(FormatError::Missing {
+                field: "daddr_v6",
+                ..
+            })
         ));
+    }
+
+    #[test]
+    fn the_tcp_layouts_match_linux_6_18() {
+        check_layout(&RETRANSMIT_SKB, RETRANSMIT_SKB_6_18).unwrap();
+        check_layout(&RETRANSMIT_SYNACK, RETRANSMIT_SYNACK_6_18).unwrap();
+        check_layout(&RECEIVE_RESET, RECEIVE_RESET_6_18).unwrap();
+    }
+
+    #[test]
+    fn a_moved_endpoint_block_is_named_with_its_tracepoint() {
+        let moved = RETRANSMIT_SYNACK_6_18.replace("family;\toffset:28", "family;\toffset:30");
+        let error = check_layout(&RETRANSMIT_SYNACK, &moved).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("tcp:tcp_retransmit_synack field `family` is at offset 30"),
+            "{error}"
+        );
     }
 }

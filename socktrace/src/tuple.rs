@@ -15,3 +15,36 @@ impl SocketTuple {
         if self.local.is_ipv4() { "ipv4" } else { "ipv6" }
     }
 }
+
+impl SocketTuple {
+    /// The same tuple with IPv4-mapped IPv6 addresses written as IPv4: a
+    /// dual-stack listener's request socket is IPv4 while its child socket
+    /// is IPv6 with mapped addresses.
+    pub fn canonical(&self) -> SocketTuple {
+        let canonical = |addr: SocketAddr| SocketAddr::new(addr.ip().to_canonical(), addr.port());
+        SocketTuple {
+            local: canonical(self.local),
+            remote: canonical(self.remote),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapped_ipv6_becomes_ipv4_and_plain_ipv6_stays() {
+        let mapped = SocketTuple {
+            local: "[::ffff:127.0.0.1]:80".parse().unwrap(),
+            remote: "[::ffff:10.0.0.2]:4000".parse().unwrap(),
+        };
+        assert_eq!(mapped.canonical().local, "127.0.0.1:80".parse().unwrap());
+        assert_eq!(mapped.canonical().remote, "10.0.0.2:4000".parse().unwrap());
+        let v6 = SocketTuple {
+            local: "[::1]:80".parse().unwrap(),
+            remote: "[2001:db8::1]:4000".parse().unwrap(),
+        };
+        assert_eq!(v6.canonical(), v6);
+    }
+}

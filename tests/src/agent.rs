@@ -69,18 +69,24 @@ impl<'ns> Agent<'ns> {
     /// [`NetNs::command`] for why not `ip netns exec`), so its sock_diag
     /// seeding sees the namespace's sockets.
     pub fn start(ns: &'ns NetNs, extra_args: &[&str]) -> Result<Self> {
+        Self::start_command(ns, "trace", extra_args)
+    }
+
+    /// Starts `$SOCKTRACE_BIN COMMAND --json EXTRA...` as [`Agent::start`]
+    /// does.
+    pub fn start_command(ns: &'ns NetNs, subcommand: &str, extra_args: &[&str]) -> Result<Self> {
         let binary = crate::agent_binary();
         crate::require_root();
         let mut command = ns.command(&binary)?;
         command
-            .arg("trace")
+            .arg(subcommand)
             .arg("--json")
             .args(extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let command_line = format!(
-            "{} trace --json {} (in netns {})",
+            "{} {subcommand} --json {} (in netns {})",
             binary.display(),
             extra_args.join(" "),
             ns.name()

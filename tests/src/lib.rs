@@ -8,7 +8,8 @@
 //! - [`NetNs`]: a throw-away network namespace; run code or commands in it.
 //! - [`Agent`]: the agent running inside a namespace, its JSON records and
 //!   waits on them with deadlines.
-//! - [`record`]: strict parsing of the agent's `state` and `socket` records.
+//! - [`record`]: strict parsing of the agent's `state`, `socket` and
+//!   `handshake` records.
 //! - [`tcp`]: small blocking-TCP helpers (listen, connect, accept, read to EOF).
 //! - [`wait`]: polling with a deadline.
 //! - [`KillOnDrop`]: a helper process that does not outlive its test.
@@ -26,7 +27,7 @@ use std::time::Duration;
 pub use agent::Agent;
 pub use child::KillOnDrop;
 pub use netns::NetNs;
-pub use record::{SocketRecord, TaskContext, Transition};
+pub use record::{Handshake, SocketRecord, TaskContext, Transition};
 pub use tcp::Family;
 
 /// How long to wait for something that should happen promptly (a record, a

@@ -147,6 +147,104 @@ impl SocketRecord {
     }
 }
 
+/// A `{"type":"handshake",...}` record: one resolved handshake attempt.
+#[derive(Clone, Debug)]
+pub struct Handshake {
+    pub ts_ns: u64,
+    pub side: String,
+    pub family: Family,
+    pub saddr: IpAddr,
+    pub sport: u16,
+    pub daddr: IpAddr,
+    pub dport: u16,
+    pub pid: Option<u32>,
+    pub comm: Option<String>,
+    pub outcome: String,
+    pub error: Option<String>,
+    pub retransmits: u32,
+    pub retransmit_times_ms: Option<Vec<f64>>,
+    pub duration_ms: Option<f64>,
+    /// The record as printed.
+    pub raw: Value,
+}
+
+/// Outcomes the agent may print.
+pub const OUTCOMES: &[&str] = &[
+    "established",
+    "timeout",
+    "refused",
+    "unreachable",
+    "aborted",
+    "no_local_port",
+    "completed",
+    "expired",
+];
+
+impl Handshake {
+    /// Parses a `handshake` record; any deviation from the contract is an
+    /// error showing the record.
+    pub fn from_value(value: &Value) -> Result<Self> {
+        Self::parse(value).with_context(|| format!("malformed handshake record: {value}"))
+    }
+
+    fn parse(value: &Value) -> Result<Self> {
+        ensure!(
+            record_type(value) == Some("handshake"),
+            "type is not handshake"
+        );
+        let side = str_field(value, "side")?.to_owned();
+        ensure!(side == "client" || side == "server", "side {side:?}");
+        let outcome = str_field(value, "outcome")?.to_owned();
+        ensure!(OUTCOMES.contains(&outcome.as_str()), "outcome {outcome:?}");
+        let family = family_field(value)?;
+        let times = match field(value, "retransmit_times_ms")? {
+            Value::Null => None,
+            Value::Array(items) => Some(
+                items
+                    .iter()
+                    .map(|t| t.as_f64().ok_or_else(|| anyhow!("retransmit time {t}")))
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            other => bail!("retransmit_times_ms is {other}"),
+        };
+        let retransmits = u32::try_from(u64_field(value, "retransmits")?)?;
+        if let Some(times) = &times {
+            ensure!(
+                times.len() as u32 <= retransmits,
+                "more retransmit times than retransmits"
+            );
+        }
+        Ok(Handshake {
+            ts_ns: u64_field(value, "ts_ns")?,
+            side,
+            family,
+            saddr: addr_field(value, "saddr", family)?,
+            sport: port_field(value, "sport")?,
+            daddr: addr_field(value, "daddr", family)?,
+            dport: port_field(value, "dport")?,
+            pid: pid_field(value)?,
+            comm: comm_field(value)?,
+            outcome,
+            error: match field(value, "error")? {
+                Value::Null => None,
+                Value::String(error) => Some(error.clone()),
+                other => bail!("error is {other}, not a string or null"),
+            },
+            retransmits,
+            retransmit_times_ms: times,
+            duration_ms: match field(value, "duration_ms")? {
+                Value::Null => None,
+                other => Some(
+                    other
+                        .as_f64()
+                        .ok_or_else(|| anyhow!("duration_ms is {other}"))?,
+                ),
+            },
+            raw: value.clone(),
+        })
+    }
+}
+
 // Loose accessors, for filtering the stream before parsing strictly.
 
 /// The record's `type`.

@@ -60,6 +60,8 @@ impl Ev {
 
     fn event(&self) -> StateEvent {
         StateEvent {
+            error: 0,
+            soft_error: 0,
             ts_ns: self.ts_ns,
             skaddr: self.skaddr,
             tuple: self.tuple,

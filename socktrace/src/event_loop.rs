@@ -1,0 +1,214 @@
+//! The agent's main loop, shared by every streaming command: records from
+//! the kernel ring buffer are decoded and handed to a [`Consumer`], which
+//! writes what it has to say into a buffer flushed to stdout after every
+//! batch. Timers drive draining, reconciliation against the kernel's own
+//! tables and loss reports; SIGINT and SIGTERM end it cleanly.
+use std::{
+    io::{self, Write},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    clock::monotonic_now_ns,
+    event::{Event, RejectCounts},
+    loader::KernelProbes,
+    ring_reader::RingReader,
+};
+
+/// Records handled before yielding to signals and timers.
+const BATCH: usize = 1024;
+
+/// The kernel wakes the agent only once a batch is waiting (see
+/// `loader::wakeup_threshold`); this timer bounds how long a lone record can
+/// wait in the ring before it is handled.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
+
+/// How often consumers compare their state with the kernel's tables, and
+/// how often lost events are reported.
+pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What a command does with the records.
+pub trait Consumer {
+    /// One decoded record; output goes to `out`.
+    fn event(&mut self, event: Event, out: &mut String);
+
+    /// Every [`RECONCILE_INTERVAL`], before the ring is drained: read the
+    /// kernel's own tables (sock_diag). Whatever happened before this call
+    /// is in the ring and reaches [`Consumer::event`] before the next
+    /// [`Consumer::settle`].
+    fn snapshot(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// After every drain of the ring: resolve what time or the last
+    /// snapshot decided. `now_ns` is CLOCK_MONOTONIC, the records' clock.
+    fn settle(&mut self, _now_ns: u64, _out: &mut String) {}
+
+    /// Once, after the last records were handled.
+    fn finish(&mut self, _now_ns: u64, _out: &mut String) {}
+}
+
+/// Counters reported at exit.
+#[derive(Debug, Default)]
+pub struct LoopSummary {
+    pub lost: u64,
+    pub rejected: RejectCounts,
+}
+
+impl LoopSummary {
+    /// Tells the user on stderr what did not reach the output.
+    pub fn report(&self) {
+        if self.lost > 0 {
+            eprintln!(
+                "socktrace: {} events lost (kernel ring buffer full; try a larger --ring-buffer-kib)",
+                self.lost
+            );
+        }
+        if self.rejected.total() > 0 {
+            eprintln!(
+                "socktrace: {} malformed records skipped: {:?}",
+                self.rejected.total(),
+                self.rejected
+            );
+        }
+    }
+}
+
+/// Runs until SIGINT, SIGTERM or a closed stdout.
+pub async fn run(
+    probes: KernelProbes,
+    consumer: &mut impl Consumer,
+    out: &mut Output,
+) -> anyhow::Result<LoopSummary> {
+    // `_attached` keeps the programs attached until this function returns.
+    let KernelProbes {
+        attached: _attached,
+        events,
+        lost,
+    } = probes;
+    let mut rejected = RejectCounts::default();
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut reconcile = tokio::time::interval(RECONCILE_INTERVAL);
+    reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut drain = tokio::time::interval(DRAIN_INTERVAL);
+    drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut lost_seen = 0u64;
+    let mut reader = RingReader::new(events)?;
+
+    let mut handle = |bytes: &[u8], consumer: &mut dyn FnMut(Event)| match Event::try_from(bytes) {
+        Ok(event) => consumer(event),
+        Err(error) => {
+            log::debug!("skipping record: {error}");
+            rejected.count(error);
+        }
+    };
+
+    loop {
+        tokio::select! {
+            batch = reader.next_batch(BATCH, |bytes| {
+                handle(bytes, &mut |event| consumer.event(event, &mut out.buffer));
+            }) => {
+                batch.context("reading the ring buffer")?;
+                if !out.flush()? {
+                    break;
+                }
+            }
+            _ = drain.tick() => {
+                if !drain_and_settle(&mut reader, &mut handle, consumer, out)? {
+                    break;
+                }
+            }
+            _ = reconcile.tick() => {
+                consumer.snapshot()?;
+                if !drain_and_settle(&mut reader, &mut handle, consumer, out)? {
+                    break;
+                }
+                let lost = lost.total()?;
+                if lost > lost_seen {
+                    eprintln!("socktrace: {lost} events lost so far (kernel ring buffer full)");
+                    lost_seen = lost;
+                }
+            }
+            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break,
+        }
+    }
+    // What the kernel produced before we stopped is still reported.
+    drain_and_settle(&mut reader, &mut handle, consumer, out)?;
+    consumer.finish(monotonic_now_ns(), &mut out.buffer);
+    out.flush()?;
+    Ok(LoopSummary {
+        lost: lost.total()?,
+        rejected,
+    })
+}
+
+/// Handles every record already in the ring, batch by batch, then lets the
+/// consumer settle. `Ok(false)` when stdout's reader went away.
+fn drain_and_settle(
+    reader: &mut RingReader,
+    handle: &mut impl FnMut(&[u8], &mut dyn FnMut(Event)),
+    consumer: &mut impl Consumer,
+    out: &mut Output,
+) -> anyhow::Result<bool> {
+    loop {
+        let handled = reader.drain_now(BATCH, |bytes| {
+            handle(bytes, &mut |event| consumer.event(event, &mut out.buffer));
+        });
+        if !out.flush()? {
+            return Ok(false);
+        }
+        if handled == 0 {
+            break;
+        }
+    }
+    consumer.settle(monotonic_now_ns(), &mut out.buffer);
+    out.flush()
+}
+
+/// Buffered stdout that notices a closed pipe (`socktrace trace | head`).
+pub struct Output {
+    pub buffer: String,
+    stdout: io::Stdout,
+}
+
+impl Output {
+    pub fn new() -> Self {
+        Self {
+            buffer: String::with_capacity(64 * 1024),
+            stdout: io::stdout(),
+        }
+    }
+
+    pub fn line(&mut self, text: &str) {
+        self.buffer.push_str(text);
+        self.buffer.push('\n');
+    }
+
+    /// Writes what is buffered. `Ok(false)` when the reader went away.
+    pub fn flush(&mut self) -> anyhow::Result<bool> {
+        if self.buffer.is_empty() {
+            return Ok(true);
+        }
+        let mut stdout = self.stdout.lock();
+        let written = stdout
+            .write_all(self.buffer.as_bytes())
+            .and_then(|()| stdout.flush());
+        self.buffer.clear();
+        match written {
+            Ok(()) => Ok(true),
+            Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+            Err(error) => Err(error).context("writing to stdout"),
+        }
+    }
+}
+
+impl Default for Output {
+    fn default() -> Self {
+        Self::new()
+    }
+}

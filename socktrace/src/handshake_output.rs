@@ -1,0 +1,475 @@
+//! How `socktrace handshakes` prints: resolved attempts, retransmits of
+//! attempts still in progress, and the summary; aligned columns or one JSON
+//! object per line (field names are part of socktrace's interface).
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::{
+    clock::WallClock,
+    errno_name::errno_name,
+    handshake::{Handshake, Outcome, Retrying},
+    handshake_summary::{Group, HandshakeSummary, RETRANSMIT_BUCKETS},
+    output::{Format, OwnerJson, TupleJson, endpoint, ms, owner_columns, push_json},
+};
+
+/// Column header of the human stream.
+pub fn header() -> String {
+    format!(
+        "{:<12} {:<6} {:>7} {:<15} {:<45} {:<45} {:<28} {:>4} {:>10}  {}",
+        "TIME(UTC)",
+        "SIDE",
+        "PID",
+        "COMM",
+        "LOCAL",
+        "REMOTE",
+        "OUTCOME",
+        "RTX",
+        "MS",
+        "RETRANSMITS_AT_MS"
+    )
+}
+
+/// Appends one resolved attempt.
+pub fn write_handshake(out: &mut String, h: &Handshake, format: Format, clock: &WallClock) {
+    let offsets_ms = h
+        .retransmit_offsets_ns()
+        .map(|offsets| offsets.into_iter().map(ms).collect::<Vec<_>>());
+    match format {
+        Format::Json => push_json(
+            out,
+            &HandshakeJson {
+                r#type: "handshake",
+                ts_ns: h.ended_ns,
+                side: h.side.name(),
+                tuple: TupleJson::from(&h.tuple),
+                owner: OwnerJson::from(h.owner),
+                outcome: h.outcome.name(),
+                error: h.errno.map(errno_name),
+                retransmits: h.retransmits(),
+                retransmit_times_ms: offsets_ms,
+                duration_ms: h.duration_ns().map(ms),
+            },
+        ),
+        Format::Human => {
+            let outcome = match h.errno {
+                Some(errno) => format!("{} ({})", h.outcome.name(), errno_name(errno)),
+                None => h.outcome.name().to_owned(),
+            };
+            let times = match offsets_ms {
+                Some(offsets) => offsets
+                    .iter()
+                    .map(|t| format!("{t:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                None if h.retransmits_ns.is_empty() => String::new(),
+                None => "?".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "{:<12} {:<6} {} {:<45} {:<45} {:<28} {:>4} {:>10}  {}",
+                clock.time_of_day(h.ended_ns),
+                h.side.name(),
+                owner_columns(h.owner),
+                endpoint(&h.tuple.local),
+                endpoint(&h.tuple.remote),
+                outcome,
+                h.retransmits(),
+                h.duration_ns()
+                    .map_or_else(|| "-".to_owned(), |ns| format!("{:.1}", ms(ns))),
+                times
+            );
+        }
+    }
+}
+
+/// Appends one retransmit of an attempt still in progress, like `ss -o`'s
+/// `timer:(on,...,N)` but at the moment it happens.
+pub fn write_retrying(out: &mut String, r: &Retrying, format: Format, clock: &WallClock) {
+    match format {
+        Format::Json => push_json(
+            out,
+            &RetryingJson {
+                r#type: "handshake_retransmit",
+                ts_ns: r.at_ns,
+                side: r.side.name(),
+                tuple: TupleJson::from(&r.tuple),
+                owner: OwnerJson::from(r.owner),
+                retransmits: r.retransmits,
+                elapsed_ms: r.elapsed_ns.map(ms),
+            },
+        ),
+        Format::Human => {
+            let state = match r.side {
+                crate::handshake::Side::Client => "SYN-SENT",
+                crate::handshake::Side::Server => "SYN-RECV",
+            };
+            let elapsed = r
+                .elapsed_ns
+                .map_or_else(|| "-".to_owned(), |ns| format!("{:.1}", ms(ns)));
+            let _ = writeln!(
+                out,
+                "{:<12} {:<6} {} {:<45} {:<45} {:<28} {:>4} {:>10}",
+                clock.time_of_day(r.at_ns),
+                r.side.name(),
+                owner_columns(r.owner),
+                endpoint(&r.tuple.local),
+                endpoint(&r.tuple.remote),
+                format!("{state} retransmit"),
+                r.retransmits,
+                elapsed,
+            );
+        }
+    }
+}
+
+/// Appends the summary: per peer, per subnet, per listener.
+pub fn write_summary(out: &mut String, summary: &HandshakeSummary, format: Format) {
+    match format {
+        Format::Json => {
+            let groups = |rows: Vec<(&'static str, String, &Group)>| {
+                rows.into_iter()
+                    .map(|(side, key, group)| GroupJson::new(side, key, group))
+                    .collect::<Vec<_>>()
+            };
+            push_json(
+                out,
+                &SummaryJson {
+                    r#type: "handshake_summary",
+                    peers: groups(
+                        summary
+                            .peers()
+                            .into_iter()
+                            .map(|(side, peer, g)| (side.name(), peer.to_string(), g))
+                            .collect(),
+                    ),
+                    subnets: groups(
+                        summary
+                            .subnets()
+                            .into_iter()
+                            .map(|(side, subnet, g)| (side.name(), subnet.to_string(), g))
+                            .collect(),
+                    ),
+                    listeners: summary
+                        .listeners()
+                        .map(|(port, listener)| ListenerJson {
+                            port,
+                            drops: listener.drops,
+                            accept_queue_peak: listener.accept_queue_peak,
+                            backlog: listener.backlog,
+                            group: GroupJson::new("server", format!("*:{port}"), &listener.group),
+                        })
+                        .collect(),
+                    listen_overflows: summary.listen_counters().overflows,
+                    listen_drops: summary.listen_counters().drops,
+                },
+            );
+        }
+        Format::Human => {
+            let _ = writeln!(out, "{}", group_header("PEER"));
+            for (side, peer, group) in summary.peers() {
+                group_row(out, side.name(), &peer.to_string(), group);
+            }
+            let _ = writeln!(out, "{}", group_header("SUBNET"));
+            for (side, subnet, group) in summary.subnets() {
+                group_row(out, side.name(), &subnet.to_string(), group);
+            }
+            let _ = writeln!(
+                out,
+                "{} {:>8} {:>13}",
+                group_header("LISTENER"),
+                "DROPS",
+                "ACCEPTQ/MAX"
+            );
+            for (port, listener) in summary.listeners() {
+                group_row(out, "server", &format!("*:{port}"), &listener.group);
+                out.pop();
+                let queue = format!("{}/{}", listener.accept_queue_peak, listener.backlog);
+                let _ = writeln!(out, " {:>8} {:>13}", listener.drops, queue);
+            }
+            let counters = summary.listen_counters();
+            let _ = writeln!(
+                out,
+                "namespace: {} connections refused by full accept queues (TcpExtListenOverflows), {} listen drops in all",
+                counters.overflows, counters.drops
+            );
+        }
+    }
+}
+
+fn group_header(what: &str) -> String {
+    format!(
+        "{:<6} {:<43} {:>8} {:>6} {:>6}  {:<40} {:<20} {:>9} {:>9}",
+        "SIDE",
+        what,
+        "ATTEMPTS",
+        "OK",
+        "FAILED",
+        "OUTCOMES",
+        "RETRANSMITS 0/1/2/3/4/5/6+",
+        "P50_MS",
+        "P99_MS"
+    )
+}
+
+fn group_row(out: &mut String, side: &str, key: &str, group: &Group) {
+    let outcomes = Outcome::ALL
+        .iter()
+        .filter(|o| group.outcomes[o.index()] > 0)
+        .map(|o| format!("{}={}", o.name(), group.outcomes[o.index()]))
+        .collect::<Vec<_>>()
+        .join(",");
+    let retransmits = group
+        .retransmits
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join("/");
+    let quantile = |q| {
+        group
+            .latency
+            .quantile_ms(q)
+            .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
+    };
+    let _ = writeln!(
+        out,
+        "{:<6} {:<43} {:>8} {:>6} {:>6}  {:<40} {:<20} {:>9} {:>9}",
+        side,
+        key,
+        group.attempts,
+        group.attempts - group.failed(),
+        group.failed(),
+        outcomes,
+        retransmits,
+        quantile(0.5),
+        quantile(0.99)
+    );
+}
+
+#[derive(Serialize)]
+struct HandshakeJson {
+    r#type: &'static str,
+    ts_ns: u64,
+    side: &'static str,
+    #[serde(flatten)]
+    tuple: TupleJson,
+    #[serde(flatten)]
+    owner: OwnerJson,
+    outcome: &'static str,
+    error: Option<String>,
+    retransmits: u32,
+    retransmit_times_ms: Option<Vec<f64>>,
+    duration_ms: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct RetryingJson {
+    r#type: &'static str,
+    ts_ns: u64,
+    side: &'static str,
+    #[serde(flatten)]
+    tuple: TupleJson,
+    #[serde(flatten)]
+    owner: OwnerJson,
+    retransmits: u32,
+    elapsed_ms: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct SummaryJson {
+    r#type: &'static str,
+    peers: Vec<GroupJson>,
+    subnets: Vec<GroupJson>,
+    listeners: Vec<ListenerJson>,
+    /// The namespace's `TcpExtListenOverflows` and `TcpExtListenDrops`
+    /// since tracing began.
+    listen_overflows: u64,
+    listen_drops: u64,
+}
+
+#[derive(Serialize)]
+struct GroupJson {
+    side: &'static str,
+    key: String,
+    attempts: u64,
+    outcomes: std::collections::BTreeMap<&'static str, u64>,
+    /// Index i: attempts with i retransmits; the last, that many or more.
+    retransmits: [u64; RETRANSMIT_BUCKETS],
+    latency_p50_ms: Option<f64>,
+    latency_p99_ms: Option<f64>,
+}
+
+impl GroupJson {
+    fn new(side: &'static str, key: String, group: &Group) -> Self {
+        GroupJson {
+            side,
+            key,
+            attempts: group.attempts,
+            outcomes: Outcome::ALL
+                .iter()
+                .filter(|o| group.outcomes[o.index()] > 0)
+                .map(|o| (o.name(), group.outcomes[o.index()]))
+                .collect(),
+            retransmits: group.retransmits,
+            latency_p50_ms: group.latency.quantile_ms(0.5),
+            latency_p99_ms: group.latency.quantile_ms(0.99),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ListenerJson {
+    port: u16,
+    drops: u64,
+    accept_queue_peak: u32,
+    backlog: u32,
+    #[serde(flatten)]
+    group: GroupJson,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        handshake::Side,
+        owner::{Comm, Owner},
+        tuple::SocketTuple,
+    };
+
+    const MS: u64 = 1_000_000;
+
+    fn timeout() -> Handshake {
+        Handshake {
+            side: Side::Client,
+            tuple: SocketTuple {
+                local: "[2001:db8::1]:40000".parse().unwrap(),
+                remote: "[2001:db8::2]:443".parse().unwrap(),
+            },
+            owner: Some(Owner {
+                pid: 42,
+                comm: Comm::from_text("curl"),
+            }),
+            outcome: Outcome::Timeout,
+            errno: Some(110),
+            started_ns: Some(10 * MS),
+            ended_ns: 3010 * MS,
+            retransmits_ns: vec![1010 * MS, 2010 * MS],
+            kernel_retransmits: None,
+        }
+    }
+
+    fn json(out: &str) -> serde_json::Value {
+        assert_eq!(out.lines().count(), 1, "{out}");
+        serde_json::from_str(out.trim_end()).unwrap()
+    }
+
+    #[test]
+    fn handshake_json_has_the_documented_fields() {
+        let mut out = String::new();
+        write_handshake(
+            &mut out,
+            &timeout(),
+            Format::Json,
+            &WallClock::with_offset_ns(0),
+        );
+        let value = json(&out);
+        assert_eq!(value["type"], "handshake");
+        assert_eq!(value["side"], "client");
+        assert_eq!(value["family"], "ipv6");
+        assert_eq!(value["saddr"], "2001:db8::1");
+        assert_eq!(value["sport"], 40000);
+        assert_eq!(value["daddr"], "2001:db8::2");
+        assert_eq!(value["dport"], 443);
+        assert_eq!(value["pid"], 42);
+        assert_eq!(value["comm"], "curl");
+        assert_eq!(value["outcome"], "timeout");
+        assert_eq!(value["error"], "ETIMEDOUT");
+        assert_eq!(value["retransmits"], 2);
+        assert_eq!(
+            value["retransmit_times_ms"],
+            serde_json::json!([1000.0, 2000.0])
+        );
+        assert_eq!(value["duration_ms"], 3000.0);
+    }
+
+    #[test]
+    fn unknown_start_is_null_not_zero() {
+        let mut h = timeout();
+        h.started_ns = None;
+        h.owner = None;
+        let mut out = String::new();
+        write_handshake(&mut out, &h, Format::Json, &WallClock::with_offset_ns(0));
+        let value = json(&out);
+        assert!(value["retransmit_times_ms"].is_null());
+        assert!(value["duration_ms"].is_null());
+        assert!(value["pid"].is_null());
+        assert_eq!(value["retransmits"], 2);
+    }
+
+    #[test]
+    fn human_lines_show_outcome_error_and_retransmit_times() {
+        let mut out = String::new();
+        write_handshake(
+            &mut out,
+            &timeout(),
+            Format::Human,
+            &WallClock::with_offset_ns(0),
+        );
+        assert!(out.contains("timeout (ETIMEDOUT)"), "{out}");
+        assert!(out.contains("[2001:db8::2]:443"), "{out}");
+        assert!(out.trim_end().ends_with("1000,2000"), "{out}");
+    }
+
+    #[test]
+    fn retransmits_in_progress_are_their_own_record_type() {
+        let retry = Retrying {
+            side: Side::Server,
+            tuple: timeout().tuple,
+            owner: None,
+            at_ns: 5 * MS,
+            retransmits: 3,
+            elapsed_ns: Some(7000 * MS),
+        };
+        let mut out = String::new();
+        write_retrying(
+            &mut out,
+            &retry,
+            Format::Json,
+            &WallClock::with_offset_ns(0),
+        );
+        let value = json(&out);
+        assert_eq!(value["type"], "handshake_retransmit");
+        assert_eq!(value["side"], "server");
+        assert_eq!(value["retransmits"], 3);
+        assert_eq!(value["elapsed_ms"], 7000.0);
+        out.clear();
+        write_retrying(
+            &mut out,
+            &retry,
+            Format::Human,
+            &WallClock::with_offset_ns(0),
+        );
+        assert!(out.contains("SYN-RECV retransmit"), "{out}");
+    }
+
+    #[test]
+    fn summary_json_lists_peers_subnets_and_listeners() {
+        let mut summary = HandshakeSummary::new();
+        summary.record(&timeout());
+        let mut out = String::new();
+        write_summary(&mut out, &summary, Format::Json);
+        let value = json(&out);
+        assert_eq!(value["type"], "handshake_summary");
+        assert_eq!(value["peers"][0]["key"], "2001:db8::2");
+        assert_eq!(value["peers"][0]["outcomes"]["timeout"], 1);
+        assert_eq!(value["peers"][0]["retransmits"][2], 1);
+        assert!(value["peers"][0]["latency_p50_ms"].is_null());
+        assert_eq!(value["subnets"][0]["key"], "2001:db8::/64");
+        assert_eq!(value["listeners"], serde_json::json!([]));
+        assert_eq!(value["listen_overflows"], 0);
+        out.clear();
+        write_summary(&mut out, &summary, Format::Human);
+        assert!(out.contains("timeout=1"), "{out}");
+        assert!(out.contains("0/0/1/0/0/0/0"), "{out}");
+    }
+}

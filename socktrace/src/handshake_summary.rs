@@ -1,0 +1,332 @@
+//! Handshake attempts summed up per remote peer, per peer subnet (/24 or
+//! /64) and per local listener: outcomes, retransmit distribution and
+//! handshake latency. Pure: resolved attempts and listener counters in.
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::{IpAddr, SocketAddr},
+};
+
+use crate::{
+    cidr::Cidr,
+    handshake::{Handshake, Outcome, Side},
+    latency_histogram::LatencyHistogram,
+};
+
+/// Retransmit counts are bucketed 0, 1, ... up to this one, which also
+/// holds everything above it.
+pub const RETRANSMIT_BUCKETS: usize = 7;
+
+/// The figures of one peer, subnet or listener.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Group {
+    pub attempts: u64,
+    /// By [`Outcome::index`].
+    pub outcomes: [u64; Outcome::ALL.len()],
+    /// Attempts by retransmit count, the last bucket holding "that many or
+    /// more".
+    pub retransmits: [u64; RETRANSMIT_BUCKETS],
+    /// First SYN (or SYN-ACK) to success, for successes whose start was seen.
+    pub latency: LatencyHistogram,
+}
+
+impl Group {
+    fn record(&mut self, handshake: &Handshake) {
+        self.attempts += 1;
+        self.outcomes[handshake.outcome.index()] += 1;
+        let bucket = (handshake.retransmits() as usize).min(RETRANSMIT_BUCKETS - 1);
+        self.retransmits[bucket] += 1;
+        if handshake.outcome.succeeded()
+            && let Some(duration) = handshake.duration_ns()
+        {
+            self.latency.record_ns(duration);
+        }
+    }
+
+    /// Attempts that did not get through.
+    pub fn failed(&self) -> u64 {
+        Outcome::ALL
+            .iter()
+            .filter(|o| !o.succeeded())
+            .map(|o| self.outcomes[o.index()])
+            .sum()
+    }
+}
+
+/// A listening port's figures: its attempts and its accept queue.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListenerGroup {
+    pub group: Group,
+    /// Packets its listeners dropped since tracing began (`ss -m` `d`):
+    /// SYNs and final ACKs refused with a full accept queue, and duplicate
+    /// SYNs of connections already half-open.
+    pub drops: u64,
+    /// Longest accept queue a snapshot saw, and the queue's capacity (the
+    /// `listen()` backlog): equal means connections were being refused.
+    pub accept_queue_peak: u32,
+    pub backlog: u32,
+}
+
+/// A listener as a sock_diag snapshot reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenerSample {
+    pub local: SocketAddr,
+    pub drops: u32,
+    pub accept_queue: u32,
+    pub backlog: u32,
+}
+
+/// The namespace's own count of refused connections (`nstat`'s
+/// `TcpExtListenOverflows` and `TcpExtListenDrops`), since tracing began.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListenCounters {
+    /// SYNs and final ACKs dropped because an accept queue was full.
+    pub overflows: u64,
+    /// Every drop by a listener, overflows included.
+    pub drops: u64,
+}
+
+/// The summary. See the module documentation.
+#[derive(Debug, Default)]
+pub struct HandshakeSummary {
+    peers: BTreeMap<(Side, IpAddr), Group>,
+    subnets: BTreeMap<(Side, Cidr), Group>,
+    /// Server attempts by local port (a listener and its dual-stack twin
+    /// are one service).
+    listeners: BTreeMap<u16, ListenerGroup>,
+    /// Drop counters when first seen and now, by listener address.
+    drop_counters: HashMap<SocketAddr, (u32, u32)>,
+    /// Namespace counters when first seen and now.
+    listen_counters: Option<(ListenCounters, ListenCounters)>,
+}
+
+impl HandshakeSummary {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn record(&mut self, handshake: &Handshake) {
+        let peer = handshake.tuple.remote.ip().to_canonical();
+        self.peers
+            .entry((handshake.side, peer))
+            .or_default()
+            .record(handshake);
+        self.subnets
+            .entry((handshake.side, Cidr::subnet_of(peer)))
+            .or_default()
+            .record(handshake);
+        if handshake.side == Side::Server {
+            self.listeners
+                .entry(handshake.tuple.local.port())
+                .or_default()
+                .group
+                .record(handshake);
+        }
+    }
+
+    /// The listeners' drop counters now. Drops are counted from each
+    /// listener's first observation, so drops before tracing do not count.
+    pub fn observe_listeners(&mut self, listeners: &[ListenerSample]) {
+        for listener in listeners {
+            let counter = self
+                .drop_counters
+                .entry(listener.local)
+                .or_insert((listener.drops, listener.drops));
+            counter.1 = listener.drops;
+            let since = counter.1.wrapping_sub(counter.0);
+            let full = listener.accept_queue > 0 && listener.accept_queue >= listener.backlog;
+            if since > 0 || full || self.listeners.contains_key(&listener.local.port()) {
+                let port = self.listeners.entry(listener.local.port()).or_default();
+                port.accept_queue_peak = port.accept_queue_peak.max(listener.accept_queue);
+                port.backlog = port.backlog.max(listener.backlog);
+            }
+        }
+        for (port, listener) in &mut self.listeners {
+            listener.drops = self
+                .drop_counters
+                .iter()
+                .filter(|(local, _)| local.port() == *port)
+                .map(|(_, (first, now))| u64::from(now.wrapping_sub(*first)))
+                .sum();
+        }
+    }
+
+    /// The namespace's listen counters now (absolute, as the kernel keeps
+    /// them).
+    pub fn observe_listen_counters(&mut self, now: ListenCounters) {
+        let counters = self.listen_counters.get_or_insert((now, now));
+        counters.1 = now;
+    }
+
+    /// The namespace's listen overflows and drops since the first
+    /// observation.
+    pub fn listen_counters(&self) -> ListenCounters {
+        self.listen_counters
+            .map(|(first, now)| ListenCounters {
+                overflows: now.overflows.saturating_sub(first.overflows),
+                drops: now.drops.saturating_sub(first.drops),
+            })
+            .unwrap_or_default()
+    }
+
+    /// Per remote peer, busiest first.
+    pub fn peers(&self) -> Vec<(Side, IpAddr, &Group)> {
+        let mut peers: Vec<_> = self
+            .peers
+            .iter()
+            .map(|((side, peer), group)| (*side, *peer, group))
+            .collect();
+        peers.sort_by_key(|(side, peer, group)| (*side, std::cmp::Reverse(group.attempts), *peer));
+        peers
+    }
+
+    /// Per remote subnet, busiest first.
+    pub fn subnets(&self) -> Vec<(Side, Cidr, &Group)> {
+        let mut subnets: Vec<_> = self
+            .subnets
+            .iter()
+            .map(|((side, subnet), group)| (*side, *subnet, group))
+            .collect();
+        subnets.sort_by_key(|(side, subnet, group)| {
+            (*side, std::cmp::Reverse(group.attempts), *subnet)
+        });
+        subnets
+    }
+
+    /// Per local listening port, by port.
+    pub fn listeners(&self) -> impl Iterator<Item = (u16, &ListenerGroup)> {
+        self.listeners.iter().map(|(port, group)| (*port, group))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tuple::SocketTuple;
+
+    fn attempt(side: Side, local: &str, remote: &str, outcome: Outcome, rtx: usize) -> Handshake {
+        Handshake {
+            side,
+            tuple: SocketTuple {
+                local: local.parse().unwrap(),
+                remote: remote.parse().unwrap(),
+            },
+            owner: None,
+            outcome,
+            errno: None,
+            started_ns: Some(0),
+            ended_ns: 1_000_000 + rtx as u64 * 1_000_000_000,
+            retransmits_ns: (1..=rtx as u64).map(|i| i * 1_000_000_000).collect(),
+            kernel_retransmits: None,
+        }
+    }
+
+    #[test]
+    fn peers_and_subnets_count_outcomes_retries_and_latency() {
+        let mut summary = HandshakeSummary::new();
+        for host in 1..=3 {
+            let remote = format!("10.0.7.{host}:443");
+            summary.record(&attempt(
+                Side::Client,
+                "10.0.0.1:40000",
+                &remote,
+                Outcome::Established,
+                0,
+            ));
+        }
+        summary.record(&attempt(
+            Side::Client,
+            "10.0.0.1:40001",
+            "10.0.7.1:443",
+            Outcome::Established,
+            1,
+        ));
+        summary.record(&attempt(
+            Side::Client,
+            "10.0.0.1:40002",
+            "10.0.7.1:443",
+            Outcome::Timeout,
+            9,
+        ));
+        summary.record(&attempt(
+            Side::Client,
+            "10.0.0.1:40003",
+            "192.0.2.9:80",
+            Outcome::Refused,
+            0,
+        ));
+
+        let peers = summary.peers();
+        let (side, busiest, group) = peers[0];
+        assert_eq!((side, busiest), (Side::Client, "10.0.7.1".parse().unwrap()));
+        assert_eq!(group.attempts, 3);
+        assert_eq!(group.outcomes[Outcome::Established.index()], 2);
+        assert_eq!(group.outcomes[Outcome::Timeout.index()], 1);
+        assert_eq!(group.failed(), 1);
+        assert_eq!(group.retransmits, [1, 1, 0, 0, 0, 0, 1]);
+        assert_eq!(group.latency.count(), 2, "only successes have a latency");
+
+        let subnets = summary.subnets();
+        assert_eq!(subnets[0].1.to_string(), "10.0.7.0/24");
+        assert_eq!(subnets[0].2.attempts, 5);
+        assert_eq!(subnets[1].1.to_string(), "192.0.2.0/24");
+        assert_eq!(summary.listeners().count(), 0, "clients have no listener");
+    }
+
+    #[test]
+    fn server_attempts_group_by_listening_port_across_families() {
+        let mut summary = HandshakeSummary::new();
+        summary.record(&attempt(
+            Side::Server,
+            "127.0.0.1:8080",
+            "127.0.0.1:5000",
+            Outcome::Completed,
+            0,
+        ));
+        summary.record(&attempt(
+            Side::Server,
+            "[::1]:8080",
+            "[::1]:5001",
+            Outcome::Expired,
+            2,
+        ));
+        let listeners: Vec<_> = summary.listeners().collect();
+        assert_eq!(listeners.len(), 1);
+        let (port, listener) = listeners[0];
+        assert_eq!(port, 8080);
+        assert_eq!(listener.group.attempts, 2);
+        assert_eq!(listener.group.outcomes[Outcome::Expired.index()], 1);
+        assert_eq!(listener.group.retransmits[2], 1);
+    }
+
+    #[test]
+    fn listener_drops_count_from_first_sight() {
+        let mut summary = HandshakeSummary::new();
+        let v4: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let v6: SocketAddr = "[::]:8080".parse().unwrap();
+        let sample = |local, drops, accept_queue| ListenerSample {
+            local,
+            drops,
+            accept_queue,
+            backlog: 128,
+        };
+        summary.observe_listeners(&[sample(v4, 40, 3)]);
+        assert_eq!(summary.listeners().count(), 0, "old drops are not news");
+        summary.observe_listeners(&[sample(v4, 45, 128), sample(v6, 7, 0)]);
+        summary.observe_listeners(&[sample(v4, 47, 9), sample(v6, 9, 0)]);
+        let (port, listener) = summary.listeners().next().unwrap();
+        assert_eq!(port, 8080);
+        assert_eq!(listener.drops, 7 + 2);
+        assert_eq!((listener.accept_queue_peak, listener.backlog), (128, 128));
+        assert_eq!(listener.group.attempts, 0);
+    }
+
+    #[test]
+    fn namespace_listen_counters_count_from_first_sight() {
+        let mut summary = HandshakeSummary::new();
+        assert_eq!(summary.listen_counters(), ListenCounters::default());
+        let counters = |overflows, drops| ListenCounters { overflows, drops };
+        summary.observe_listen_counters(counters(12, 13));
+        summary.observe_listen_counters(counters(20, 25));
+        assert_eq!(summary.listen_counters(), counters(8, 12));
+    }
+}

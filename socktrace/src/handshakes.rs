@@ -1,0 +1,224 @@
+//! `socktrace handshakes`: every handshake attempt through the socket table
+//! and the handshake tracker, with sock_diag snapshots of request sockets
+//! and listeners once per reconciliation interval.
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::{
+    cli::HandshakesArgs,
+    clock::{WallClock, monotonic_now_ns},
+    event::Event,
+    event_loop::{self, Consumer, Output},
+    handshake::{Handshake, HandshakeTracker, RequestSocket, Retrying},
+    handshake_filter::HandshakeFilter,
+    handshake_output,
+    handshake_summary::{HandshakeSummary, ListenCounters, ListenerSample},
+    loader,
+    netstat::TcpExt,
+    output::Format,
+    seed,
+    sock_diag::{self, DiagSocket, DumpRequest},
+    table::SocketTable,
+    tcp_state::TcpState,
+};
+
+pub async fn run(args: HandshakesArgs) -> anyhow::Result<()> {
+    let format = if args.json {
+        Format::Json
+    } else {
+        Format::Human
+    };
+    let probes = loader::load_and_attach(args.ring.ring_buffer_kib * 1024)?;
+    let mut table = SocketTable::new();
+    table.seed(seed::existing_sockets().context("listing existing sockets")?);
+    let mut out = Output::new();
+    if format == Format::Human {
+        out.line(&handshake_output::header());
+    }
+    out.flush()?;
+    eprintln!("socktrace: ready: tracing TCP handshakes");
+    let mut recorder = HandshakeRecorder {
+        table,
+        tracker: HandshakeTracker::new(),
+        summary: HandshakeSummary::new(),
+        filter: HandshakeFilter {
+            ports: args.ports,
+            hosts: args.hosts,
+            pids: args.pids,
+            comms: args.comms,
+        },
+        problems_only: args.problems,
+        format,
+        clock: WallClock::now(),
+        snapshot: None,
+        summary_every: Duration::from_secs(args.summary_every),
+        last_summary_ns: monotonic_now_ns(),
+    };
+    let summary = event_loop::run(probes, &mut recorder, &mut out).await?;
+    summary.report();
+    recorder.report();
+    Ok(())
+}
+
+/// sock_diag's request sockets and listeners, and when the dump began;
+/// the namespace's listen counters.
+struct Snapshot {
+    taken_ns: u64,
+    sockets: Vec<DiagSocket>,
+    counters: TcpExt,
+}
+
+struct HandshakeRecorder {
+    table: SocketTable,
+    tracker: HandshakeTracker,
+    summary: HandshakeSummary,
+    filter: HandshakeFilter,
+    problems_only: bool,
+    format: Format,
+    clock: WallClock,
+    snapshot: Option<Snapshot>,
+    summary_every: Duration,
+    last_summary_ns: u64,
+}
+
+impl HandshakeRecorder {
+    fn resolved(&mut self, handshake: Handshake, out: &mut String) {
+        if !self
+            .filter
+            .matches(&handshake.tuple, handshake.owner.as_ref())
+        {
+            return;
+        }
+        self.summary.record(&handshake);
+        let problem = handshake.retransmits() > 0 || !handshake.outcome.succeeded();
+        if problem || !self.problems_only {
+            handshake_output::write_handshake(out, &handshake, self.format, &self.clock);
+        }
+    }
+
+    fn retrying(&self, retrying: Retrying, out: &mut String) {
+        if self
+            .filter
+            .matches(&retrying.tuple, retrying.owner.as_ref())
+        {
+            handshake_output::write_retrying(out, &retrying, self.format, &self.clock);
+        }
+    }
+
+    fn apply_snapshot(&mut self, snapshot: Snapshot, out: &mut String) {
+        let requests: Vec<RequestSocket> = snapshot
+            .sockets
+            .iter()
+            .filter(|s| s.state == TcpState::SynRecv)
+            .map(|s| RequestSocket {
+                tuple: s.tuple,
+                retransmits: u32::from(s.retransmits),
+                owner: self.table.listener_owner(&s.tuple.local),
+            })
+            .collect();
+        let listeners: Vec<ListenerSample> = snapshot
+            .sockets
+            .iter()
+            .filter(|s| s.state == TcpState::Listen)
+            .map(|s| ListenerSample {
+                local: s.tuple.local,
+                drops: s.drops.unwrap_or(0),
+                accept_queue: s.recv_queue,
+                backlog: s.send_queue,
+            })
+            .collect();
+        self.summary.observe_listeners(&listeners);
+        if let (Some(overflows), Some(drops)) = (
+            snapshot.counters.get("ListenOverflows"),
+            snapshot.counters.get("ListenDrops"),
+        ) {
+            self.summary
+                .observe_listen_counters(ListenCounters { overflows, drops });
+        }
+        for expired in self
+            .tracker
+            .on_request_snapshot(&requests, snapshot.taken_ns)
+        {
+            self.resolved(expired, out);
+        }
+    }
+
+    /// What the tracker could not account for, on stderr at exit.
+    fn report(&self) {
+        let stats = self.tracker.stats();
+        if stats.server_foreign > 0 {
+            eprintln!(
+                "socktrace: {} half-open connections in other network namespaces were not followed",
+                stats.server_foreign
+            );
+        }
+        if stats.client_ends_missed > 0 {
+            eprintln!(
+                "socktrace: {} client attempts lost their end (events lost)",
+                stats.client_ends_missed
+            );
+        }
+        let pending = self.tracker.pending();
+        if pending > 0 {
+            eprintln!("socktrace: {pending} handshake attempts were still in progress at exit");
+        }
+    }
+}
+
+impl Consumer for HandshakeRecorder {
+    fn event(&mut self, event: Event, out: &mut String) {
+        match event {
+            Event::State(event) => {
+                let transition = self.table.apply(&event);
+                if let Some(handshake) = self.tracker.on_transition(&event, &transition) {
+                    self.resolved(handshake, out);
+                }
+            }
+            Event::SynRetransmit(signal) => {
+                let owner = self.table.by_skaddr(signal.skaddr).and_then(|s| s.owner);
+                let retrying = self.tracker.on_syn_retransmit(&signal, owner);
+                self.retrying(retrying, out);
+            }
+            Event::SynAckRetransmit(synack) => {
+                let owner = self.table.listener_owner(&synack.tuple.local);
+                let retrying = self.tracker.on_synack_retransmit(&synack, owner);
+                self.retrying(retrying, out);
+            }
+            Event::ResetReceived(signal) => self.tracker.on_reset(&signal),
+        }
+    }
+
+    fn snapshot(&mut self) -> anyhow::Result<()> {
+        let taken_ns = monotonic_now_ns();
+        let request = DumpRequest::states(&[TcpState::SynRecv, TcpState::Listen]).with_memory();
+        match sock_diag::dump(&request) {
+            Ok(sockets) => {
+                self.snapshot = Some(Snapshot {
+                    taken_ns,
+                    sockets,
+                    counters: TcpExt::read(),
+                })
+            }
+            // Half-open connections wait for the next snapshot.
+            Err(error) => log::warn!("request socket snapshot failed: {error}"),
+        }
+        Ok(())
+    }
+
+    fn settle(&mut self, now_ns: u64, out: &mut String) {
+        if let Some(snapshot) = self.snapshot.take() {
+            self.apply_snapshot(snapshot, out);
+        }
+        let every = self.summary_every.as_nanos() as u64;
+        if every > 0 && now_ns.saturating_sub(self.last_summary_ns) >= every {
+            self.last_summary_ns = now_ns;
+            handshake_output::write_summary(out, &self.summary, self.format);
+        }
+    }
+
+    fn finish(&mut self, now_ns: u64, out: &mut String) {
+        self.settle(now_ns, out);
+        handshake_output::write_summary(out, &self.summary, self.format);
+    }
+}

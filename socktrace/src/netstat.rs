@@ -1,0 +1,73 @@
+//! The kernel's TCP extension counters (`/proc/net/netstat`, what
+//! `nstat` and `netstat -s` read) for this network namespace.
+use std::{collections::HashMap, path::Path};
+
+/// The `TcpExt` counters by name (`ListenOverflows`, `ListenDrops`...).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TcpExt(HashMap<String, u64>);
+
+impl TcpExt {
+    /// Reads this namespace's counters; empty when the file is unreadable.
+    pub fn read() -> TcpExt {
+        Self::read_from(Path::new("/proc/net/netstat"))
+    }
+
+    pub fn read_from(path: &Path) -> TcpExt {
+        std::fs::read_to_string(path)
+            .map(|text| Self::parse(&text))
+            .unwrap_or_default()
+    }
+
+    /// Parses the file's `TcpExt:` header line and the value line after it.
+    pub fn parse(text: &str) -> TcpExt {
+        let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+        let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+            return TcpExt::default();
+        };
+        let counters = names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .skip(1)
+            .filter_map(|(name, value)| Some((name.to_owned(), value.parse().ok()?)))
+            .collect();
+        TcpExt(counters)
+    }
+
+    pub fn get(&self, name: &str) -> Option<u64> {
+        self.0.get(name).copied()
+    }
+
+    /// How much `name` grew since `earlier` (0 when either lacks it).
+    pub fn since(&self, earlier: &TcpExt, name: &str) -> u64 {
+        match (self.get(name), earlier.get(name)) {
+            (Some(now), Some(then)) => now.saturating_sub(then),
+            _ => 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NETSTAT: &str = "TcpExt: SyncookiesSent ListenOverflows ListenDrops\n\
+TcpExt: 0 12 13\n\
+IpExt: InNoRoutes InTruncatedPkts\n\
+IpExt: 0 0\n";
+
+    #[test]
+    fn parses_tcpext_and_diffs_it() {
+        let before = TcpExt::parse(NETSTAT);
+        assert_eq!(before.get("ListenOverflows"), Some(12));
+        assert_eq!(before.get("InNoRoutes"), None, "IpExt is not TcpExt");
+        let after = TcpExt::parse(&NETSTAT.replace("0 12 13", "0 20 21"));
+        assert_eq!(after.since(&before, "ListenDrops"), 8);
+        assert_eq!(after.since(&before, "Missing"), 0);
+    }
+
+    #[test]
+    fn this_namespace_has_listen_counters() {
+        let counters = TcpExt::read();
+        assert!(counters.get("ListenOverflows").is_some(), "{counters:?}");
+    }
+}
