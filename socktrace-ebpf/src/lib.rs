@@ -55,8 +55,7 @@ pub const RECORD_SYN_RETRANSMIT: u8 = 2;
 /// the agent could not locate that field. States are 0.
 pub const RECORD_SYNACK_RETRANSMIT: u8 = 3;
 /// [`Record::kind`]: a RST received on a socket (`tcp:tcp_receive_reset`).
-/// `skaddr` and endpoints are the socket's; `value` is its socket cookie.
-/// States are 0.
+/// `skaddr` and endpoints are the socket's; states and `value` are 0.
 pub const RECORD_RESET_RECEIVED: u8 = 4;
 
 /// [`Record::task_context`]: the event ran in process context, so the
@@ -73,6 +72,11 @@ pub const AF_INET6: u16 = 10;
 /// `IPPROTO_TCP`, as carried by `sock:*` tracepoints.
 pub const IPPROTO_TCP: u16 = 6;
 
+/// Name of the read-only global that is 1 when this kernel's
+/// `tcp:tcp_retransmit_skb` has its `err` field (Linux 6.17+): failed
+/// retransmits are then skipped.
+pub const GLOBAL_RETRANSMIT_HAS_ERR: &str = "RETRANSMIT_HAS_ERR";
+
 /// The kernel's `TCP_SYN_SENT` and `TCP_CLOSE` state numbers.
 pub const TCP_SYN_SENT: i32 = 2;
 pub const TCP_CLOSE: i32 = 7;
@@ -80,8 +84,8 @@ pub const TCP_CLOSE: i32 = 7;
 /// Names of the read-only globals holding byte offsets of kernel struct
 /// fields, resolved from the running kernel's BTF at load time (aya-ebpf
 /// has no CO-RE): `snt_synack` in `struct tcp_request_sock`, `sk_err` and
-/// `sk_err_soft` in `struct sock`. 0 means unknown; the field is then not
-/// read and its value reported as 0.
+/// `sk_err_soft` in `struct sock`. The agent refuses to load when it cannot
+/// resolve them; the programs never read at an offset left at 0.
 pub const GLOBAL_SYNACK_STAMP_OFFSET: &str = "SYNACK_STAMP_OFFSET";
 pub const GLOBAL_SK_ERR_OFFSET: &str = "SK_ERR_OFFSET";
 pub const GLOBAL_SK_ERR_SOFT_OFFSET: &str = "SK_ERR_SOFT_OFFSET";

@@ -36,8 +36,8 @@ use socktrace_ebpf::{
     LOST_SLOTS, RECORD_RESET_RECEIVED, RECORD_STATE, RECORD_SYN_RETRANSMIT,
     RECORD_SYNACK_RETRANSMIT, RING_BUFFER_BYTES, Record, TCP_CLOSE, TCP_SYN_SENT,
     tracepoints::{
-        Endpoints, RECEIVE_RESET_COOKIE, RECEIVE_RESET_ENDPOINTS, RECEIVE_RESET_SKADDR,
-        RETRANSMIT_SKB_ENDPOINTS, RETRANSMIT_SKB_SKADDR, RETRANSMIT_SKB_STATE,
+        Endpoints, RECEIVE_RESET_ENDPOINTS, RECEIVE_RESET_SKADDR, RETRANSMIT_SKB_ENDPOINTS,
+        RETRANSMIT_SKB_ERR, RETRANSMIT_SKB_SKADDR, RETRANSMIT_SKB_STATE,
         RETRANSMIT_SYNACK_ENDPOINTS, RETRANSMIT_SYNACK_REQ, RETRANSMIT_SYNACK_SKADDR,
         SET_STATE_OFFSET, SetState,
     },
@@ -55,6 +55,10 @@ static SYNACK_STAMP_OFFSET: u64 = 0;
 static SK_ERR_OFFSET: u64 = 0;
 #[unsafe(no_mangle)]
 static SK_ERR_SOFT_OFFSET: u64 = 0;
+
+/// Set by the agent before load (`GLOBAL_RETRANSMIT_HAS_ERR`).
+#[unsafe(no_mangle)]
+static RETRANSMIT_HAS_ERR: u64 = 0;
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BUFFER_BYTES, 0);
@@ -171,7 +175,7 @@ pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
     let Ok(state) = (unsafe { ctx.read_at::<i32>(RETRANSMIT_SKB_STATE) }) else {
         return 0;
     };
-    if state != TCP_SYN_SENT {
+    if state != TCP_SYN_SENT || retransmit_failed(&ctx) {
         return 0;
     }
     let (Ok(skaddr), Ok(ends)) = (unsafe {
@@ -184,6 +188,20 @@ pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
     };
     emit_endpoints(RECORD_SYN_RETRANSMIT, skaddr, &ends, state as u8, 0);
     0
+}
+
+/// Linux 6.17+ also fires `tcp_retransmit_skb` for a retransmit that could
+/// not be sent, with its error in `err`.
+#[inline(always)]
+fn retransmit_failed(ctx: &TracePointContext) -> bool {
+    // SAFETY: read of a plain global set at load time (volatile: not the
+    // compile-time 0).
+    if unsafe { core::ptr::read_volatile(&RETRANSMIT_HAS_ERR) } == 0 {
+        return false;
+    }
+    // SAFETY: the agent set the flag only after finding `err` at this
+    // offset in the running kernel's format.
+    !matches!(unsafe { ctx.read_at::<i32>(RETRANSMIT_SKB_ERR) }, Ok(0))
 }
 
 /// Every SYN-ACK retransmit: the only trace a half-open connection leaves.
@@ -220,16 +238,15 @@ pub fn tcp_retransmit_synack(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn tcp_receive_reset(ctx: TracePointContext) -> u32 {
-    let (Ok(skaddr), Ok(ends), Ok(cookie)) = (unsafe {
+    let (Ok(skaddr), Ok(ends)) = (unsafe {
         (
             ctx.read_at::<u64>(RECEIVE_RESET_SKADDR),
             ctx.read_at::<Endpoints>(RECEIVE_RESET_ENDPOINTS),
-            ctx.read_at::<u64>(RECEIVE_RESET_COOKIE),
         )
     }) else {
         return 0;
     };
-    emit_endpoints(RECORD_RESET_RECEIVED, skaddr, &ends, 0, cookie);
+    emit_endpoints(RECORD_RESET_RECEIVED, skaddr, &ends, 0, 0);
     0
 }
 

@@ -10,6 +10,9 @@ pub struct Layout {
     pub category: &'static str,
     pub name: &'static str,
     pub fields: &'static [(&'static str, usize, usize)],
+    /// Fields read only when the running kernel has them (checked where
+    /// present; the agent tells the program which are).
+    pub optional: &'static [(&'static str, usize, usize)],
 }
 
 /// The endpoint fields that the `tcp:*` tracepoints declare back to back:
@@ -100,12 +103,16 @@ pub const SET_STATE: Layout = Layout {
         ("saddr_v6", 40, 16),
         ("daddr_v6", 56, 16),
     ],
+    optional: &[],
 };
 
-/// `tcp:tcp_retransmit_skb`: `skaddr` at 16, `state` at 24, endpoints at 28.
+/// `tcp:tcp_retransmit_skb`: `skaddr` at 16, `state` at 24, endpoints at 28;
+/// since Linux 6.17 `err` at 76, non-zero when the retransmit failed (the
+/// tracepoint then fires although nothing was sent).
 pub const RETRANSMIT_SKB_SKADDR: usize = 16;
 pub const RETRANSMIT_SKB_STATE: usize = 24;
 pub const RETRANSMIT_SKB_ENDPOINTS: usize = 28;
+pub const RETRANSMIT_SKB_ERR: usize = 76;
 
 pub const RETRANSMIT_SKB: Layout = Layout {
     category: "tcp",
@@ -117,6 +124,7 @@ pub const RETRANSMIT_SKB: Layout = Layout {
         ],
         RETRANSMIT_SKB_ENDPOINTS,
     ),
+    optional: &[("err", RETRANSMIT_SKB_ERR, 4)],
 };
 
 /// `tcp:tcp_retransmit_synack`: listener `skaddr` at 8, request `req` at
@@ -135,24 +143,21 @@ pub const RETRANSMIT_SYNACK: Layout = Layout {
         ],
         RETRANSMIT_SYNACK_ENDPOINTS,
     ),
+    optional: &[],
 };
 
-/// `tcp:tcp_receive_reset`: `skaddr` at 8, endpoints at 16, `sock_cookie`
-/// at 64.
+/// `tcp:tcp_receive_reset`: `skaddr` at 8, endpoints at 16.
 pub const RECEIVE_RESET_SKADDR: usize = 8;
 pub const RECEIVE_RESET_ENDPOINTS: usize = 16;
-pub const RECEIVE_RESET_COOKIE: usize = 64;
 
 pub const RECEIVE_RESET: Layout = Layout {
     category: "tcp",
     name: "tcp_receive_reset",
-    fields: &with_endpoints::<2, 9>(
-        [
-            ("skaddr", RECEIVE_RESET_SKADDR, 8),
-            ("sock_cookie", RECEIVE_RESET_COOKIE, 8),
-        ],
+    fields: &with_endpoints::<1, 8>(
+        [("skaddr", RECEIVE_RESET_SKADDR, 8)],
         RECEIVE_RESET_ENDPOINTS,
     ),
+    optional: &[],
 };
 
 /// Every tracepoint the BPF program attaches to, with what it reads.

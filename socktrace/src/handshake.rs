@@ -24,9 +24,12 @@
 //! sockets emit no
 //! state event, so a half-open connection is known from its SYN-ACK
 //! retransmits and from the request sockets sock_diag lists (as
-//! `ss state syn-recv` does). It ends `completed` when the child socket is
-//! created (`LISTEN -> SYN_RECV` on that tuple) or `expired` when a
-//! snapshot no longer lists it. An entry never confirmed by a snapshot and
+//! `ss state syn-recv` does). It ends `completed` when the child socket on
+//! that tuple reaches `ESTABLISHED` (its `LISTEN -> SYN_RECV` birth carries
+//! no remote address before Linux 6.15), or `expired` when a snapshot no
+//! longer lists it. A snapshot is applied after the ring was drained past
+//! the time it was taken, so completions since then are remembered and
+//! their request sockets, still listed, are not taken for half-open ones. An entry never confirmed by a snapshot and
 //! then missing from one belongs to another network namespace (the
 //! tracepoints see all of them, sock_diag only the agent's): it is dropped
 //! and counted, not guessed at.
@@ -214,6 +217,9 @@ struct HalfOpen {
 pub struct HandshakeTracker {
     clients: HashMap<u64, ClientAttempt>,
     half_open: HashMap<SocketTuple, HalfOpen>,
+    /// Server completions since the last snapshot was taken, by canonical
+    /// tuple: a snapshot may still list their request sockets.
+    recent_completions: HashMap<SocketTuple, u64>,
     stats: HandshakeStats,
 }
 
@@ -251,11 +257,11 @@ impl HandshakeTracker {
                 );
                 None
             }
-            (TcpState::Listen, TcpState::SynRecv) => Some(self.completed(t)),
-            (_, TcpState::Established) => {
-                let attempt = self.clients.remove(&skaddr)?;
-                Some(client_outcome(attempt, t, Outcome::Established, None))
-            }
+            (_, TcpState::Established) => match self.clients.remove(&skaddr) {
+                Some(attempt) => Some(client_outcome(attempt, t, Outcome::Established, None)),
+                None if t.old_state == TcpState::SynRecv => Some(self.completed(t)),
+                None => None,
+            },
             (_, TcpState::Close) => {
                 let attempt = self.clients.remove(&skaddr)?;
                 let (outcome, errno) = failed_connect(&attempt, event);
@@ -344,6 +350,12 @@ impl HandshakeTracker {
     ) -> Vec<Handshake> {
         let mut present = std::collections::HashSet::with_capacity(listed.len());
         for request in listed {
+            if self
+                .recent_completions
+                .contains_key(&request.tuple.canonical())
+            {
+                continue;
+            }
             present.insert(request.tuple.canonical());
             let half_open = self
                 .half_open
@@ -366,6 +378,8 @@ impl HandshakeTracker {
             .filter(|(tuple, h)| !present.contains(*tuple) && h.last_event_ns < taken_ns)
             .map(|(tuple, _)| *tuple)
             .collect();
+        self.recent_completions
+            .retain(|_, completed_ns| *completed_ns >= taken_ns);
         let mut expired = Vec::new();
         for tuple in gone {
             let Some(half_open) = self.half_open.remove(&tuple) else {
@@ -390,10 +404,12 @@ impl HandshakeTracker {
         expired
     }
 
-    /// A child socket was created on `t.tuple`: its handshake completed,
-    /// whether or not it was ever seen half-open.
+    /// A passive child socket on `t.tuple` is established: its handshake
+    /// completed, whether or not it was ever seen half-open.
     fn completed(&mut self, t: &Transition) -> Handshake {
-        let half_open = self.half_open.remove(&t.tuple.canonical());
+        let tuple = t.tuple.canonical();
+        self.recent_completions.insert(tuple, t.ts_ns);
+        let half_open = self.half_open.remove(&tuple);
         let (started_ns, retransmits_ns, kernel_retransmits, owner) = match half_open {
             Some(h) => (
                 h.started_ns,

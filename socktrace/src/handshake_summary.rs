@@ -70,6 +70,9 @@ pub struct ListenerGroup {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ListenerSample {
     pub local: SocketAddr,
+    /// Tells apart SO_REUSEPORT listeners on one address, and a listener
+    /// from its restarted successor.
+    pub inode: u32,
     pub drops: u32,
     pub accept_queue: u32,
     pub backlog: u32,
@@ -93,8 +96,8 @@ pub struct HandshakeSummary {
     /// Server attempts by local port (a listener and its dual-stack twin
     /// are one service).
     listeners: BTreeMap<u16, ListenerGroup>,
-    /// Drop counters when first seen and now, by listener address.
-    drop_counters: HashMap<SocketAddr, (u32, u32)>,
+    /// Each listener's drop counter at the last snapshot.
+    drop_counters: HashMap<(SocketAddr, u32), u32>,
     /// Namespace counters when first seen and now.
     listen_counters: Option<(ListenCounters, ListenCounters)>,
 }
@@ -123,31 +126,27 @@ impl HandshakeSummary {
         }
     }
 
-    /// The listeners' drop counters now. Drops are counted from each
-    /// listener's first observation, so drops before tracing do not count.
+    /// The listeners as a snapshot lists them now. Drops count from each
+    /// listener's first observation (drops before tracing are not news);
+    /// listeners no longer listed are forgotten, their drops kept.
     pub fn observe_listeners(&mut self, listeners: &[ListenerSample]) {
+        let mut counters = HashMap::with_capacity(listeners.len());
         for listener in listeners {
-            let counter = self
-                .drop_counters
-                .entry(listener.local)
-                .or_insert((listener.drops, listener.drops));
-            counter.1 = listener.drops;
-            let since = counter.1.wrapping_sub(counter.0);
+            let key = (listener.local, listener.inode);
+            let previous = self.drop_counters.get(&key).copied();
+            counters.insert(key, listener.drops);
+            let new_drops = previous.map_or(0, |p| listener.drops.saturating_sub(p));
             let full = listener.accept_queue > 0 && listener.accept_queue >= listener.backlog;
-            if since > 0 || full || self.listeners.contains_key(&listener.local.port()) {
-                let port = self.listeners.entry(listener.local.port()).or_default();
-                port.accept_queue_peak = port.accept_queue_peak.max(listener.accept_queue);
-                port.backlog = port.backlog.max(listener.backlog);
+            let port = listener.local.port();
+            if new_drops == 0 && !full && !self.listeners.contains_key(&port) {
+                continue;
             }
+            let group = self.listeners.entry(port).or_default();
+            group.drops += u64::from(new_drops);
+            group.accept_queue_peak = group.accept_queue_peak.max(listener.accept_queue);
+            group.backlog = group.backlog.max(listener.backlog);
         }
-        for (port, listener) in &mut self.listeners {
-            listener.drops = self
-                .drop_counters
-                .iter()
-                .filter(|(local, _)| local.port() == *port)
-                .map(|(_, (first, now))| u64::from(now.wrapping_sub(*first)))
-                .sum();
-        }
+        self.drop_counters = counters;
     }
 
     /// The namespace's listen counters now (absolute, as the kernel keeps
@@ -303,19 +302,23 @@ mod tests {
         let mut summary = HandshakeSummary::new();
         let v4: SocketAddr = "0.0.0.0:8080".parse().unwrap();
         let v6: SocketAddr = "[::]:8080".parse().unwrap();
-        let sample = |local, drops, accept_queue| ListenerSample {
+        let sample = |local, inode, drops, accept_queue| ListenerSample {
             local,
+            inode,
             drops,
             accept_queue,
             backlog: 128,
         };
-        summary.observe_listeners(&[sample(v4, 40, 3)]);
+        summary.observe_listeners(&[sample(v4, 1, 40, 3)]);
         assert_eq!(summary.listeners().count(), 0, "old drops are not news");
-        summary.observe_listeners(&[sample(v4, 45, 128), sample(v6, 7, 0)]);
-        summary.observe_listeners(&[sample(v4, 47, 9), sample(v6, 9, 0)]);
+        summary.observe_listeners(&[sample(v4, 1, 45, 128), sample(v6, 2, 7, 0)]);
+        summary.observe_listeners(&[sample(v4, 1, 47, 9), sample(v6, 2, 9, 0)]);
+        // The v4 listener restarts: its successor's counter starts at 0.
+        summary.observe_listeners(&[sample(v4, 3, 0, 0), sample(v6, 2, 9, 0)]);
+        summary.observe_listeners(&[sample(v4, 3, 1, 0), sample(v6, 2, 9, 0)]);
         let (port, listener) = summary.listeners().next().unwrap();
         assert_eq!(port, 8080);
-        assert_eq!(listener.drops, 7 + 2);
+        assert_eq!(listener.drops, 5 + 2 + 2 + 1);
         assert_eq!((listener.accept_queue_peak, listener.backlog), (128, 128));
         assert_eq!(listener.group.attempts, 0);
     }

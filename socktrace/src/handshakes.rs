@@ -110,7 +110,9 @@ impl HandshakeRecorder {
         let requests: Vec<RequestSocket> = snapshot
             .sockets
             .iter()
-            .filter(|s| s.state == TcpState::SynRecv)
+            // Request sockets have no inode; a full socket in SYN_RECV (a
+            // Fast Open child) is not a half-open connection.
+            .filter(|s| s.state == TcpState::SynRecv && s.inode == 0)
             .map(|s| RequestSocket {
                 tuple: s.tuple,
                 retransmits: u32::from(s.retransmits),
@@ -121,8 +123,13 @@ impl HandshakeRecorder {
             .sockets
             .iter()
             .filter(|s| s.state == TcpState::Listen)
+            .filter(|s| {
+                let ports = &self.filter.ports;
+                ports.is_empty() || ports.contains(&s.tuple.local.port())
+            })
             .map(|s| ListenerSample {
                 local: s.tuple.local,
+                inode: s.inode,
                 drops: s.drops.unwrap_or(0),
                 accept_queue: s.recv_queue,
                 backlog: s.send_queue,

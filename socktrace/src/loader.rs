@@ -6,8 +6,9 @@ use aya::{
     programs::{BtfTracePoint, TracePoint},
 };
 use socktrace_ebpf::{
-    GLOBAL_SK_ERR_OFFSET, GLOBAL_SK_ERR_SOFT_OFFSET, GLOBAL_SYNACK_STAMP_OFFSET,
-    GLOBAL_WAKEUP_BYTES, MAP_EVENTS, MAP_LOST, tracepoints::LAYOUTS,
+    GLOBAL_RETRANSMIT_HAS_ERR, GLOBAL_SK_ERR_OFFSET, GLOBAL_SK_ERR_SOFT_OFFSET,
+    GLOBAL_SYNACK_STAMP_OFFSET, GLOBAL_WAKEUP_BYTES, MAP_EVENTS, MAP_LOST,
+    tracepoints::{LAYOUTS, RETRANSMIT_SKB},
 };
 
 use crate::{
@@ -73,7 +74,8 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
         return Err(LoadError::NoObject);
     }
     privileges::require_tracing_privileges()?;
-    tracepoint_format::check_all()?;
+    let optional_fields = tracepoint_format::check_all()?;
+    let retransmit_has_err = u64::from(optional_fields.has(&RETRANSMIT_SKB, "err"));
     raise_memlock_limit();
     let btf = Btf::from_sys_fs().map_err(LoadError::Btf)?;
     let offsets = FieldOffsets::resolve()?;
@@ -84,6 +86,7 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
         .override_global(GLOBAL_SYNACK_STAMP_OFFSET, &offsets.synack_stamp, true)
         .override_global(GLOBAL_SK_ERR_OFFSET, &offsets.sk_err, true)
         .override_global(GLOBAL_SK_ERR_SOFT_OFFSET, &offsets.sk_err_soft, true)
+        .override_global(GLOBAL_RETRANSMIT_HAS_ERR, &retransmit_has_err, true)
         .load(BPF_OBJECT)
         .map_err(LoadError::Object)?;
 

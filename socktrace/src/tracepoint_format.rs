@@ -41,14 +41,26 @@ pub enum FormatError {
     },
 }
 
+/// The optional fields (see `Layout::optional`) this kernel has.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct OptionalFields(Vec<(&'static str, &'static str)>);
+
+impl OptionalFields {
+    /// Whether `layout`'s tracepoint has `field` where socktrace reads it.
+    pub fn has(&self, layout: &Layout, field: &str) -> bool {
+        self.0.iter().any(|(n, f)| *n == layout.name && *f == field)
+    }
+}
+
 /// Reads every attached tracepoint's format file from the mounted tracefs
-/// and checks it.
-pub fn check_all() -> Result<(), FormatError> {
+/// and checks it; says which optional fields it has.
+pub fn check_all() -> Result<OptionalFields, FormatError> {
     let root = TRACEFS_ROOTS
         .iter()
         .map(Path::new)
         .find(|root| root.join("events").is_dir())
         .ok_or(FormatError::NoTracefs)?;
+    let mut present = OptionalFields::default();
     for layout in LAYOUTS {
         let path = root
             .join("events")
@@ -60,9 +72,11 @@ pub fn check_all() -> Result<(), FormatError> {
             path: path.clone(),
             source,
         })?;
-        check_layout(layout, &text)?;
+        for field in check_layout(layout, &text)? {
+            present.0.push((layout.name, field));
+        }
     }
-    Ok(())
+    Ok(present)
 }
 
 /// `category:name`, as perf and bpftrace spell a tracepoint.
@@ -70,26 +84,35 @@ fn display_name(layout: &Layout) -> String {
     format!("{}:{}", layout.category, layout.name)
 }
 
-/// Checks a format file's text against `layout`.
-pub fn check_layout(layout: &Layout, format: &str) -> Result<(), FormatError> {
+/// Checks a format file's text against `layout`; returns the optional
+/// fields it has (each where socktrace reads it).
+pub fn check_layout(layout: &Layout, format: &str) -> Result<Vec<&'static str>, FormatError> {
+    let moved = |field, offset, size, (found_offset, found_size)| FormatError::Moved {
+        tracepoint: display_name(layout),
+        field,
+        offset,
+        size,
+        found_offset,
+        found_size,
+    };
     for &(field, offset, size) in layout.fields {
-        let (found_offset, found_size) =
-            find_field(format, field).ok_or_else(|| FormatError::Missing {
-                tracepoint: display_name(layout),
-                field,
-            })?;
-        if (found_offset, found_size) != (offset, size) {
-            return Err(FormatError::Moved {
-                tracepoint: display_name(layout),
-                field,
-                offset,
-                size,
-                found_offset,
-                found_size,
-            });
+        let found = find_field(format, field).ok_or_else(|| FormatError::Missing {
+            tracepoint: display_name(layout),
+            field,
+        })?;
+        if found != (offset, size) {
+            return Err(moved(field, offset, size, found));
         }
     }
-    Ok(())
+    let mut present = Vec::new();
+    for &(field, offset, size) in layout.optional {
+        match find_field(format, field) {
+            Some(found) if found == (offset, size) => present.push(field),
+            Some(found) => return Err(moved(field, offset, size, found)),
+            None => {}
+        }
+    }
+    Ok(present)
 }
 
 /// `(offset, size)` of a field line such as
@@ -212,9 +235,31 @@ format:
 
     #[test]
     fn the_tcp_layouts_match_linux_6_18() {
-        check_layout(&RETRANSMIT_SKB, RETRANSMIT_SKB_6_18).unwrap();
+        assert_eq!(
+            check_layout(&RETRANSMIT_SKB, RETRANSMIT_SKB_6_18).unwrap(),
+            ["err"]
+        );
         check_layout(&RETRANSMIT_SYNACK, RETRANSMIT_SYNACK_6_18).unwrap();
         check_layout(&RECEIVE_RESET, RECEIVE_RESET_6_18).unwrap();
+    }
+
+    #[test]
+    fn an_optional_field_may_be_missing_but_not_moved() {
+        let before_6_17: String = RETRANSMIT_SKB_6_18
+            .lines()
+            .filter(|line| !line.contains(" err;"))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        assert!(
+            check_layout(&RETRANSMIT_SKB, &before_6_17)
+                .unwrap()
+                .is_empty()
+        );
+        let moved = RETRANSMIT_SKB_6_18.replace("err;\toffset:76", "err;\toffset:80");
+        assert!(matches!(
+            check_layout(&RETRANSMIT_SKB, &moved),
+            Err(FormatError::Moved { field: "err", .. })
+        ));
     }
 
     #[test]

@@ -254,7 +254,7 @@ fn first_syn_lost_is_established_after_one_retransmit() -> Result<()> {
 
     std::thread::scope(|scope| -> Result<()> {
         let client = scope.spawn(|| ns.run(|| TcpStream::connect_timeout(&addr, TIMEOUT)));
-        // Let the first retransmit through by removing the rule once the
+        // Let a later retransmit through by removing the rule once the
         // agent reports the attempt retrying.
         agent.wait_for(
             "the first SYN retransmit",
@@ -274,7 +274,7 @@ fn first_syn_lost_is_established_after_one_retransmit() -> Result<()> {
     let duration = handshake.duration_ms.context("no duration")?;
     let times = handshake.retransmit_times_ms.clone().context("no times")?;
     // The rule went away after the first retransmit was reported; the
-    // second retransmit, a second later, gets through.
+    // next retransmit gets through.
     ensure!(
         (1..=2).contains(&handshake.retransmits) && times.len() as u32 == handshake.retransmits,
         "{}",
@@ -289,6 +289,23 @@ fn first_syn_lost_is_established_after_one_retransmit() -> Result<()> {
     ensure!(
         duration >= last && duration < last + 500.0,
         "established {duration} ms after the first SYN, last retransmit at {last} ms"
+    );
+    // The server saw one SYN, answered at once: completed, nothing retried.
+    let server = agent.wait_for(
+        "the server's side of the handshake",
+        |r| {
+            is_type_on(r, "handshake", "server", port)
+                && record::port(r, "dport") == Some(u64::from(handshake.sport))
+        },
+        TIMEOUT,
+    )?;
+    let server = Handshake::from_value(&server)?;
+    ensure!(server.outcome == "completed", "{}", server.raw);
+    ensure!(server.retransmits == 0, "{}", server.raw);
+    ensure!(
+        server.pid == Some(std::process::id()),
+        "listener's owner: {}",
+        server.raw
     );
     drop(listener);
     agent.stop()

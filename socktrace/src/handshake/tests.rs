@@ -376,27 +376,56 @@ fn half_open_completes_when_its_child_is_born_even_on_a_dual_stack_listener() {
     agent
         .tracker
         .on_request_snapshot(&[listed(request(), 1)], first + 1200 * MS);
+    // Before Linux 6.15 the child's birth carries no remote address.
+    let unborn = tuple("[::]:8080", "[::]:0");
     let child = tuple("[::ffff:127.0.0.1]:8080", "[::ffff:127.0.0.1]:51000");
+    assert_eq!(
+        agent.state(first + 1300 * MS, SK, unborn, Listen, SynRecv, SOFTIRQ),
+        None
+    );
     let handshake = agent
-        .state(first + 1300 * MS, SK, child, Listen, SynRecv, SOFTIRQ)
+        .state(first + 1301 * MS, SK, child, SynRecv, Established, SOFTIRQ)
         .unwrap();
     assert_eq!(handshake.outcome, Outcome::Completed);
     assert_eq!(handshake.side, Side::Server);
+    assert_eq!(handshake.tuple, child);
     assert_eq!(handshake.retransmits(), 1);
-    assert_eq!(handshake.duration_ns(), Some(1300 * MS));
+    assert_eq!(handshake.duration_ns(), Some(1301 * MS));
     assert_eq!(agent.tracker.pending(), 0);
-    assert_eq!(
-        agent.state(first + 1301 * MS, SK, child, SynRecv, Established, SOFTIRQ),
-        None
+}
+
+#[test]
+fn a_completion_after_the_snapshot_was_taken_is_not_expired_later() {
+    // The dump at 1.0 s lists the request; the child is established at
+    // 1.01 s, and the drain hands that over before the snapshot is applied.
+    let mut agent = Agent::default();
+    agent.listen(0, "0.0.0.0:8080");
+    agent.state(1005 * MS, SK, request(), Listen, SynRecv, SOFTIRQ);
+    let completed = agent
+        .state(1010 * MS, SK, request(), SynRecv, Established, SOFTIRQ)
+        .unwrap();
+    assert_eq!(completed.outcome, Outcome::Completed);
+    let taken = 1000 * MS;
+    assert!(
+        agent
+            .tracker
+            .on_request_snapshot(&[listed(request(), 0)], taken)
+            .is_empty()
     );
+    assert_eq!(agent.tracker.pending(), 0, "not re-added as half-open");
+    assert!(agent.tracker.on_request_snapshot(&[], 2000 * MS).is_empty());
 }
 
 #[test]
 fn a_quick_completion_is_reported_without_a_start() {
     let mut agent = Agent::default();
     agent.listen(0, "0.0.0.0:8080");
+    assert_eq!(
+        agent.state(5 * MS, SK, request(), Listen, SynRecv, SOFTIRQ),
+        None
+    );
     let handshake = agent
-        .state(5 * MS, SK, request(), Listen, SynRecv, SOFTIRQ)
+        .state(5 * MS, SK, request(), SynRecv, Established, SOFTIRQ)
         .unwrap();
     assert_eq!(handshake.outcome, Outcome::Completed);
     assert_eq!(handshake.owner, Some(nginx()));
