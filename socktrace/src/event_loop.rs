@@ -14,8 +14,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::{
     clock::monotonic_now_ns,
     event::{Event, RejectCounts},
-    loader::KernelProbes,
+    loader::{self, KernelProbes},
     ring_reader::RingReader,
+    seed,
+    table::SocketTable,
 };
 
 /// Records handled before yielding to signals and timers.
@@ -75,6 +77,16 @@ impl LoopSummary {
             );
         }
     }
+}
+
+/// Loads and attaches the programs, then fills a socket table with the
+/// sockets that exist now: attached first, so that no transition falls
+/// between the listing and the tracing.
+pub fn attach_and_seed(ring_buffer_kib: u32) -> anyhow::Result<(KernelProbes, SocketTable)> {
+    let probes = loader::load_and_attach(ring_buffer_kib * 1024)?;
+    let mut table = SocketTable::new();
+    table.seed(seed::existing_sockets().context("listing existing sockets")?);
+    Ok((probes, table))
 }
 
 /// Runs until SIGINT, SIGTERM or a closed stdout.

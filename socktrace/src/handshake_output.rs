@@ -8,9 +8,11 @@ use serde::Serialize;
 use crate::{
     clock::WallClock,
     errno_name::errno_name,
-    handshake::{Handshake, Outcome, Retrying},
+    handshake::{Handshake, Outcome, Retrying, Side},
     handshake_summary::{Group, HandshakeSummary, RETRANSMIT_BUCKETS},
     output::{Format, OwnerJson, TupleJson, endpoint, ms, owner_columns, push_json},
+    owner::Owner,
+    tuple::SocketTuple,
 };
 
 /// Column header of the human stream.
@@ -65,20 +67,16 @@ pub fn write_handshake(out: &mut String, h: &Handshake, format: Format, clock: &
                 None if h.retransmits_ns.is_empty() => String::new(),
                 None => "?".to_owned(),
             };
-            let _ = writeln!(
-                out,
-                "{:<12} {:<6} {} {:<45} {:<45} {:<28} {:>4} {:>10}  {}",
-                clock.time_of_day(h.ended_ns),
-                h.side.name(),
-                owner_columns(h.owner),
-                endpoint(&h.tuple.local),
-                endpoint(&h.tuple.remote),
-                outcome,
-                h.retransmits(),
-                h.duration_ns()
-                    .map_or_else(|| "-".to_owned(), |ns| format!("{:.1}", ms(ns))),
-                times
-            );
+            let row = Row {
+                at_ns: h.ended_ns,
+                side: h.side,
+                owner: h.owner,
+                tuple: &h.tuple,
+                what: &outcome,
+                retransmits: h.retransmits(),
+                elapsed_ns: h.duration_ns(),
+            };
+            row.write(out, clock, &times);
         }
     }
 }
@@ -101,25 +99,58 @@ pub fn write_retrying(out: &mut String, r: &Retrying, format: Format, clock: &Wa
         ),
         Format::Human => {
             let state = match r.side {
-                crate::handshake::Side::Client => "SYN-SENT",
-                crate::handshake::Side::Server => "SYN-RECV",
+                Side::Client => "SYN-SENT retransmit",
+                Side::Server => "SYN-RECV retransmit",
             };
-            let elapsed = r
-                .elapsed_ns
-                .map_or_else(|| "-".to_owned(), |ns| format!("{:.1}", ms(ns)));
-            let _ = writeln!(
-                out,
-                "{:<12} {:<6} {} {:<45} {:<45} {:<28} {:>4} {:>10}",
-                clock.time_of_day(r.at_ns),
-                r.side.name(),
-                owner_columns(r.owner),
-                endpoint(&r.tuple.local),
-                endpoint(&r.tuple.remote),
-                format!("{state} retransmit"),
-                r.retransmits,
-                elapsed,
-            );
+            let row = Row {
+                at_ns: r.at_ns,
+                side: r.side,
+                owner: r.owner,
+                tuple: &r.tuple,
+                what: state,
+                retransmits: r.retransmits,
+                elapsed_ns: r.elapsed_ns,
+            };
+            row.write(out, clock, "");
         }
+    }
+}
+
+/// One line of the human stream, in [`header`]'s columns.
+struct Row<'a> {
+    at_ns: u64,
+    side: Side,
+    owner: Option<Owner>,
+    tuple: &'a SocketTuple,
+    /// The outcome, or what is happening to an attempt in progress.
+    what: &'a str,
+    retransmits: u32,
+    /// Since the first SYN (or SYN-ACK), when seen.
+    elapsed_ns: Option<u64>,
+}
+
+impl Row<'_> {
+    fn write(&self, out: &mut String, clock: &WallClock, retransmit_times: &str) {
+        let elapsed = self
+            .elapsed_ns
+            .map_or_else(|| "-".to_owned(), |ns| format!("{:.1}", ms(ns)));
+        let _ = write!(
+            out,
+            "{:<12} {:<6} {} {:<45} {:<45} {:<28} {:>4} {:>10}",
+            clock.time_of_day(self.at_ns),
+            self.side.name(),
+            owner_columns(self.owner),
+            endpoint(&self.tuple.local),
+            endpoint(&self.tuple.remote),
+            self.what,
+            self.retransmits,
+            elapsed,
+        );
+        if !retransmit_times.is_empty() {
+            out.push_str("  ");
+            out.push_str(retransmit_times);
+        }
+        out.push('\n');
     }
 }
 
@@ -330,11 +361,7 @@ struct ListenerJson {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        handshake::Side,
-        owner::{Comm, Owner},
-        tuple::SocketTuple,
-    };
+    use crate::owner::Comm;
 
     const MS: u64 = 1_000_000;
 

@@ -3,8 +3,6 @@
 //! and listeners once per reconciliation interval.
 use std::time::Duration;
 
-use anyhow::Context as _;
-
 use crate::{
     cli::HandshakesArgs,
     clock::{WallClock, monotonic_now_ns},
@@ -14,24 +12,16 @@ use crate::{
     handshake_filter::HandshakeFilter,
     handshake_output,
     handshake_summary::{HandshakeSummary, ListenCounters, ListenerSample},
-    loader,
     netstat::TcpExt,
     output::Format,
-    seed,
     sock_diag::{self, DiagSocket, DumpRequest},
     table::SocketTable,
     tcp_state::TcpState,
 };
 
 pub async fn run(args: HandshakesArgs) -> anyhow::Result<()> {
-    let format = if args.json {
-        Format::Json
-    } else {
-        Format::Human
-    };
-    let probes = loader::load_and_attach(args.ring.ring_buffer_kib * 1024)?;
-    let mut table = SocketTable::new();
-    table.seed(seed::existing_sockets().context("listing existing sockets")?);
+    let format = Format::from_json_flag(args.json);
+    let (probes, table) = event_loop::attach_and_seed(args.ring.ring_buffer_kib)?;
     let mut out = Output::new();
     if format == Format::Human {
         out.line(&handshake_output::header());

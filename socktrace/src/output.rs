@@ -19,6 +19,13 @@ pub enum Format {
     Json,
 }
 
+impl Format {
+    /// The format a command's `--json` flag asks for.
+    pub fn from_json_flag(json: bool) -> Self {
+        if json { Format::Json } else { Format::Human }
+    }
+}
+
 /// Column header of the human transition stream.
 pub fn transition_header() -> String {
     format!(

@@ -1,27 +1,16 @@
 //! `socktrace trace`: kernel events through the socket table to stdout.
-use anyhow::Context as _;
-
 use crate::{
     cli::TraceArgs,
     clock::WallClock,
     event::Event,
     event_loop::{self, Consumer, Output},
-    loader,
     output::{self, Format},
-    seed,
     table::SocketTable,
 };
 
 pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
-    let format = if args.json {
-        Format::Json
-    } else {
-        Format::Human
-    };
-    // Attach before listing existing sockets, so nothing falls in between.
-    let probes = loader::load_and_attach(args.ring.ring_buffer_kib * 1024)?;
-    let mut table = SocketTable::new();
-    table.seed(seed::existing_sockets().context("listing existing sockets")?);
+    let format = Format::from_json_flag(args.json);
+    let (probes, table) = event_loop::attach_and_seed(args.ring.ring_buffer_kib)?;
 
     let mut out = Output::new();
     if args.list_existing {
