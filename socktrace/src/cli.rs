@@ -1,7 +1,7 @@
 //! Command line.
 use clap::{Args, Parser, Subcommand};
 
-use crate::cidr::Cidr;
+use crate::{cidr::Cidr, socket_filter::SocketFilter};
 
 /// socktrace: every TCP state transition on this host, from a real eBPF
 /// program, with the owning process and time spent in each state.
@@ -43,6 +43,30 @@ pub enum Command {
     /// per listening port: outcomes, retransmit distribution, latency p50/p99
     /// and SYNs the listener dropped with a full accept queue.
     Handshakes(HandshakesArgs),
+    /// TIME-WAIT sockets: when each took over from its closed connection,
+    /// how long it really lived and why it ended, and who produces them
+    /// (what `ss -tan state time-wait` shows for a moment).
+    ///
+    /// The kernel reports no transition to TIME-WAIT: an active close is
+    /// seen as FIN-WAIT-2 (or CLOSING) -> CLOSE while a timewait socket
+    /// takes the connection's place, and sock_diag listings (once a second)
+    /// confirm it and notice when it is gone. Each ended socket is printed:
+    /// time (UTC), how it ended (expired: its timer ran out; reused: a new
+    /// connection took its 4-tuple, as tcp_tw_reuse allows; killed: gone
+    /// before its timer, by a RST or its namespace going away), the owner
+    /// of the closed connection, local and remote address, and its lifetime
+    /// in ms with the uncertainty of the listing interval ("-" when its
+    /// entry predates tracing). Sockets that stay in CLOSE-WAIT longer than
+    /// --close-wait-after are printed too (close-wait: still there; closed:
+    /// left at last), with their age.
+    ///
+    /// Every --summary-every seconds and at exit, a summary: TIME-WAIT
+    /// sockets now (and orphans still in FIN-WAIT-2), entries and ends per
+    /// second, lifetime p50/p99/max, the top local ports, remote endpoints
+    /// and processes holding them, ephemeral-port pressure per destination
+    /// against ip_local_port_range, and timewait sockets the kernel refused
+    /// to create (TcpExtTCPTimeWaitOverflow).
+    Timewait(TimewaitArgs),
 }
 
 #[derive(Debug, Args)]
@@ -80,22 +104,8 @@ pub struct HandshakesArgs {
     #[arg(long)]
     pub problems: bool,
 
-    /// Only attempts with this local or remote port (repeatable).
-    #[arg(long = "port", value_name = "PORT")]
-    pub ports: Vec<u16>,
-
-    /// Only attempts whose remote address is in this prefix, such as
-    /// 10.0.0.0/8 or 2001:db8::/32; a bare address is one host (repeatable).
-    #[arg(long = "host", value_name = "ADDR[/LEN]")]
-    pub hosts: Vec<Cidr>,
-
-    /// Only attempts owned by this process id (repeatable).
-    #[arg(long = "pid", value_name = "PID")]
-    pub pids: Vec<u32>,
-
-    /// Only attempts owned by a process with this name (repeatable).
-    #[arg(long = "comm", value_name = "COMM")]
-    pub comms: Vec<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 
     /// Also print the summary every SECS seconds (0: only at exit).
     #[arg(long, value_name = "SECS", default_value_t = 0)]
@@ -103,6 +113,70 @@ pub struct HandshakesArgs {
 
     #[command(flatten)]
     pub ring: RingArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TimewaitArgs {
+    /// One JSON object per line instead of columns.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also print each timewait socket as a listing confirms it, with the
+    /// moment it took over from the closed connection.
+    #[arg(long)]
+    pub entries: bool,
+
+    /// Print the summary every SECS seconds (0: only at exit).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub summary_every: u64,
+
+    /// Report sockets that stay in CLOSE-WAIT (the application never closed
+    /// its side) longer than SECS seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub close_wait_after: u64,
+
+    /// Rows in each of the summary's top lists.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub top: usize,
+
+    #[command(flatten)]
+    pub filter: FilterArgs,
+
+    #[command(flatten)]
+    pub ring: RingArgs,
+}
+
+/// Which sockets to report, shared by the commands that filter.
+#[derive(Debug, Args)]
+pub struct FilterArgs {
+    /// Only sockets with this local or remote port (repeatable).
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
+
+    /// Only sockets whose remote address is in this prefix, such as
+    /// 10.0.0.0/8 or 2001:db8::/32; a bare address is one host (repeatable).
+    #[arg(long = "host", value_name = "ADDR[/LEN]")]
+    pub hosts: Vec<Cidr>,
+
+    /// Only sockets owned by this process id (repeatable).
+    #[arg(long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+
+    /// Only sockets owned by a process with this name (repeatable).
+    #[arg(long = "comm", value_name = "COMM")]
+    pub comms: Vec<String>,
+}
+
+impl From<FilterArgs> for SocketFilter {
+    fn from(args: FilterArgs) -> Self {
+        SocketFilter {
+            ports: args.ports,
+            hosts: args.hosts,
+            pids: args.pids,
+            comms: args.comms,
+        }
+    }
 }
 
 fn parse_ring_kib(text: &str) -> Result<u32, String> {
@@ -139,7 +213,7 @@ mod tests {
     }
 
     #[test]
-    fn handshake_filters_repeat_and_validate() {
+    fn socket_filters_repeat_and_validate() {
         let cli = Cli::try_parse_from([
             "socktrace",
             "handshakes",
@@ -157,8 +231,8 @@ mod tests {
         let Command::Handshakes(args) = cli.command else {
             panic!("not handshakes");
         };
-        assert_eq!(args.ports, [443, 80]);
-        assert_eq!(args.hosts[0].to_string(), "10.0.0.0/8");
+        assert_eq!(args.filter.ports, [443, 80]);
+        assert_eq!(args.filter.hosts[0].to_string(), "10.0.0.0/8");
         assert!(args.problems && !args.json);
         let error = Cli::try_parse_from(["socktrace", "handshakes", "--host", "10.0.0.0/40"])
             .unwrap_err()

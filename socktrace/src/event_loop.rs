@@ -17,7 +17,7 @@ use crate::{
     loader::{self, KernelProbes},
     ring_reader::RingReader,
     seed,
-    table::SocketTable,
+    table::{SocketTable, TrackedSocket},
 };
 
 /// Records handled before yielding to signals and timers.
@@ -79,14 +79,27 @@ impl LoopSummary {
     }
 }
 
+/// What a command starts from: the attached programs, and a socket table
+/// holding the sockets that existed when they were attached.
+pub struct Started {
+    pub probes: KernelProbes,
+    pub table: SocketTable,
+    /// Every socket listed at start-up, full or not, as the table names it.
+    pub existing: Vec<TrackedSocket>,
+}
+
 /// Loads and attaches the programs, then fills a socket table with the
 /// sockets that exist now: attached first, so that no transition falls
 /// between the listing and the tracing.
-pub fn attach_and_seed(ring_buffer_kib: u32) -> anyhow::Result<(KernelProbes, SocketTable)> {
+pub fn attach_and_seed(ring_buffer_kib: u32) -> anyhow::Result<Started> {
     let probes = loader::load_and_attach(ring_buffer_kib * 1024)?;
     let mut table = SocketTable::new();
-    table.seed(seed::existing_sockets().context("listing existing sockets")?);
-    Ok((probes, table))
+    let existing = table.seed(seed::existing_sockets().context("listing existing sockets")?);
+    Ok(Started {
+        probes,
+        table,
+        existing,
+    })
 }
 
 /// Runs until SIGINT, SIGTERM or a closed stdout.

@@ -9,19 +9,20 @@ use crate::{
     event::Event,
     event_loop::{self, Consumer, Output},
     handshake::{Handshake, HandshakeTracker, RequestSocket, Retrying},
-    handshake_filter::HandshakeFilter,
     handshake_output,
     handshake_summary::{HandshakeSummary, ListenCounters, ListenerSample},
     netstat::TcpExt,
     output::Format,
     sock_diag::{self, DiagSocket, DumpRequest},
+    socket_filter::SocketFilter,
     table::SocketTable,
     tcp_state::TcpState,
 };
 
 pub async fn run(args: HandshakesArgs) -> anyhow::Result<()> {
     let format = Format::from_json_flag(args.json);
-    let (probes, table) = event_loop::attach_and_seed(args.ring.ring_buffer_kib)?;
+    let event_loop::Started { probes, table, .. } =
+        event_loop::attach_and_seed(args.ring.ring_buffer_kib)?;
     let mut out = Output::new();
     if format == Format::Human {
         out.line(&handshake_output::header());
@@ -32,12 +33,7 @@ pub async fn run(args: HandshakesArgs) -> anyhow::Result<()> {
         table,
         tracker: HandshakeTracker::new(),
         summary: HandshakeSummary::new(),
-        filter: HandshakeFilter {
-            ports: args.ports,
-            hosts: args.hosts,
-            pids: args.pids,
-            comms: args.comms,
-        },
+        filter: SocketFilter::from(args.filter),
         problems_only: args.problems,
         format,
         clock: WallClock::now(),
@@ -63,7 +59,7 @@ struct HandshakeRecorder {
     table: SocketTable,
     tracker: HandshakeTracker,
     summary: HandshakeSummary,
-    filter: HandshakeFilter,
+    filter: SocketFilter,
     problems_only: bool,
     format: Format,
     clock: WallClock,
@@ -105,7 +101,7 @@ impl HandshakeRecorder {
             .filter(|s| s.state == TcpState::SynRecv && s.inode == 0)
             .map(|s| RequestSocket {
                 tuple: s.tuple,
-                retransmits: u32::from(s.retransmits),
+                retransmits: u32::from(s.retransmits()),
                 owner: self.table.listener_owner(&s.tuple.local),
             })
             .collect();

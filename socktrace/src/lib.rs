@@ -2,16 +2,18 @@
 //!
 //! Kernel side: `socktrace-ebpf`. Here: decoding its records ([`event`]),
 //! the pure socket table ([`table`]), seeding from sock_diag ([`seed`]),
-//! handshake accounting ([`handshake`], [`handshake_summary`]), loading
-//! ([`loader`]) and the commands ([`trace`], [`handshakes`]).
+//! handshake accounting ([`handshake`], [`handshake_summary`]), TIME-WAIT
+//! and CLOSE-WAIT accounting ([`time_wait`], [`time_wait_summary`],
+//! [`close_wait`]), loading ([`loader`]) and the commands ([`trace`],
+//! [`handshakes`], [`timewait`]).
 pub mod cidr;
 pub mod cli;
 pub mod clock;
+pub mod close_wait;
 pub mod errno_name;
 pub mod event;
 pub mod event_loop;
 pub mod handshake;
-pub mod handshake_filter;
 pub mod handshake_output;
 pub mod handshake_summary;
 pub mod handshakes;
@@ -26,8 +28,13 @@ pub mod proc_owners;
 pub mod ring_reader;
 pub mod seed;
 pub mod sock_diag;
+pub mod socket_filter;
 pub mod table;
 pub mod tcp_state;
+pub mod time_wait;
+pub mod time_wait_output;
+pub mod time_wait_summary;
+pub mod timewait;
 pub mod trace;
 pub mod tracepoint_format;
 pub mod tuple;

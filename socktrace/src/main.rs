@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Trace(args) => socktrace::trace::run(args).await,
             Command::Handshakes(args) => socktrace::handshakes::run(args).await,
+            Command::Timewait(args) => socktrace::timewait::run(args).await,
         }
     });
     match result {

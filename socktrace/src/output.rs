@@ -227,7 +227,11 @@ impl Serialize for StateTimes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{event::TaskContext, owner::Comm, table::Ended};
+    use crate::{
+        event::TaskContext,
+        owner::Comm,
+        table::{Ended, Opening},
+    };
 
     fn transition() -> Transition {
         let mut times = [0u64; 12];
@@ -250,6 +254,7 @@ mod tests {
             ended: Some(Ended {
                 lifetime_ns: Some(4_000_000),
                 time_in_state_ns: times,
+                opening: Some(Opening::Active),
             }),
         }
     }

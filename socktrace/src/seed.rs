@@ -4,7 +4,8 @@ use std::path::Path;
 use crate::{
     proc_owners::socket_owners,
     sock_diag::{SockDiagError, dump_tcp_sockets},
-    table::SeedSocket,
+    table::{SeedKind, SeedSocket},
+    tcp_state::TcpState,
 };
 
 /// Lists this network namespace's TCP sockets (as `ss -tan` does) and finds
@@ -19,6 +20,15 @@ pub fn existing_sockets() -> Result<Vec<SeedSocket>, SockDiagError> {
             owner: (socket.inode != 0)
                 .then(|| owners.get(&socket.inode).copied())
                 .flatten(),
+            kind: if socket.is_timewait() {
+                SeedKind::TimeWait
+            } else if socket.state == TcpState::SynRecv && socket.inode == 0 {
+                // A request socket; a Fast Open child not yet accepted
+                // looks the same, and its transitions are few.
+                SeedKind::Request
+            } else {
+                SeedKind::Full
+            },
             tuple: socket.tuple,
             state: socket.state,
         })

@@ -1,8 +1,9 @@
 //! Seeding the socket table from `NETLINK_SOCK_DIAG`, the way `ss -tan` lists
 //! TCP sockets: every socket of both families, in every state, including
 //! TIME-WAIT sockets and SYN-RECV request sockets.
+mod record;
+
 use std::io;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use netlink_packet_core::{
@@ -10,15 +11,13 @@ use netlink_packet_core::{
 };
 use netlink_packet_sock_diag::{
     AF_INET, AF_INET6, IPPROTO_TCP, SOCK_DIAG_BY_FAMILY, SockDiagMessage,
-    inet::{
-        ExtensionFlags, InetRequest, InetResponse, InetResponseHeader, SocketId, StateFlags, Timer,
-        nlas::Nla,
-    },
+    inet::{ExtensionFlags, InetRequest, SocketId, StateFlags},
 };
 use netlink_sys::{Socket, protocols::NETLINK_SOCK_DIAG};
 
+use self::record::RecordError;
+pub use self::record::{DiagSocket, DiagTimer};
 use crate::tcp_state::TcpState;
-use crate::tuple::SocketTuple;
 
 /// Size of the receive buffer: more than the 32 KiB the kernel puts in one
 /// dump datagram at most.
@@ -29,35 +28,6 @@ const NLMSG_ALIGNTO: usize = 4;
 
 /// Sequence number of the next dump request.
 static NEXT_SEQUENCE: AtomicU32 = AtomicU32::new(1);
-
-/// One TCP socket as `NETLINK_SOCK_DIAG` reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DiagSocket {
-    /// Local and remote endpoint; a listener's remote is the unspecified
-    /// address with port 0.
-    pub tuple: SocketTuple,
-    /// The kernel's state number: request sockets report `SYN_RECV`,
-    /// time-wait sockets their substate (`TIME_WAIT` or `FIN_WAIT2`).
-    pub state: TcpState,
-    /// Socket inode (0 for time-wait and request sockets).
-    pub inode: u32,
-    /// Owner uid (0 for time-wait and request sockets).
-    pub uid: u32,
-    /// Retransmits of the pending timer (`ss -o`'s last timer field): SYN
-    /// or SYN-ACK retransmits for SYN-SENT sockets and request sockets.
-    pub retransmits: u8,
-    /// Receive queue; for a listener, connections waiting in its accept
-    /// queue (`ss -l` Recv-Q).
-    pub recv_queue: u32,
-    /// Send queue; for a listener, its accept queue's capacity, the
-    /// `listen()` backlog (`ss -l` Send-Q).
-    pub send_queue: u32,
-    /// Packets the socket dropped (`ss -m` `d`). For a listener: SYNs and
-    /// final ACKs refused with a full accept queue, and duplicate SYNs for
-    /// connections already half-open. Only when the dump asked for memory
-    /// information.
-    pub drops: Option<u32>,
-}
 
 /// What a dump asks the kernel for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,20 +219,13 @@ impl DumpReply {
                 self.sequence
             )));
         }
-        if buffer.message_type() == SOCK_DIAG_BY_FAMILY
-            && let Some(&family) = buffer.payload().first()
-            && !matches!(family, AF_INET | AF_INET6)
-        {
-            self.skip(format_args!("unknown family {family}"));
+        if buffer.message_type() == SOCK_DIAG_BY_FAMILY {
+            self.record(buffer.payload())?;
             return Ok(Progress::More);
         }
         let message = NetlinkMessage::<SockDiagMessage>::deserialize(bytes)
             .map_err(|error| SockDiagError::Malformed(error.to_string()))?;
         match message.payload {
-            NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => {
-                self.record(&response);
-                Ok(Progress::More)
-            }
             NetlinkPayload::Done(_) => Ok(Progress::Done),
             NetlinkPayload::Noop => Ok(Progress::More),
             NetlinkPayload::Error(error) => Err(SockDiagError::Dump {
@@ -276,12 +239,20 @@ impl DumpReply {
         }
     }
 
-    /// Keeps one socket record, or skips it if its state is unknown.
-    fn record(&mut self, response: &InetResponse) {
-        match TcpState::try_from(response.header.state) {
-            Ok(state) => self.sockets.push(diag_socket(response, state)),
-            Err(unknown) => self.skip(format_args!("{unknown}")),
+    /// Keeps one socket record, or skips it if its family, state or timer
+    /// is unknown.
+    fn record(&mut self, payload: &[u8]) -> Result<(), SockDiagError> {
+        match record::parse(payload) {
+            Ok(socket) => self.sockets.push(socket),
+            Err(RecordError::Unknown(what)) => self.skip(format_args!("unknown {what}")),
+            Err(RecordError::Truncated(len)) => {
+                return Err(SockDiagError::Malformed(format!(
+                    "{len}-byte socket record, expected at least {}",
+                    record::INET_DIAG_MSG_LEN
+                )));
+            }
         }
+        Ok(())
     }
 
     /// Counts a record that cannot be represented.
@@ -297,7 +268,7 @@ impl DumpReply {
     fn finish(self) -> Vec<DiagSocket> {
         if self.skipped > 0 {
             log::debug!(
-                "sock_diag {}: skipped {} records with an unknown state or family",
+                "sock_diag {}: skipped {} records with an unknown family, state or timer",
                 family_name(self.family),
                 self.skipped
             );
@@ -315,32 +286,6 @@ fn family_name(family: u8) -> &'static str {
     }
 }
 
-/// A [`DiagSocket`] from a record whose state is known. Endpoints carry no
-/// IPv6 flow label or scope id, like the tracer's own tuples.
-fn diag_socket(response: &InetResponse, state: TcpState) -> DiagSocket {
-    let header: &InetResponseHeader = &response.header;
-    let id = &header.socket_id;
-    DiagSocket {
-        tuple: SocketTuple {
-            local: SocketAddr::new(id.source_address, id.source_port),
-            remote: SocketAddr::new(id.destination_address, id.destination_port),
-        },
-        state,
-        inode: header.inode,
-        uid: header.uid,
-        retransmits: match header.timer {
-            Some(Timer::Retransmit(_, retransmits)) => retransmits,
-            _ => 0,
-        },
-        recv_queue: header.recv_queue,
-        send_queue: header.send_queue,
-        drops: response.nlas.iter().find_map(|nla| match nla {
-            Nla::MemInfo(memory) => Some(memory.drops),
-            _ => None,
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,8 +294,10 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
     use std::time::{Duration, Instant};
 
+    use super::record::tests::Raw;
+    use crate::tuple::SocketTuple;
     use netlink_packet_core::{DoneMessage, ErrorMessage, NLM_F_MULTIPART};
-    use netlink_packet_sock_diag::inet::InetResponse;
+    use std::net::SocketAddr;
 
     fn dump() -> Vec<DiagSocket> {
         dump_tcp_sockets().expect("sock_diag dump")
@@ -464,26 +411,14 @@ mod tests {
 
     /// A serialized AF_INET socket record in `state`.
     fn record(sequence: u32, state: u8, local_port: u16) -> Vec<u8> {
-        let mut socket_id = SocketId::new_v4();
-        socket_id.source_address = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        socket_id.source_port = local_port;
-        let response = InetResponse {
-            header: InetResponseHeader {
-                family: AF_INET,
-                state,
-                timer: None,
-                socket_id,
-                recv_queue: 0,
-                send_queue: 0,
-                uid: 1000,
-                inode: 42,
-            },
-            nlas: Default::default(),
-        };
-        reply(
-            sequence,
-            SockDiagMessage::InetResponse(Box::new(response)).into(),
-        )
+        let payload = Raw::v4(state, local_port).bytes();
+        let mut header = [0u8; 16];
+        let length = (header.len() + payload.len()) as u32;
+        header[..4].copy_from_slice(&length.to_ne_bytes());
+        header[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        header[6..8].copy_from_slice(&NLM_F_MULTIPART.to_ne_bytes());
+        header[8..12].copy_from_slice(&sequence.to_ne_bytes());
+        [&header[..], &payload].concat()
     }
 
     fn done(sequence: u32) -> Vec<u8> {
@@ -537,6 +472,14 @@ mod tests {
         let truncated = &record(5, 1, 1)[..30];
         let failure = DumpReply::new(AF_INET, 5).feed(truncated).unwrap_err();
         assert!(matches!(failure, SockDiagError::Malformed(_)), "{failure}");
+
+        let mut short_record = record(5, 1, 1)[..16 + 40].to_vec();
+        short_record[..4].copy_from_slice(&56u32.to_ne_bytes());
+        let failure = DumpReply::new(AF_INET, 5).feed(&short_record).unwrap_err();
+        assert!(
+            failure.to_string().contains("40-byte socket record"),
+            "{failure}"
+        );
 
         let failure = DumpReply::new(AF_INET, 5).feed(&done(6)).unwrap_err();
         assert!(matches!(failure, SockDiagError::Malformed(_)), "{failure}");

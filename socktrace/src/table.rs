@@ -52,6 +52,18 @@ pub struct TrackedSocket {
     /// Nanoseconds spent in each state it has left (by [`TcpState::index`]),
     /// counting only stays whose start was seen.
     pub time_in_state_ns: [u64; 12],
+    /// How its connection was opened, when its birth was seen.
+    pub opening: Option<Opening>,
+}
+
+/// How a connection was opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Opening {
+    /// connect(2): `CLOSE -> SYN_SENT`. Its local port is ephemeral unless
+    /// bound.
+    Active,
+    /// Accepted by a listener: born `LISTEN -> SYN_RECV`.
+    Passive,
 }
 
 /// A socket as sock_diag lists it, with its owner if one was found.
@@ -59,7 +71,21 @@ pub struct TrackedSocket {
 pub struct SeedSocket {
     pub tuple: SocketTuple,
     pub state: TcpState,
+    pub kind: SeedKind,
     pub owner: Option<Owner>,
+}
+
+/// What kind of kernel object a listed socket is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeedKind {
+    /// A full socket: its transitions reach the table.
+    Full,
+    /// A timewait socket (TIME-WAIT, or an orphan's FIN-WAIT-2): it has no
+    /// transitions; the TIME-WAIT tracker follows it through sock_diag.
+    TimeWait,
+    /// A request socket (a half-open connection in SYN-RECV): no
+    /// transitions either; the handshake tracker follows it.
+    Request,
 }
 
 /// One transition, resolved against the table.
@@ -85,6 +111,7 @@ pub struct Ended {
     /// Birth to `CLOSE`, when the birth was seen.
     pub lifetime_ns: Option<u64>,
     pub time_in_state_ns: [u64; 12],
+    pub opening: Option<Opening>,
 }
 
 /// Anomalies the table absorbed.
@@ -95,9 +122,6 @@ pub struct TableStats {
     pub inconsistent: u64,
     /// Sockets first seen mid-life that sock_diag had not listed.
     pub mid_life: u64,
-    /// Seeded sockets (TIME-WAIT, request sockets) replaced by a new socket
-    /// on the same tuple.
-    pub seeds_superseded: u64,
 }
 
 /// A listener that passive sockets inherit their owner from.
@@ -126,8 +150,12 @@ impl SocketTable {
         Self::default()
     }
 
-    /// Adds the sockets that existed before tracing began.
-    pub fn seed(&mut self, sockets: impl IntoIterator<Item = SeedSocket>) {
+    /// Adds the full sockets that existed before tracing began, and returns
+    /// every listed socket as the table names it. Timewait and request
+    /// sockets get an id but are left to their own trackers: no transition
+    /// would ever end them here.
+    pub fn seed(&mut self, sockets: impl IntoIterator<Item = SeedSocket>) -> Vec<TrackedSocket> {
+        let mut listed = Vec::new();
         for seed in sockets {
             let socket = TrackedSocket {
                 id: self.allocate_id(),
@@ -138,12 +166,20 @@ impl SocketTable {
                 owner: seed.owner,
                 origin: Origin::Seeded,
                 time_in_state_ns: [0; 12],
+                opening: None,
             };
-            if socket.state == TcpState::Listen {
-                self.add_listener(&socket);
+            if seed.kind == SeedKind::Full {
+                if socket.state == TcpState::Listen {
+                    self.add_listener(&socket);
+                }
+                self.seeded
+                    .entry(seed.tuple)
+                    .or_default()
+                    .push(socket.clone());
             }
-            self.seeded.entry(seed.tuple).or_default().push(socket);
+            listed.push(socket);
         }
+        listed
     }
 
     /// Applies one transition and says what it meant.
@@ -159,7 +195,6 @@ impl SocketTable {
         };
         if event.tuple.local.port() != 0 {
             socket.tuple = event.tuple;
-            self.supersede_seeds(&event.tuple);
         } else {
             // Active open before the port is bound: keep what is known.
             socket.tuple.remote = event.tuple.remote;
@@ -172,6 +207,7 @@ impl SocketTable {
         let ended = (event.new_state == TcpState::Close).then(|| Ended {
             lifetime_ns: socket.born_ns.map(|born| event.ts_ns.saturating_sub(born)),
             time_in_state_ns: socket.time_in_state_ns,
+            opening: socket.opening,
         });
         let transition = Transition {
             id: socket.id,
@@ -261,6 +297,7 @@ impl SocketTable {
             owner: None,
             origin: Origin::MidLife,
             time_in_state_ns: [0; 12],
+            opening: None,
         }
     }
 
@@ -279,6 +316,11 @@ impl SocketTable {
             owner,
             origin: Origin::Traced,
             time_in_state_ns: [0; 12],
+            opening: match (event.old_state, event.new_state) {
+                (TcpState::Listen, _) => Some(Opening::Passive),
+                (_, TcpState::SynSent) => Some(Opening::Active),
+                _ => None,
+            },
         }
     }
 
@@ -290,25 +332,6 @@ impl SocketTable {
             self.seeded.remove(tuple);
         }
         Some(socket)
-    }
-
-    /// A live socket now holds `tuple`: seeded sockets that cannot coexist
-    /// with it (TIME-WAIT, request sockets) are gone.
-    fn supersede_seeds(&mut self, tuple: &SocketTuple) {
-        let Some(same_tuple) = self.seeded.get_mut(tuple) else {
-            return;
-        };
-        let before = same_tuple.len();
-        same_tuple.retain(|s| {
-            !matches!(
-                s.state,
-                TcpState::TimeWait | TcpState::SynRecv | TcpState::NewSynRecv
-            )
-        });
-        self.stats.seeds_superseded += (before - same_tuple.len()) as u64;
-        if same_tuple.is_empty() {
-            self.seeded.remove(tuple);
-        }
     }
 
     fn add_listener(&mut self, socket: &TrackedSocket) {

@@ -10,14 +10,18 @@ use crate::{
 
 pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
     let format = Format::from_json_flag(args.json);
-    let (probes, table) = event_loop::attach_and_seed(args.ring.ring_buffer_kib)?;
+    let event_loop::Started {
+        probes,
+        table,
+        existing,
+    } = event_loop::attach_and_seed(args.ring.ring_buffer_kib)?;
 
     let mut out = Output::new();
     if args.list_existing {
         if format == Format::Human {
             out.line(&output::socket_header());
         }
-        for socket in table.sockets() {
+        for socket in &existing {
             output::write_socket(&mut out.buffer, socket, format);
         }
     }
@@ -26,8 +30,8 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
     }
     out.flush()?;
     eprintln!(
-        "socktrace: ready: tracing TCP state transitions, {} existing sockets in the table",
-        table.len()
+        "socktrace: ready: tracing TCP state transitions, {} existing sockets",
+        existing.len()
     );
     let mut printer = TransitionPrinter {
         table,

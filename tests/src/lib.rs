@@ -8,8 +8,8 @@
 //! - [`NetNs`]: a throw-away network namespace; run code or commands in it.
 //! - [`Agent`]: the agent running inside a namespace, its JSON records and
 //!   waits on them with deadlines.
-//! - [`record`]: strict parsing of the agent's `state`, `socket` and
-//!   `handshake` records.
+//! - [`record`]: strict parsing of the agent's `state`, `socket`,
+//!   `handshake`, `time_wait` and `close_wait` records.
 //! - [`tcp`]: small blocking-TCP helpers (listen, connect, accept, read to EOF).
 //! - [`wait`]: polling with a deadline.
 //! - [`KillOnDrop`]: a helper process that does not outlive its test.
@@ -27,7 +27,7 @@ use std::time::Duration;
 pub use agent::Agent;
 pub use child::KillOnDrop;
 pub use netns::NetNs;
-pub use record::{Handshake, SocketRecord, TaskContext, Transition};
+pub use record::{CloseWait, Handshake, SocketRecord, TaskContext, TimeWait, Transition};
 pub use tcp::Family;
 
 /// How long to wait for something that should happen promptly (a record, a

@@ -97,6 +97,34 @@ impl NetNs {
         })
     }
 
+    /// Sets a per-namespace sysctl (`net.ipv4.tcp_syn_retries`) from
+    /// inside: /proc/sys/net belongs to the opener's namespace.
+    pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        self.run(|| std::fs::write(&path, value))
+            .with_context(|| format!("setting {key}={value}"))
+    }
+
+    /// A counter of `nstat`'s `TcpExt` group here (read through
+    /// /proc/thread-self: /proc/net is the main thread's namespace).
+    pub fn tcp_ext(&self, name: &str) -> Result<u64> {
+        let netstat = self
+            .run(|| std::fs::read_to_string("/proc/thread-self/net/netstat"))
+            .context("reading the namespace's netstat")?;
+        let mut lines = netstat.lines().filter(|l| l.starts_with("TcpExt:"));
+        let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+            bail!("no TcpExt in /proc/net/netstat");
+        };
+        names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(n, _)| *n == name)
+            .with_context(|| format!("no TcpExt counter {name}"))?
+            .1
+            .parse()
+            .context("counter value")
+    }
+
     /// Runs a command inside the namespace through `ip netns exec` and
     /// returns its stdout; fails with its stderr when it fails.
     pub fn exec(&self, args: &[&str]) -> Result<String> {

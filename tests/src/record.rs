@@ -245,6 +245,124 @@ impl Handshake {
     }
 }
 
+/// A `{"type":"time_wait",...}` record: one timewait socket that is gone.
+#[derive(Clone, Debug)]
+pub struct TimeWait {
+    pub ts_ns: u64,
+    pub family: Family,
+    pub saddr: IpAddr,
+    pub sport: u16,
+    pub daddr: IpAddr,
+    pub dport: u16,
+    pub pid: Option<u32>,
+    pub comm: Option<String>,
+    /// `expired`, `reused` or `killed`.
+    pub end: String,
+    pub lifetime_ms: Option<f64>,
+    pub lifetime_error_ms: f64,
+    pub entered_ts_ns: Option<u64>,
+    /// The record as printed.
+    pub raw: Value,
+}
+
+/// How a timewait socket may end.
+pub const TIME_WAIT_ENDS: &[&str] = &["expired", "reused", "killed"];
+
+impl TimeWait {
+    /// Parses a `time_wait` record; any deviation from the contract is an
+    /// error showing the record.
+    pub fn from_value(value: &Value) -> Result<Self> {
+        Self::parse(value).with_context(|| format!("malformed time_wait record: {value}"))
+    }
+
+    fn parse(value: &Value) -> Result<Self> {
+        ensure!(
+            record_type(value) == Some("time_wait"),
+            "type is not time_wait"
+        );
+        let end = str_field(value, "end")?.to_owned();
+        ensure!(TIME_WAIT_ENDS.contains(&end.as_str()), "end {end:?}");
+        let family = family_field(value)?;
+        let lifetime_error_ms = f64_field(value, "lifetime_error_ms")?;
+        ensure!(lifetime_error_ms >= 0.0, "negative lifetime_error_ms");
+        let ts_ns = u64_field(value, "ts_ns")?;
+        let entered_ts_ns = optional(value, "entered_ts_ns", Value::as_u64)?;
+        let lifetime_ms = optional(value, "lifetime_ms", Value::as_f64)?;
+        ensure!(
+            lifetime_ms.is_some() == entered_ts_ns.is_some(),
+            "a lifetime needs an entry time and the other way round"
+        );
+        if let Some(entered) = entered_ts_ns {
+            ensure!(entered <= ts_ns, "ended before it entered");
+        }
+        Ok(TimeWait {
+            ts_ns,
+            family,
+            saddr: addr_field(value, "saddr", family)?,
+            sport: port_field(value, "sport")?,
+            daddr: addr_field(value, "daddr", family)?,
+            dport: port_field(value, "dport")?,
+            pid: pid_field(value)?,
+            comm: comm_field(value)?,
+            end,
+            lifetime_ms,
+            lifetime_error_ms,
+            entered_ts_ns,
+            raw: value.clone(),
+        })
+    }
+}
+
+/// A `{"type":"close_wait",...}` record: a socket left in CLOSE-WAIT.
+#[derive(Clone, Debug)]
+pub struct CloseWait {
+    pub ts_ns: u64,
+    pub family: Family,
+    pub saddr: IpAddr,
+    pub sport: u16,
+    pub daddr: IpAddr,
+    pub dport: u16,
+    pub pid: Option<u32>,
+    pub comm: Option<String>,
+    /// `stuck` or `closed`.
+    pub status: String,
+    pub age_ms: f64,
+    pub age_is_lower_bound: bool,
+    pub raw: Value,
+}
+
+impl CloseWait {
+    pub fn from_value(value: &Value) -> Result<Self> {
+        Self::parse(value).with_context(|| format!("malformed close_wait record: {value}"))
+    }
+
+    fn parse(value: &Value) -> Result<Self> {
+        ensure!(
+            record_type(value) == Some("close_wait"),
+            "type is not close_wait"
+        );
+        let status = str_field(value, "status")?.to_owned();
+        ensure!(status == "stuck" || status == "closed", "status {status:?}");
+        let family = family_field(value)?;
+        Ok(CloseWait {
+            ts_ns: u64_field(value, "ts_ns")?,
+            family,
+            saddr: addr_field(value, "saddr", family)?,
+            sport: port_field(value, "sport")?,
+            daddr: addr_field(value, "daddr", family)?,
+            dport: port_field(value, "dport")?,
+            pid: pid_field(value)?,
+            comm: comm_field(value)?,
+            status,
+            age_ms: f64_field(value, "age_ms")?,
+            age_is_lower_bound: field(value, "age_is_lower_bound")?
+                .as_bool()
+                .ok_or_else(|| anyhow!("age_is_lower_bound is not a boolean"))?,
+            raw: value.clone(),
+        })
+    }
+}
+
 // Loose accessors, for filtering the stream before parsing strictly.
 
 /// The record's `type`.
@@ -296,6 +414,22 @@ fn u64_field(value: &Value, key: &str) -> Result<u64> {
     field(value, key)?
         .as_u64()
         .ok_or_else(|| anyhow!("{key} is not an unsigned integer"))
+}
+
+fn f64_field(value: &Value, key: &str) -> Result<f64> {
+    field(value, key)?
+        .as_f64()
+        .ok_or_else(|| anyhow!("{key} is not a number"))
+}
+
+/// A field that is null or what `get` reads.
+fn optional<T>(value: &Value, key: &str, get: impl Fn(&Value) -> Option<T>) -> Result<Option<T>> {
+    match field(value, key)? {
+        Value::Null => Ok(None),
+        other => get(other)
+            .map(Some)
+            .ok_or_else(|| anyhow!("{key} is {other}")),
+    }
 }
 
 fn str_field<'a>(value: &'a Value, key: &str) -> Result<&'a str> {

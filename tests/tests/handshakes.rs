@@ -37,7 +37,7 @@ fn syn_dropped_times_out(family: Family) -> Result<()> {
         &format!("INPUT -p tcp --dport {port} -j DROP"),
     )?;
     let mut agent = Agent::start_command(&ns, "handshakes", &["--port", &port.to_string()])?;
-    let retrans_before = tcp_ext(&ns, "TCPSynRetrans")?;
+    let retrans_before = ns.tcp_ext("TCPSynRetrans")?;
 
     let error = connect_error(&ns, SocketAddr::new(family.loopback(), port))?;
     ensure!(
@@ -46,7 +46,7 @@ fn syn_dropped_times_out(family: Family) -> Result<()> {
     );
 
     let handshake = wait_handshake(&mut agent, "client", "timeout", port)?;
-    let kernel_retransmits = tcp_ext(&ns, "TCPSynRetrans")? - retrans_before;
+    let kernel_retransmits = ns.tcp_ext("TCPSynRetrans")? - retrans_before;
     ensure!(kernel_retransmits > 0, "the kernel retransmitted no SYN");
     ensure!(
         u64::from(handshake.retransmits) == kernel_retransmits,
@@ -106,7 +106,7 @@ fn synack_dropped_ipv6_server_expires_and_client_times_out() -> Result<()> {
 
 fn synack_dropped(family: Family) -> Result<()> {
     let ns = quick_namespace()?;
-    sysctl(&ns, "net.ipv4.tcp_synack_retries", "1")?;
+    ns.sysctl("net.ipv4.tcp_synack_retries", "1")?;
     let listener = ns.run(|| tcp::listen(family))?;
     let port = tcp::local_port(&listener)?;
     firewall(
@@ -390,16 +390,8 @@ fn a_full_accept_queue_shows_in_the_listener_summary() -> Result<()> {
 /// A namespace whose connects give up after about 3 s.
 fn quick_namespace() -> Result<NetNs> {
     let ns = NetNs::new()?;
-    sysctl(&ns, "net.ipv4.tcp_syn_retries", "1")?;
+    ns.sysctl("net.ipv4.tcp_syn_retries", "1")?;
     Ok(ns)
-}
-
-/// Sets a per-namespace sysctl (`net.ipv4.tcp_syn_retries`) from inside
-/// `ns`: /proc/sys/net belongs to the opener's namespace.
-fn sysctl(ns: &NetNs, key: &str, value: &str) -> Result<()> {
-    let path = format!("/proc/sys/{}", key.replace('.', "/"));
-    ns.run(|| std::fs::write(&path, value))
-        .with_context(|| format!("setting {key}={value}"))
 }
 
 /// Adds (`-A`) or deletes (`-D`) a rule with iptables or ip6tables.
@@ -418,26 +410,6 @@ fn firewall(ns: &NetNs, family: Family, action: &str, rule: &str) -> Result<()> 
 fn unused_port(ns: &NetNs, family: Family) -> Result<u16> {
     let listener = ns.run(|| tcp::listen(family))?;
     tcp::local_port(&listener)
-}
-
-/// A counter of `nstat`'s `TcpExt` group in `ns` (read through
-/// /proc/thread-self: /proc/net is the main thread's namespace).
-fn tcp_ext(ns: &NetNs, name: &str) -> Result<u64> {
-    let netstat = ns
-        .run(|| std::fs::read_to_string("/proc/thread-self/net/netstat"))
-        .context("reading the namespace's netstat")?;
-    let mut lines = netstat.lines().filter(|l| l.starts_with("TcpExt:"));
-    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
-        bail!("no TcpExt in /proc/net/netstat");
-    };
-    names
-        .split_whitespace()
-        .zip(values.split_whitespace())
-        .find(|(n, _)| *n == name)
-        .context(format!("no TcpExt counter {name}"))?
-        .1
-        .parse()
-        .context("counter value")
 }
 
 /// Connects from inside `ns` with a blocking connect(2) (bounded by the

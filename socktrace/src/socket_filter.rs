@@ -1,10 +1,11 @@
-//! Which handshake attempts a user asked to see: by port, remote address
-//! or prefix, owning process and comm. Each kind of criterion matches if
-//! any of its values does; all given kinds must match.
+//! Which sockets a user asked to see (handshake attempts, timewait
+//! sockets): by port, remote address or prefix, owning process and comm.
+//! Each kind of criterion matches if any of its values does; all given
+//! kinds must match.
 use crate::{cidr::Cidr, owner::Owner, tuple::SocketTuple};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct HandshakeFilter {
+pub struct SocketFilter {
     /// Local or remote port.
     pub ports: Vec<u16>,
     /// Remote address within one of these prefixes.
@@ -15,7 +16,7 @@ pub struct HandshakeFilter {
     pub comms: Vec<String>,
 }
 
-impl HandshakeFilter {
+impl SocketFilter {
     pub fn matches(&self, tuple: &SocketTuple, owner: Option<&Owner>) -> bool {
         let port = self.ports.is_empty()
             || self
@@ -55,12 +56,12 @@ mod tests {
 
     #[test]
     fn an_empty_filter_matches_everything_even_without_owner() {
-        assert!(HandshakeFilter::default().matches(&tuple(), None));
+        assert!(SocketFilter::default().matches(&tuple(), None));
     }
 
     #[test]
     fn ports_match_either_end() {
-        let mut filter = HandshakeFilter {
+        let mut filter = SocketFilter {
             ports: vec![443],
             ..Default::default()
         };
@@ -73,7 +74,7 @@ mod tests {
 
     #[test]
     fn hosts_match_the_remote_address_by_prefix() {
-        let mut filter = HandshakeFilter {
+        let mut filter = SocketFilter {
             hosts: vec!["192.0.2.0/24".parse().unwrap()],
             ..Default::default()
         };
@@ -87,7 +88,7 @@ mod tests {
 
     #[test]
     fn pid_and_comm_need_a_known_owner_and_all_kinds_must_match() {
-        let filter = HandshakeFilter {
+        let filter = SocketFilter {
             pids: vec![42],
             comms: vec!["curl".into()],
             ports: vec![443],

@@ -1,0 +1,441 @@
+//! How `socktrace timewait` prints: ended timewait sockets, confirmed
+//! entries (`--entries`), CLOSE-WAIT reports and the summary; aligned
+//! columns or one JSON object per line (field names are part of
+//! socktrace's interface).
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use serde::Serialize;
+
+use crate::{
+    clock::WallClock,
+    close_wait::{CloseWaitReport, CloseWaitStatus},
+    output::{Format, OwnerJson, TupleJson, endpoint, ms, owner_columns, push_json},
+    owner::Owner,
+    tcp_state::TcpState,
+    time_wait::{EndedTimeWait, TimeWaitEnd, TimeWaitSocket},
+    time_wait_summary::TimeWaitReport,
+    tuple::SocketTuple,
+};
+
+/// Column header of the human stream.
+pub fn header() -> String {
+    format!(
+        "{:<12} {:<10} {:>7} {:<15} {:<45} {:<45} {:>14}  {}",
+        "TIME(UTC)", "EVENT", "PID", "COMM", "LOCAL", "REMOTE", "MS", "DETAIL"
+    )
+}
+
+/// Appends one ended timewait socket.
+pub fn write_ended(out: &mut String, e: &EndedTimeWait, format: Format, clock: &WallClock) {
+    let socket = &e.socket;
+    match format {
+        Format::Json => push_json(
+            out,
+            &EndedJson {
+                r#type: "time_wait",
+                ts_ns: e.ended_ns(),
+                tuple: TupleJson::from(&socket.tuple),
+                owner: OwnerJson::from(socket.owner),
+                end: e.end.name(),
+                lifetime_ms: e.lifetime_ns().map(ms),
+                lifetime_error_ms: ms(e.uncertainty_ns()),
+                entered_ts_ns: socket.entered_ns,
+                connection_ms: socket.connection_ns.map(ms),
+                state: socket.substate.map(TcpState::name),
+                origin: socket.origin.name(),
+            },
+        ),
+        Format::Human => {
+            let lifetime = match e.lifetime_ns() {
+                Some(ns) if e.uncertainty_ns() > 0 => {
+                    format!("{:.0}±{:.0}", ms(ns), ms(e.uncertainty_ns()))
+                }
+                Some(ns) => format!("{:.1}", ms(ns)),
+                None => "-".to_owned(),
+            };
+            let detail = connection_detail(socket);
+            Row {
+                at_ns: e.ended_ns(),
+                event: e.end.name(),
+                owner: socket.owner,
+                tuple: &socket.tuple,
+                ms: &lifetime,
+                detail: &detail,
+            }
+            .write(out, clock);
+        }
+    }
+}
+
+/// Appends one entry a listing confirmed.
+pub fn write_entered(out: &mut String, socket: &TimeWaitSocket, format: Format, clock: &WallClock) {
+    let Some(entered_ns) = socket.entered_ns else {
+        return;
+    };
+    match format {
+        Format::Json => push_json(
+            out,
+            &EnteredJson {
+                r#type: "time_wait_entered",
+                ts_ns: entered_ns,
+                tuple: TupleJson::from(&socket.tuple),
+                owner: OwnerJson::from(socket.owner),
+                from: socket.entered_from.map(TcpState::name),
+                connection_ms: socket.connection_ns.map(ms),
+                state: socket.substate.map(TcpState::name),
+            },
+        ),
+        Format::Human => {
+            let detail = connection_detail(socket);
+            Row {
+                at_ns: entered_ns,
+                event: "entered",
+                owner: socket.owner,
+                tuple: &socket.tuple,
+                ms: "-",
+                detail: &detail,
+            }
+            .write(out, clock);
+        }
+    }
+}
+
+/// Appends one CLOSE-WAIT report.
+pub fn write_close_wait(out: &mut String, r: &CloseWaitReport, format: Format, clock: &WallClock) {
+    match format {
+        Format::Json => push_json(
+            out,
+            &CloseWaitJson {
+                r#type: "close_wait",
+                ts_ns: r.at_ns,
+                id: r.id,
+                tuple: TupleJson::from(&r.tuple),
+                owner: OwnerJson::from(r.owner),
+                status: r.status.name(),
+                age_ms: ms(r.age_ns),
+                age_is_lower_bound: r.age_is_lower_bound,
+            },
+        ),
+        Format::Human => {
+            let age = format!("{:.0}", ms(r.age_ns));
+            let (event, detail) = match (r.status, r.age_is_lower_bound) {
+                (CloseWaitStatus::Stuck, false) => {
+                    ("close-wait", "the application has not closed it")
+                }
+                (CloseWaitStatus::Stuck, true) => {
+                    ("close-wait", "since before tracing: age at least")
+                }
+                (CloseWaitStatus::Closed, false) => ("closed", "left CLOSE-WAIT at last"),
+                (CloseWaitStatus::Closed, true) => {
+                    ("closed", "left CLOSE-WAIT at last: age at least")
+                }
+            };
+            Row {
+                at_ns: r.at_ns,
+                event,
+                owner: r.owner,
+                tuple: &r.tuple,
+                ms: &age,
+                detail,
+            }
+            .write(out, clock);
+        }
+    }
+}
+
+/// "from FIN-WAIT-2 after a 12.3 ms connection", as far as it is known.
+fn connection_detail(socket: &TimeWaitSocket) -> String {
+    let mut detail = match socket.entered_from {
+        Some(state) => format!("from {}", state.ss_name()),
+        None => format!("{} before tracing", socket.origin.name()),
+    };
+    if let Some(ns) = socket.connection_ns {
+        let _ = write!(detail, " after a {:.1} ms connection", ms(ns));
+    }
+    detail
+}
+
+/// One line of the human stream, in [`header`]'s columns.
+struct Row<'a> {
+    at_ns: u64,
+    event: &'a str,
+    owner: Option<Owner>,
+    tuple: &'a SocketTuple,
+    ms: &'a str,
+    detail: &'a str,
+}
+
+impl Row<'_> {
+    fn write(&self, out: &mut String, clock: &WallClock) {
+        let _ = writeln!(
+            out,
+            "{:<12} {:<10} {} {:<45} {:<45} {:>14}  {}",
+            clock.time_of_day(self.at_ns),
+            self.event,
+            owner_columns(self.owner),
+            endpoint(&self.tuple.local),
+            endpoint(&self.tuple.remote),
+            self.ms,
+            self.detail,
+        );
+    }
+}
+
+/// Appends the summary.
+pub fn write_summary(
+    out: &mut String,
+    r: &TimeWaitReport,
+    format: Format,
+    clock: &WallClock,
+    now_ns: u64,
+) {
+    match format {
+        Format::Json => push_json(out, &SummaryJson::new(r, now_ns)),
+        Format::Human => write_human_summary(out, r, clock, now_ns),
+    }
+}
+
+fn write_human_summary(out: &mut String, r: &TimeWaitReport, clock: &WallClock, now_ns: u64) {
+    let optional_ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
+    let _ = writeln!(
+        out,
+        "{} TIME-WAIT summary over {:.1} s: {} TIME-WAIT, {} orphans in FIN-WAIT-2, {} not yet listed; entered {:.1}/s, ended {:.1}/s",
+        clock.time_of_day(now_ns),
+        r.interval_ns as f64 / 1e9,
+        r.counts.time_wait,
+        r.counts.fin_wait2,
+        r.counts.unlisted,
+        r.entered_per_second(),
+        r.ended_per_second(),
+    );
+    let ends = TimeWaitEnd::ALL
+        .iter()
+        .map(|end| format!("{}={}", end.name(), r.ends[end.index()]))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let overflows = r
+        .namespace
+        .overflows
+        .map_or_else(|| "?".to_owned(), |n| n.to_string());
+    let _ = writeln!(
+        out,
+        "  since start: {ends}; lifetime ms p50 {} p99 {} max {}; {overflows} not created (TcpExtTCPTimeWaitOverflow)",
+        optional_ms(r.lifetime_p50_ms),
+        optional_ms(r.lifetime_p99_ms),
+        optional_ms(r.lifetime_max_ms),
+    );
+    let close_wait = r.namespace.close_wait;
+    let _ = writeln!(
+        out,
+        "  CLOSE-WAIT: {} open, {} over the threshold, oldest {} ms",
+        close_wait.waiting,
+        close_wait.stuck,
+        optional_ms(close_wait.oldest_ns.map(ms)),
+    );
+    let list = |items: Vec<String>| {
+        if items.is_empty() {
+            "-".to_owned()
+        } else {
+            items.join(", ")
+        }
+    };
+    let ports = r
+        .top_local_ports
+        .iter()
+        .map(|(port, n)| format!(":{port} {n}"))
+        .collect();
+    let _ = writeln!(out, "  by local port: {}", list(ports));
+    let remotes = r
+        .top_remotes
+        .iter()
+        .map(|(remote, n)| format!("{} {n}", endpoint(remote)))
+        .collect();
+    let _ = writeln!(out, "  by remote: {}", list(remotes));
+    let owners = r
+        .top_owners
+        .iter()
+        .map(|(owner, n)| match owner {
+            Some(o) => format!("{}/{} {n}", o.pid, o.comm),
+            None => format!("unknown {n}"),
+        })
+        .collect();
+    let _ = writeln!(out, "  by process: {}", list(owners));
+    let pressure = r
+        .port_pressure
+        .iter()
+        .map(|p| {
+            format!(
+                "{} -> {} {}/{} ({:.1}%)",
+                p.local,
+                endpoint(&p.remote),
+                p.time_wait,
+                p.ephemeral_ports,
+                p.ratio() * 100.0
+            )
+        })
+        .collect();
+    let _ = writeln!(out, "  ephemeral ports held: {}", list(pressure));
+}
+
+#[derive(Serialize)]
+struct EndedJson {
+    r#type: &'static str,
+    ts_ns: u64,
+    #[serde(flatten)]
+    tuple: TupleJson,
+    #[serde(flatten)]
+    owner: OwnerJson,
+    end: &'static str,
+    lifetime_ms: Option<f64>,
+    lifetime_error_ms: f64,
+    entered_ts_ns: Option<u64>,
+    connection_ms: Option<f64>,
+    /// Substate when last listed: `TIME_WAIT` or `FIN_WAIT2`.
+    state: Option<&'static str>,
+    origin: &'static str,
+}
+
+#[derive(Serialize)]
+struct EnteredJson {
+    r#type: &'static str,
+    ts_ns: u64,
+    #[serde(flatten)]
+    tuple: TupleJson,
+    #[serde(flatten)]
+    owner: OwnerJson,
+    from: Option<&'static str>,
+    connection_ms: Option<f64>,
+    state: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct CloseWaitJson {
+    r#type: &'static str,
+    ts_ns: u64,
+    id: u64,
+    #[serde(flatten)]
+    tuple: TupleJson,
+    #[serde(flatten)]
+    owner: OwnerJson,
+    status: &'static str,
+    age_ms: f64,
+    age_is_lower_bound: bool,
+}
+
+#[derive(Serialize)]
+struct SummaryJson {
+    r#type: &'static str,
+    ts_ns: u64,
+    interval_ms: f64,
+    time_wait: u64,
+    fin_wait2: u64,
+    unlisted: u64,
+    entered: u64,
+    ended: u64,
+    entered_per_s: f64,
+    ended_per_s: f64,
+    ends: BTreeMap<&'static str, u64>,
+    lifetime_p50_ms: Option<f64>,
+    lifetime_p99_ms: Option<f64>,
+    lifetime_max_ms: Option<f64>,
+    overflows: Option<u64>,
+    close_wait: u64,
+    close_wait_stuck: u64,
+    close_wait_oldest_ms: Option<f64>,
+    top_local_ports: Vec<PortCountJson>,
+    top_remotes: Vec<RemoteCountJson>,
+    top_processes: Vec<OwnerCountJson>,
+    port_pressure: Vec<PressureJson>,
+}
+
+impl SummaryJson {
+    fn new(r: &TimeWaitReport, now_ns: u64) -> Self {
+        SummaryJson {
+            r#type: "time_wait_summary",
+            ts_ns: now_ns,
+            interval_ms: ms(r.interval_ns),
+            time_wait: r.counts.time_wait,
+            fin_wait2: r.counts.fin_wait2,
+            unlisted: r.counts.unlisted,
+            entered: r.entered,
+            ended: r.ended,
+            entered_per_s: r.entered_per_second(),
+            ended_per_s: r.ended_per_second(),
+            ends: TimeWaitEnd::ALL
+                .iter()
+                .map(|end| (end.name(), r.ends[end.index()]))
+                .collect(),
+            lifetime_p50_ms: r.lifetime_p50_ms,
+            lifetime_p99_ms: r.lifetime_p99_ms,
+            lifetime_max_ms: r.lifetime_max_ms,
+            overflows: r.namespace.overflows,
+            close_wait: r.namespace.close_wait.waiting,
+            close_wait_stuck: r.namespace.close_wait.stuck,
+            close_wait_oldest_ms: r.namespace.close_wait.oldest_ns.map(ms),
+            top_local_ports: r
+                .top_local_ports
+                .iter()
+                .map(|&(port, count)| PortCountJson { port, count })
+                .collect(),
+            top_remotes: r
+                .top_remotes
+                .iter()
+                .map(|(remote, count)| RemoteCountJson {
+                    addr: remote.ip().to_string(),
+                    port: remote.port(),
+                    count: *count,
+                })
+                .collect(),
+            top_processes: r
+                .top_owners
+                .iter()
+                .map(|(owner, count)| OwnerCountJson {
+                    owner: OwnerJson::from(*owner),
+                    count: *count,
+                })
+                .collect(),
+            port_pressure: r
+                .port_pressure
+                .iter()
+                .map(|p| PressureJson {
+                    saddr: p.local.to_string(),
+                    daddr: p.remote.ip().to_string(),
+                    dport: p.remote.port(),
+                    time_wait: p.time_wait,
+                    ephemeral_ports: p.ephemeral_ports,
+                    ratio: p.ratio(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct PortCountJson {
+    port: u16,
+    count: u64,
+}
+
+#[derive(Serialize)]
+struct RemoteCountJson {
+    addr: String,
+    port: u16,
+    count: u64,
+}
+
+#[derive(Serialize)]
+struct OwnerCountJson {
+    #[serde(flatten)]
+    owner: OwnerJson,
+    count: u64,
+}
+
+#[derive(Serialize)]
+struct PressureJson {
+    saddr: String,
+    daddr: String,
+    dport: u16,
+    time_wait: u64,
+    ephemeral_ports: u32,
+    ratio: f64,
+}

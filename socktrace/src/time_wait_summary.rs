@@ -1,0 +1,414 @@
+//! The TIME-WAIT summary: how many timewait sockets there are, how fast
+//! they come and go, how long they live, who holds them, and how close each
+//! destination is to running out of ephemeral ports. Pure: ends and the
+//! tracker's sockets in, a report out.
+use std::{
+    collections::HashMap,
+    hash::Hash,
+    net::{IpAddr, SocketAddr},
+};
+
+use crate::{
+    close_wait::CloseWaitCounts,
+    latency_histogram::LatencyHistogram,
+    owner::Owner,
+    table::Opening,
+    time_wait::{EndedTimeWait, TimeWaitCounts, TimeWaitSocket},
+};
+
+/// `net.ipv4.ip_local_port_range`: the ports connect(2) picks from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRange {
+    pub low: u16,
+    pub high: u16,
+}
+
+impl PortRange {
+    /// Parses the sysctl's text, such as `"32768\t60999\n"`.
+    pub fn parse(text: &str) -> Option<PortRange> {
+        let mut numbers = text.split_whitespace().map(str::parse::<u16>);
+        let (Some(Ok(low)), Some(Ok(high)), None) =
+            (numbers.next(), numbers.next(), numbers.next())
+        else {
+            return None;
+        };
+        (low <= high).then_some(PortRange { low, high })
+    }
+
+    pub fn size(self) -> u32 {
+        u32::from(self.high - self.low) + 1
+    }
+
+    pub fn contains(self, port: u16) -> bool {
+        (self.low..=self.high).contains(&port)
+    }
+}
+
+/// What the summary reads from the namespace besides the tracker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NamespaceView {
+    pub port_range: Option<PortRange>,
+    /// `TcpExtTCPTimeWaitOverflow` since tracing began: timewait sockets the
+    /// kernel refused to create (`tcp_max_tw_buckets` reached).
+    pub overflows: Option<u64>,
+    pub close_wait: CloseWaitCounts,
+}
+
+/// Timewait sockets held towards one destination from one local address
+/// with ephemeral ports: connect(2) to that destination fails with
+/// `EADDRNOTAVAIL` once they fill the range (unless `tcp_tw_reuse` lets a
+/// new connection take one over). Connections known to have been accepted
+/// are left out; those whose opening predates tracing count when their
+/// local port is in the range.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PortPressure {
+    pub local: IpAddr,
+    pub remote: SocketAddr,
+    pub time_wait: u64,
+    pub ephemeral_ports: u32,
+}
+
+impl PortPressure {
+    /// Share of the range held, 0 to 1.
+    pub fn ratio(&self) -> f64 {
+        self.time_wait as f64 / f64::from(self.ephemeral_ports)
+    }
+}
+
+/// One summary.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TimeWaitReport {
+    /// Since the previous report (or the start).
+    pub interval_ns: u64,
+    pub counts: TimeWaitCounts,
+    /// Entries confirmed and ends in the interval.
+    pub entered: u64,
+    pub ended: u64,
+    /// Ends since the start, by [`TimeWaitEnd::index`].
+    pub ends: [u64; 3],
+    /// Lifetimes of the ended sockets whose entry was traced, since the
+    /// start, in milliseconds.
+    pub lifetime_p50_ms: Option<f64>,
+    pub lifetime_p99_ms: Option<f64>,
+    pub lifetime_max_ms: Option<f64>,
+    /// Timewait sockets (either substate) held per local port, per remote
+    /// endpoint, per owner: most first.
+    pub top_local_ports: Vec<(u16, u64)>,
+    pub top_remotes: Vec<(SocketAddr, u64)>,
+    pub top_owners: Vec<(Option<Owner>, u64)>,
+    /// Destinations by share of the ephemeral range held, most first.
+    pub port_pressure: Vec<PortPressure>,
+    pub namespace: NamespaceView,
+}
+
+impl TimeWaitReport {
+    pub fn entered_per_second(&self) -> f64 {
+        per_second(self.entered, self.interval_ns)
+    }
+
+    pub fn ended_per_second(&self) -> f64 {
+        per_second(self.ended, self.interval_ns)
+    }
+}
+
+fn per_second(count: u64, interval_ns: u64) -> f64 {
+    if interval_ns == 0 {
+        return 0.0;
+    }
+    count as f64 * 1e9 / interval_ns as f64
+}
+
+/// Running totals between reports.
+#[derive(Clone, Debug)]
+pub struct TimeWaitSummary {
+    lifetimes: LatencyHistogram,
+    max_lifetime_ns: Option<u64>,
+    ends: [u64; 3],
+    entered: u64,
+    ended: u64,
+    interval_began_ns: u64,
+}
+
+impl TimeWaitSummary {
+    pub fn new(now_ns: u64) -> Self {
+        TimeWaitSummary {
+            lifetimes: LatencyHistogram::default(),
+            max_lifetime_ns: None,
+            ends: [0; 3],
+            entered: 0,
+            ended: 0,
+            interval_began_ns: now_ns,
+        }
+    }
+
+    pub fn record_entered(&mut self) {
+        self.entered += 1;
+    }
+
+    pub fn record_ended(&mut self, ended: &EndedTimeWait) {
+        self.ended += 1;
+        self.ends[ended.end.index()] += 1;
+        if let Some(lifetime) = ended.lifetime_ns() {
+            self.lifetimes.record_ns(lifetime);
+            self.max_lifetime_ns = self.max_lifetime_ns.max(Some(lifetime));
+        }
+    }
+
+    /// The report at `now_ns` over `sockets` (the tracker's, filtered), and
+    /// the start of a new interval.
+    pub fn report<'a>(
+        &mut self,
+        now_ns: u64,
+        sockets: impl Iterator<Item = &'a TimeWaitSocket>,
+        namespace: NamespaceView,
+        top: usize,
+    ) -> TimeWaitReport {
+        let mut counts = TimeWaitCounts::default();
+        let mut local_ports = HashMap::new();
+        let mut remotes = HashMap::new();
+        let mut owners = HashMap::new();
+        let mut destinations = HashMap::new();
+        for socket in sockets {
+            counts.add(socket);
+            let tuple = &socket.tuple;
+            *local_ports.entry(tuple.local.port()).or_insert(0) += 1;
+            *remotes.entry(tuple.remote).or_insert(0) += 1;
+            *owners.entry(socket.owner).or_insert(0) += 1;
+            // A passive open's local port is its listener's, even when
+            // that lies in the ephemeral range.
+            if socket.opening != Some(Opening::Passive)
+                && namespace
+                    .port_range
+                    .is_some_and(|range| range.contains(tuple.local.port()))
+            {
+                *destinations
+                    .entry((tuple.local.ip(), tuple.remote))
+                    .or_insert(0) += 1;
+            }
+        }
+        let port_pressure = match namespace.port_range {
+            Some(range) => most(destinations, top)
+                .into_iter()
+                .map(|((local, remote), time_wait)| PortPressure {
+                    local,
+                    remote,
+                    time_wait,
+                    ephemeral_ports: range.size(),
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let report = TimeWaitReport {
+            interval_ns: now_ns.saturating_sub(self.interval_began_ns),
+            counts,
+            entered: self.entered,
+            ended: self.ended,
+            ends: self.ends,
+            lifetime_p50_ms: self.lifetimes.quantile_ms(0.5),
+            lifetime_p99_ms: self.lifetimes.quantile_ms(0.99),
+            lifetime_max_ms: self.max_lifetime_ns.map(|ns| ns as f64 / 1e6),
+            top_local_ports: most(local_ports, top),
+            top_remotes: most(remotes, top),
+            top_owners: most(owners, top),
+            port_pressure,
+            namespace,
+        };
+        self.entered = 0;
+        self.ended = 0;
+        self.interval_began_ns = now_ns;
+        report
+    }
+}
+
+/// The `top` keys with the highest counts, highest first; ties in key
+/// order so that reports are stable.
+fn most<K: Hash + Eq + Ord>(counts: HashMap<K, u64>, top: usize) -> Vec<(K, u64)> {
+    let mut counts: Vec<(K, u64)> = counts.into_iter().collect();
+    counts.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    counts.truncate(top);
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        event::{StateEvent, TaskContext},
+        owner::Comm,
+        table::SocketTable,
+        tcp_state::TcpState,
+        time_wait::{ListedTimeWait, TimeWaitTracker},
+        tuple::SocketTuple,
+    };
+
+    const S: u64 = 1_000_000_000;
+
+    fn owner(pid: u32, comm: &str) -> Owner {
+        Owner {
+            pid,
+            comm: Comm::from_text(comm),
+        }
+    }
+
+    /// A tracker holding one confirmed timewait socket per `(local,
+    /// remote, owner)`, entered at 1 s and listed at 2 s.
+    fn tracker(sockets: &[(&str, &str, Owner)]) -> TimeWaitTracker {
+        let mut table = SocketTable::new();
+        let mut tracker = TimeWaitTracker::new();
+        tracker.on_listing(&[], 0);
+        let mut listed = Vec::new();
+        for (i, &(local, remote, owner)) in sockets.iter().enumerate() {
+            let tuple = SocketTuple {
+                local: local.parse().unwrap(),
+                remote: remote.parse().unwrap(),
+            };
+            for (old, new, context) in [
+                (
+                    TcpState::Established,
+                    TcpState::FinWait1,
+                    TaskContext::Process,
+                ),
+                (TcpState::FinWait1, TcpState::FinWait2, TaskContext::Softirq),
+                (TcpState::FinWait2, TcpState::Close, TaskContext::Softirq),
+            ] {
+                let event = StateEvent {
+                    ts_ns: S,
+                    skaddr: 0x1000 + i as u64,
+                    tuple,
+                    old_state: old,
+                    new_state: new,
+                    task: owner,
+                    context,
+                    error: 0,
+                    soft_error: 0,
+                };
+                tracker.on_transition(&event, &table.apply(&event));
+            }
+            listed.push(ListedTimeWait {
+                tuple,
+                substate: TcpState::TimeWait,
+                expires_ms: 59_000,
+            });
+        }
+        tracker.on_listing(&listed, 2 * S);
+        tracker
+    }
+
+    #[test]
+    fn the_port_range_sysctl_parses() {
+        let range = PortRange::parse("32768\t60999\n").unwrap();
+        assert_eq!(range.size(), 28232);
+        assert!(range.contains(32768) && range.contains(60999) && !range.contains(22));
+        assert_eq!(PortRange::parse("5 4"), None);
+        assert_eq!(PortRange::parse("1 2 3"), None);
+        assert_eq!(PortRange::parse("x"), None);
+    }
+
+    #[test]
+    fn producers_are_ranked_by_timewait_sockets_held() {
+        let curl = owner(10, "curl");
+        let nginx = owner(20, "nginx");
+        let tracker = tracker(&[
+            ("10.0.0.1:40001", "10.0.0.9:443", curl),
+            ("10.0.0.1:40002", "10.0.0.9:443", curl),
+            ("10.0.0.1:40003", "10.0.0.8:80", curl),
+            ("10.0.0.1:80", "10.0.0.7:50000", nginx),
+        ]);
+        let mut summary = TimeWaitSummary::new(0);
+        let namespace = NamespaceView {
+            port_range: PortRange::parse("40000 40099"),
+            ..Default::default()
+        };
+        let report = summary.report(10 * S, tracker.sockets(), namespace, 2);
+        assert_eq!(report.counts.time_wait, 4);
+        assert_eq!(report.top_owners, [(Some(curl), 3), (Some(nginx), 1)]);
+        assert_eq!(
+            report.top_remotes,
+            [
+                ("10.0.0.9:443".parse().unwrap(), 2),
+                ("10.0.0.7:50000".parse().unwrap(), 1)
+            ]
+        );
+        assert_eq!(
+            report.top_local_ports,
+            [(80, 1), (40001, 1)],
+            "ties by port"
+        );
+        // The server's timewait socket holds no ephemeral port.
+        let pressure = &report.port_pressure;
+        assert_eq!(pressure.len(), 2);
+        assert_eq!(pressure[0].remote, "10.0.0.9:443".parse().unwrap());
+        assert_eq!(
+            (pressure[0].time_wait, pressure[0].ephemeral_ports),
+            (2, 100)
+        );
+        assert!((pressure[0].ratio() - 0.02).abs() < 1e-9);
+    }
+
+    #[test]
+    fn an_accepted_connection_holds_no_ephemeral_port_even_in_the_range() {
+        let mut table = SocketTable::new();
+        let mut tracker = TimeWaitTracker::new();
+        tracker.on_listing(&[], 0);
+        // A server listening on port 40050, inside the ephemeral range,
+        // accepts a connection and closes it first.
+        let tuple = SocketTuple {
+            local: "10.0.0.1:40050".parse().unwrap(),
+            remote: "10.0.0.9:50000".parse().unwrap(),
+        };
+        for (old, new) in [
+            (TcpState::Listen, TcpState::SynRecv),
+            (TcpState::SynRecv, TcpState::Established),
+            (TcpState::Established, TcpState::FinWait1),
+            (TcpState::FinWait1, TcpState::FinWait2),
+            (TcpState::FinWait2, TcpState::Close),
+        ] {
+            let event = StateEvent {
+                ts_ns: S,
+                skaddr: 0x2000,
+                tuple,
+                old_state: old,
+                new_state: new,
+                task: owner(20, "nginx"),
+                context: TaskContext::Softirq,
+                error: 0,
+                soft_error: 0,
+            };
+            tracker.on_transition(&event, &table.apply(&event));
+        }
+        let listed = [ListedTimeWait {
+            tuple,
+            substate: TcpState::TimeWait,
+            expires_ms: 59_000,
+        }];
+        tracker.on_listing(&listed, 2 * S);
+        let namespace = NamespaceView {
+            port_range: PortRange::parse("40000 40099"),
+            ..Default::default()
+        };
+        let report = TimeWaitSummary::new(0).report(3 * S, tracker.sockets(), namespace, 5);
+        assert_eq!(report.counts.time_wait, 1);
+        assert!(report.port_pressure.is_empty(), "{:?}", report.port_pressure);
+    }
+
+    #[test]
+    fn rates_cover_the_interval_and_lifetimes_the_whole_run() {
+        let mut tracker = tracker(&[("10.0.0.1:40001", "10.0.0.9:443", owner(1, "a"))]);
+        let mut summary = TimeWaitSummary::new(0);
+        summary.record_entered();
+        let outcome = tracker.on_listing(&[], 62 * S);
+        summary.record_ended(&outcome.ended[0]);
+        let report = summary.report(2 * S, tracker.sockets(), NamespaceView::default(), 5);
+        assert_eq!((report.entered, report.ended), (1, 1));
+        assert_eq!(report.entered_per_second(), 0.5);
+        assert_eq!(report.ends, [1, 0, 0]);
+        let max = report.lifetime_max_ms.unwrap();
+        assert_eq!(max, 60_500.0, "1 s entry, ended between 61 and 62 s");
+        let p50 = report.lifetime_p50_ms.unwrap();
+        assert!((p50 - max).abs() / max < 0.02, "{p50}");
+        assert!(report.port_pressure.is_empty(), "no port range known");
+        let next = summary.report(4 * S, tracker.sockets(), NamespaceView::default(), 5);
+        assert_eq!((next.entered, next.ended, next.interval_ns), (0, 0, 2 * S));
+        assert_eq!(next.ends, [1, 0, 0], "ends accumulate");
+    }
+}

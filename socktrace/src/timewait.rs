@@ -1,0 +1,231 @@
+//! `socktrace timewait`: every timewait socket through the socket table and
+//! the TIME-WAIT tracker, with a sock_diag listing of timewait sockets once
+//! per reconciliation interval; CLOSE-WAIT sockets the application never
+//! closed; a periodic summary.
+use std::{path::Path, time::Duration};
+
+use crate::{
+    cli::TimewaitArgs,
+    clock::{WallClock, monotonic_now_ns},
+    close_wait::CloseWaitWatch,
+    event::Event,
+    event_loop::{self, Consumer, Output},
+    netstat::TcpExt,
+    output::Format,
+    sock_diag::{self, DumpRequest},
+    socket_filter::SocketFilter,
+    table::SocketTable,
+    tcp_state::TcpState,
+    time_wait::{ListedTimeWait, TimeWaitOutcome, TimeWaitTracker},
+    time_wait_output,
+    time_wait_summary::{NamespaceView, PortRange, TimeWaitSummary},
+};
+
+/// The kernel's count of timewait sockets it refused to create.
+const OVERFLOW_COUNTER: &str = "TCPTimeWaitOverflow";
+
+pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
+    let format = Format::from_json_flag(args.json);
+    let event_loop::Started {
+        probes,
+        table,
+        existing,
+    } = event_loop::attach_and_seed(args.ring.ring_buffer_kib)?;
+    let started_ns = monotonic_now_ns();
+    let mut close_wait = CloseWaitWatch::new(
+        Duration::from_secs(args.close_wait_after).as_nanos() as u64,
+        started_ns,
+    );
+    close_wait.seed(&existing);
+    let mut out = Output::new();
+    if format == Format::Human {
+        out.line(&time_wait_output::header());
+    }
+    out.flush()?;
+    eprintln!("socktrace: ready: tracing TIME-WAIT and CLOSE-WAIT sockets");
+    let mut recorder = TimeWaitRecorder {
+        table,
+        tracker: TimeWaitTracker::new(),
+        close_wait,
+        summary: TimeWaitSummary::new(started_ns),
+        filter: SocketFilter::from(args.filter),
+        entries: args.entries,
+        format,
+        clock: WallClock::now(),
+        listing: None,
+        namespace: NamespaceView::default(),
+        overflows_at_start: None,
+        summary_every_ns: Duration::from_secs(args.summary_every).as_nanos() as u64,
+        last_summary_ns: started_ns,
+        top: args.top,
+    };
+    let summary = event_loop::run(probes, &mut recorder, &mut out).await?;
+    summary.report();
+    recorder.report();
+    Ok(())
+}
+
+/// sock_diag's timewait sockets and when the dump began; the namespace's
+/// counters and port range read with it.
+struct Listing {
+    taken_ns: u64,
+    sockets: Vec<ListedTimeWait>,
+    counters: TcpExt,
+    port_range: Option<PortRange>,
+}
+
+struct TimeWaitRecorder {
+    table: SocketTable,
+    tracker: TimeWaitTracker,
+    close_wait: CloseWaitWatch,
+    summary: TimeWaitSummary,
+    filter: SocketFilter,
+    /// Print confirmed entries too.
+    entries: bool,
+    format: Format,
+    clock: WallClock,
+    listing: Option<Listing>,
+    /// The namespace as the last listing saw it.
+    namespace: NamespaceView,
+    overflows_at_start: Option<u64>,
+    summary_every_ns: u64,
+    last_summary_ns: u64,
+    top: usize,
+}
+
+impl TimeWaitRecorder {
+    fn publish(&mut self, outcome: TimeWaitOutcome, out: &mut String) {
+        for entered in &outcome.entered {
+            if self.filter.matches(&entered.tuple, entered.owner.as_ref()) {
+                self.summary.record_entered();
+                if self.entries {
+                    time_wait_output::write_entered(out, entered, self.format, &self.clock);
+                }
+            }
+        }
+        for ended in &outcome.ended {
+            let socket = &ended.socket;
+            if self.filter.matches(&socket.tuple, socket.owner.as_ref()) {
+                self.summary.record_ended(ended);
+                time_wait_output::write_ended(out, ended, self.format, &self.clock);
+            }
+        }
+    }
+
+    fn apply_listing(&mut self, listing: Listing, out: &mut String) {
+        let outcome = self.tracker.on_listing(&listing.sockets, listing.taken_ns);
+        self.publish(outcome, out);
+        let overflows = listing.counters.get(OVERFLOW_COUNTER);
+        let at_start = *self
+            .overflows_at_start
+            .get_or_insert(overflows.unwrap_or(0));
+        self.namespace.overflows = overflows.map(|now| now.saturating_sub(at_start));
+        self.namespace.port_range = listing.port_range;
+    }
+
+    fn write_summary(&mut self, now_ns: u64, out: &mut String) {
+        self.namespace.close_wait = self.close_wait.counts(now_ns);
+        let filter = &self.filter;
+        let sockets = self
+            .tracker
+            .sockets()
+            .filter(|s| filter.matches(&s.tuple, s.owner.as_ref()));
+        let report = self
+            .summary
+            .report(now_ns, sockets, self.namespace, self.top);
+        time_wait_output::write_summary(out, &report, self.format, &self.clock, now_ns);
+    }
+
+    /// What the tracker could not account for, on stderr at exit.
+    fn report(&self) {
+        let stats = self.tracker.stats();
+        if stats.never_listed > 0 {
+            eprintln!(
+                "socktrace: {} closes into TIME-WAIT were never listed by sock_diag (another network namespace, or not created: see the overflow count)",
+                stats.never_listed
+            );
+        }
+        if stats.unseen + stats.replaced > 0 {
+            eprintln!(
+                "socktrace: {} timewait sockets appeared and {} were replaced without their events (events lost)",
+                stats.unseen, stats.replaced
+            );
+        }
+    }
+}
+
+impl Consumer for TimeWaitRecorder {
+    fn event(&mut self, event: Event, out: &mut String) {
+        match event {
+            Event::State(event) => {
+                let transition = self.table.apply(&event);
+                let outcome = self.tracker.on_transition(&event, &transition);
+                self.publish(outcome, out);
+                if let Some(report) = self.close_wait.on_transition(&transition)
+                    && self.filter.matches(&report.tuple, report.owner.as_ref())
+                {
+                    time_wait_output::write_close_wait(out, &report, self.format, &self.clock);
+                }
+            }
+            Event::ResetReceived(signal) => self.tracker.on_reset(&signal),
+            Event::SynRetransmit(_) | Event::SynAckRetransmit(_) => {}
+        }
+    }
+
+    fn snapshot(&mut self) -> anyhow::Result<()> {
+        let taken_ns = monotonic_now_ns();
+        // The kernel filters timewait sockets by substate: orphans still
+        // in FIN-WAIT-2 need that state's bit (full FIN-WAIT-2 sockets come
+        // with it and are left out).
+        let request = DumpRequest::states(&[TcpState::TimeWait, TcpState::FinWait2]);
+        match sock_diag::dump(&request) {
+            Ok(sockets) => {
+                let sockets = sockets
+                    .iter()
+                    .filter(|s| s.is_timewait())
+                    .map(|s| ListedTimeWait {
+                        tuple: s.tuple,
+                        substate: s.state,
+                        expires_ms: s.timer.expires_ms(),
+                    })
+                    .collect();
+                self.listing = Some(Listing {
+                    taken_ns,
+                    sockets,
+                    counters: TcpExt::read(),
+                    port_range: read_port_range(),
+                });
+            }
+            // Entries and ends wait for the next listing.
+            Err(error) => log::warn!("timewait socket listing failed: {error}"),
+        }
+        Ok(())
+    }
+
+    fn settle(&mut self, now_ns: u64, out: &mut String) {
+        if let Some(listing) = self.listing.take() {
+            self.apply_listing(listing, out);
+        }
+        for report in self.close_wait.check(now_ns) {
+            if self.filter.matches(&report.tuple, report.owner.as_ref()) {
+                time_wait_output::write_close_wait(out, &report, self.format, &self.clock);
+            }
+        }
+        let every = self.summary_every_ns;
+        if every > 0 && now_ns.saturating_sub(self.last_summary_ns) >= every {
+            self.last_summary_ns = now_ns;
+            self.write_summary(now_ns, out);
+        }
+    }
+
+    fn finish(&mut self, now_ns: u64, out: &mut String) {
+        self.settle(now_ns, out);
+        self.write_summary(now_ns, out);
+    }
+}
+
+/// This namespace's `net.ipv4.ip_local_port_range`.
+fn read_port_range() -> Option<PortRange> {
+    let path = Path::new("/proc/sys/net/ipv4/ip_local_port_range");
+    PortRange::parse(&std::fs::read_to_string(path).ok()?)
+}

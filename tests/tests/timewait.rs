@@ -1,0 +1,428 @@
+//! `socktrace timewait` against real connections closed in a fresh
+//! namespace: TIME-WAIT entries with their owners, the count `ss` sees,
+//! natural expiry, reuse, and CLOSE-WAIT sockets the application never
+//! closed.
+use std::collections::HashSet;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::FromRawFd;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::Value;
+use socktrace_integration_tests::{
+    Agent, CloseWait, Family, NetNs, TIMEOUT, TimeWait, record, tcp, wait,
+};
+
+/// The kernel's TIME-WAIT length (`TCP_TIMEWAIT_LEN`), in ms.
+const TIME_WAIT_LEN_MS: f64 = 60_000.0;
+
+/// Longer than a timewait socket lives, with the timer wheel's slack and
+/// a listing interval on top.
+const EXPIRY_TIMEOUT: Duration = Duration::from_secs(90);
+
+#[test]
+fn ipv4_two_thousand_client_closes_enter_time_wait_like_the_kernel_counts() -> Result<()> {
+    client_closes(Family::V4, 2000)
+}
+
+#[test]
+fn ipv6_client_closes_enter_time_wait_like_the_kernel_counts() -> Result<()> {
+    client_closes(Family::V6, 300)
+}
+
+/// `count` connections closed by the client: every client socket enters
+/// TIME-WAIT with this process as its owner, and the summary's count
+/// reaches what `ss -tan state time-wait` lists.
+fn client_closes(family: Family, count: usize) -> Result<()> {
+    let me = std::process::id();
+    let ns = NetNs::new()?;
+    let mut agent = Agent::start_command(&ns, "timewait", &["--entries", "--summary-every", "1"])?;
+    let listener = ns.run(|| tcp::listen(family))?;
+    let port = tcp::local_port(&listener)?;
+    let clients = ns.run(|| close_connections(&listener, count, Closer::Client))?;
+
+    let kernel = time_wait_count(&ns)?;
+    ensure!(
+        kernel == count,
+        "ss lists {kernel} TIME-WAIT sockets after {count} client closes"
+    );
+    let summary = agent.wait_for(
+        &format!("a summary counting {kernel} TIME-WAIT sockets"),
+        |r| {
+            record::is_type(r, "time_wait_summary")
+                && r.get("time_wait").and_then(Value::as_u64) == Some(kernel as u64)
+        },
+        TIMEOUT,
+    )?;
+    ensure!(
+        summary.get("unlisted").and_then(Value::as_u64) == Some(0),
+        "{summary}"
+    );
+
+    let entries = agent.collect_until(
+        &format!("{count} TIME-WAIT entries towards port {port}"),
+        |r| {
+            record::is_type(r, "time_wait_entered") && record::port(r, "dport") == Some(port.into())
+        },
+        |kept| kept.len() >= count,
+        TIMEOUT,
+    )?;
+    let mut seen = HashSet::new();
+    for entry in &entries {
+        let sport = record::port(entry, "sport").context("sport")? as u16;
+        ensure!(clients.contains(&sport), "not one of ours: {entry}");
+        ensure!(seen.insert(sport), "entered twice: {entry}");
+        ensure!(record::has_family(entry, family), "{entry}");
+        ensure!(
+            entry.get("pid").and_then(Value::as_u64) == Some(me.into()),
+            "the closing process should own it: {entry}"
+        );
+        ensure!(
+            entry.get("from").and_then(Value::as_str) == Some("FIN_WAIT2"),
+            "{entry}"
+        );
+    }
+    agent.stop()
+}
+
+#[test]
+fn a_server_closing_first_holds_time_wait_on_its_listening_port() -> Result<()> {
+    let me = std::process::id();
+    let count = 50;
+    let ns = NetNs::new()?;
+    let mut agent = Agent::start_command(&ns, "timewait", &["--entries", "--summary-every", "1"])?;
+    let listener = ns.run(|| tcp::listen(Family::V6))?;
+    let port = tcp::local_port(&listener)?;
+    ns.run(|| close_connections(&listener, count, Closer::Server))?;
+
+    let entries = agent.collect_until(
+        "the server's TIME-WAIT entries",
+        |r| {
+            record::is_type(r, "time_wait_entered") && record::port(r, "sport") == Some(port.into())
+        },
+        |kept| kept.len() >= count,
+        TIMEOUT,
+    )?;
+    for entry in &entries {
+        ensure!(
+            entry.get("pid").and_then(Value::as_u64) == Some(me.into()),
+            "{entry}"
+        );
+    }
+    let summary = agent.wait_for(
+        "a summary naming the listening port as top producer",
+        |r| {
+            record::is_type(r, "time_wait_summary")
+                && r.get("time_wait").and_then(Value::as_u64) == Some(count as u64)
+        },
+        TIMEOUT,
+    )?;
+    let top = &summary["top_local_ports"][0];
+    ensure!(
+        top["port"].as_u64() == Some(port.into()) && top["count"].as_u64() == Some(count as u64),
+        "{summary}"
+    );
+    ensure!(
+        summary["port_pressure"]
+            .as_array()
+            .is_some_and(|rows| rows.is_empty()),
+        "a server's TIME-WAIT holds no ephemeral port: {summary}"
+    );
+    agent.stop()
+}
+
+#[test]
+fn time_wait_expires_after_the_kernels_time_wait_length() -> Result<()> {
+    let ns = NetNs::new()?;
+    let mut agent = Agent::start_command(&ns, "timewait", &["--summary-every", "0"])?;
+    let mut ours = Vec::new();
+    for family in [Family::V4, Family::V6] {
+        let listener = ns.run(|| tcp::listen(family))?;
+        let client = ns.run(|| close_connections(&listener, 1, Closer::Client))?;
+        ours.push((family, client[0], tcp::local_port(&listener)?));
+    }
+    for (family, sport, dport) in ours {
+        let found = agent.wait_for(
+            &format!("the {family:?} TIME-WAIT socket's end"),
+            |r| record::is_type(r, "time_wait") && record::port(r, "sport") == Some(sport.into()),
+            EXPIRY_TIMEOUT,
+        )?;
+        let ended = TimeWait::from_value(&found)?;
+        ensure!(ended.end == "expired", "{}", ended.raw);
+        ensure!(
+            ended.family == family && ended.dport == dport,
+            "{}",
+            ended.raw
+        );
+        let lifetime = ended.lifetime_ms.context("entry was traced")?;
+        let error = ended.lifetime_error_ms;
+        // The timer is armed for TCP_TIMEWAIT_LEN and fires late, never
+        // early; the listing interval bounds the uncertainty.
+        ensure!(
+            lifetime + error >= TIME_WAIT_LEN_MS,
+            "ended before its timer: {}",
+            ended.raw
+        );
+        ensure!(
+            lifetime - error <= TIME_WAIT_LEN_MS + 8_000.0,
+            "outlived its timer by more than the timer wheel's slack: {}",
+            ended.raw
+        );
+        ensure!(
+            error <= 1_500.0,
+            "more than a listing interval: {}",
+            ended.raw
+        );
+        ensure!(ended.pid == Some(std::process::id()), "{}", ended.raw);
+    }
+    agent.stop()
+}
+
+#[test]
+fn ipv4_tw_reuse_ends_time_wait_early_as_reused() -> Result<()> {
+    reuse(Family::V4)
+}
+
+#[test]
+fn ipv6_tw_reuse_ends_time_wait_early_as_reused() -> Result<()> {
+    reuse(Family::V6)
+}
+
+/// With `tcp_tw_reuse`, a client that reconnects from its pinned port to
+/// the same server takes its old TIME-WAIT socket over.
+fn reuse(family: Family) -> Result<()> {
+    let ns = NetNs::new()?;
+    ns.sysctl("net.ipv4.tcp_tw_reuse", "1")?;
+    let mut agent = Agent::start_command(&ns, "timewait", &["--entries"])?;
+    let listener = ns.run(|| tcp::listen(family))?;
+    let server = listener.local_addr()?;
+    let local = SocketAddr::new(family.loopback(), 0);
+    let client = ns.run(|| connect_from(local, server))?;
+    let pinned = client.local_addr()?;
+    let mut accepted = tcp::accept(&listener, TIMEOUT)?;
+    let closing = Instant::now();
+    drop(client);
+    tcp::read_to_eof(&mut accepted, TIMEOUT)?;
+    drop(accepted);
+    let closed = Instant::now();
+    let entered = agent.wait_for(
+        "the first connection's TIME-WAIT entry",
+        |r| {
+            record::is_type(r, "time_wait_entered")
+                && record::port(r, "sport") == Some(pinned.port().into())
+        },
+        TIMEOUT,
+    )?;
+    let confirmed = Instant::now();
+
+    // tcp_tw_reuse lets a timewait socket go once the clock's second has
+    // moved past its last timestamp: until then connect(2) fails with
+    // EADDRNOTAVAIL.
+    let _again = wait::until("a reconnect from the pinned port", TIMEOUT, || {
+        match ns.run(|| connect_from(pinned, server)) {
+            Ok(stream) => Ok(wait::Poll::Ready(stream)),
+            Err(error) if error.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {
+                Ok(wait::Poll::Pending(format!("{error}")))
+            }
+            Err(error) => bail!("reconnecting from {pinned}: {error}"),
+        }
+    })?;
+    let reconnected = Instant::now();
+    let _accepted_again = tcp::accept(&listener, TIMEOUT)?;
+
+    let found = agent.wait_for(
+        "the reused TIME-WAIT socket's end",
+        |r| {
+            record::is_type(r, "time_wait")
+                && record::port(r, "sport") == Some(pinned.port().into())
+        },
+        TIMEOUT,
+    )?;
+    let ended = TimeWait::from_value(&found)?;
+    ensure!(ended.end == "reused", "{}", ended.raw);
+    ensure!(
+        ended.lifetime_error_ms == 0.0,
+        "seen in the stream: {}",
+        ended.raw
+    );
+    let lifetime = ended.lifetime_ms.context("entry was traced")?;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    // It entered while the connection closed and ended with the reconnect.
+    let (shortest, longest) = (ms(confirmed - closed), ms(reconnected - closing) + 1.0);
+    ensure!(
+        (shortest..=longest).contains(&lifetime),
+        "lifetime {lifetime} ms, expected between {shortest} and {longest} ms: {}",
+        ended.raw
+    );
+    ensure!(
+        ended.entered_ts_ns == entered.get("ts_ns").and_then(Value::as_u64),
+        "{}",
+        ended.raw
+    );
+    agent.stop()
+}
+
+#[test]
+fn ipv4_close_wait_left_open_by_the_server_is_reported_with_its_age() -> Result<()> {
+    close_wait(Family::V4)
+}
+
+#[test]
+fn ipv6_close_wait_left_open_by_the_server_is_reported_with_its_age() -> Result<()> {
+    close_wait(Family::V6)
+}
+
+fn close_wait(family: Family) -> Result<()> {
+    let ns = NetNs::new()?;
+    let mut agent = Agent::start_command(&ns, "timewait", &["--close-wait-after", "1"])?;
+    let listener = ns.run(|| tcp::listen(family))?;
+    let port = tcp::local_port(&listener)?;
+    let (client, server) = ns.run(|| tcp::connect_pair(&listener))?;
+    let client_port = client.local_addr()?.port();
+    let closed_at = Instant::now();
+    drop(client);
+
+    let is_ours = |r: &Value| {
+        record::is_type(r, "close_wait")
+            && record::port(r, "sport") == Some(port.into())
+            && record::port(r, "dport") == Some(client_port.into())
+    };
+    let found = agent.wait_for("the server's CLOSE-WAIT report", is_ours, TIMEOUT)?;
+    let stuck = CloseWait::from_value(&found)?;
+    ensure!(stuck.status == "stuck", "{}", stuck.raw);
+    ensure!(stuck.family == family, "{}", stuck.raw);
+    ensure!(
+        stuck.age_ms >= 1_000.0 && stuck.age_ms <= closed_at.elapsed().as_secs_f64() * 1000.0,
+        "age not between the threshold and the time since the peer closed: {}",
+        stuck.raw
+    );
+    ensure!(!stuck.age_is_lower_bound, "{}", stuck.raw);
+    ensure!(
+        stuck.pid == Some(std::process::id()),
+        "the server process owns it: {}",
+        stuck.raw
+    );
+
+    drop(server);
+    let found = agent.wait_for(
+        "the report that it left CLOSE-WAIT",
+        |r| is_ours(r) && r.get("status").and_then(Value::as_str) == Some("closed"),
+        TIMEOUT,
+    )?;
+    let closed = CloseWait::from_value(&found)?;
+    ensure!(closed.age_ms >= stuck.age_ms, "{}", closed.raw);
+    agent.stop()
+}
+
+// Helpers.
+
+/// Which end closes first.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Closer {
+    Client,
+    Server,
+}
+
+/// Opens and closes `count` connections to `listener`, `closer` first, each
+/// waiting for the other end's FIN: the first closer's socket is left in
+/// TIME-WAIT. Returns the clients' ports. Runs inside the namespace.
+fn close_connections(listener: &TcpListener, count: usize, closer: Closer) -> Result<Vec<u16>> {
+    let mut ports = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (client, server) = tcp::connect_pair(listener)?;
+        ports.push(client.local_addr()?.port());
+        let (first, mut second) = match closer {
+            Closer::Client => (client, server),
+            Closer::Server => (server, client),
+        };
+        drop(first);
+        tcp::read_to_eof(&mut second, TIMEOUT)?;
+    }
+    Ok(ports)
+}
+
+/// TIME-WAIT sockets in `ns`, as `ss -tan state time-wait` lists them.
+fn time_wait_count(ns: &NetNs) -> Result<usize> {
+    let listed = ns.exec(&["ss", "-Htan", "state", "time-wait"])?;
+    Ok(listed.lines().filter(|l| !l.trim().is_empty()).count())
+}
+
+/// A connection from `local` (port 0: the kernel picks) to `remote`, with
+/// SO_REUSEADDR so that a port held by a timewait socket can be bound.
+fn connect_from(local: SocketAddr, remote: SocketAddr) -> std::io::Result<TcpStream> {
+    let domain = if local.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket(2); the fd is owned by the stream below.
+    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh socket fd that nothing else owns.
+    let stream = unsafe { TcpStream::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    // SAFETY: a valid int option and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&one as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    check(rc)?;
+    let (storage, len) = sockaddr(local);
+    // SAFETY: a sockaddr of the socket's family and its length.
+    check(unsafe { libc::bind(fd, (&storage as *const libc::sockaddr_storage).cast(), len) })?;
+    let (storage, len) = sockaddr(remote);
+    // SAFETY: as above; a blocking connect on loopback.
+    check(unsafe { libc::connect(fd, (&storage as *const libc::sockaddr_storage).cast(), len) })?;
+    Ok(stream)
+}
+
+fn check(rc: libc::c_int) -> std::io::Result<()> {
+    if rc < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `addr` as a `sockaddr_in` or `sockaddr_in6` in a `sockaddr_storage`.
+fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(v4) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*v4.ip()).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
+            size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(v6) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: v6.port().to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: v6.ip().octets(),
+                },
+                sin6_scope_id: 0,
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
+            size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
