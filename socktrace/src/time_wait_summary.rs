@@ -388,7 +388,11 @@ mod tests {
         };
         let report = TimeWaitSummary::new(0).report(3 * S, tracker.sockets(), namespace, 5);
         assert_eq!(report.counts.time_wait, 1);
-        assert!(report.port_pressure.is_empty(), "{:?}", report.port_pressure);
+        assert!(
+            report.port_pressure.is_empty(),
+            "{:?}",
+            report.port_pressure
+        );
     }
 
     #[test]
