@@ -16,7 +16,7 @@ use crate::{
     event::{Event, RejectCounts},
     loader::{self, KernelProbes},
     ring_reader::RingReader,
-    seed,
+    seed::{self, Existing},
     table::{SocketTable, TrackedSocket},
 };
 
@@ -91,10 +91,11 @@ pub struct Started {
 /// Loads and attaches the programs, then fills a socket table with the
 /// sockets that exist now: attached first, so that no transition falls
 /// between the listing and the tracing.
-pub fn attach_and_seed(ring_buffer_kib: u32) -> anyhow::Result<Started> {
+pub fn attach_and_seed(ring_buffer_kib: u32, which: Existing) -> anyhow::Result<Started> {
     let probes = loader::load_and_attach(ring_buffer_kib * 1024)?;
     let mut table = SocketTable::new();
-    let existing = table.seed(seed::existing_sockets().context("listing existing sockets")?);
+    let listed = seed::existing_sockets(which).context("listing existing sockets")?;
+    let existing = table.seed(listed);
     Ok(Started {
         probes,
         table,

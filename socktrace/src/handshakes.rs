@@ -13,6 +13,7 @@ use crate::{
     handshake_summary::{HandshakeSummary, ListenCounters, ListenerSample},
     netstat::TcpExt,
     output::Format,
+    seed::Existing,
     sock_diag::{self, DiagSocket, DumpRequest},
     socket_filter::SocketFilter,
     table::SocketTable,
@@ -22,7 +23,7 @@ use crate::{
 pub async fn run(args: HandshakesArgs) -> anyhow::Result<()> {
     let format = Format::from_json_flag(args.json);
     let event_loop::Started { probes, table, .. } =
-        event_loop::attach_and_seed(args.ring.ring_buffer_kib)?;
+        event_loop::attach_and_seed(args.ring.ring_buffer_kib, Existing::WithoutTimeWait)?;
     let mut out = Output::new();
     if format == Format::Human {
         out.line(&handshake_output::header());

@@ -3,16 +3,35 @@ use std::path::Path;
 
 use crate::{
     proc_owners::socket_owners,
-    sock_diag::{SockDiagError, dump_tcp_sockets},
+    sock_diag::{DumpRequest, SockDiagError, dump},
     table::{SeedKind, SeedSocket},
     tcp_state::TcpState,
 };
 
+/// Which existing sockets to list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Existing {
+    /// Every socket, as `ss -tan` lists them.
+    All,
+    /// All but those in TIME-WAIT: what the socket table keeps. On a busy
+    /// host they are most of the sockets, and never make a transition.
+    WithoutTimeWait,
+}
+
 /// Lists this network namespace's TCP sockets (as `ss -tan` does) and finds
 /// each one's owner among the processes' open files (as `ss -p` does).
 /// TIME-WAIT and request sockets belong to no process.
-pub fn existing_sockets() -> Result<Vec<SeedSocket>, SockDiagError> {
-    let sockets = dump_tcp_sockets()?;
+pub fn existing_sockets(which: Existing) -> Result<Vec<SeedSocket>, SockDiagError> {
+    let sockets = match which {
+        Existing::All => dump(&DumpRequest::all())?,
+        Existing::WithoutTimeWait => {
+            let states: Vec<TcpState> = TcpState::ALL
+                .into_iter()
+                .filter(|&state| state != TcpState::TimeWait)
+                .collect();
+            dump(&DumpRequest::states(&states))?
+        }
+    };
     let owners = socket_owners(Path::new("/proc"));
     Ok(sockets
         .into_iter()

@@ -78,12 +78,6 @@ pub enum SockDiagError {
     Malformed(String),
 }
 
-/// Dumps all TCP sockets of both families (AF_INET, then AF_INET6) in all
-/// states, like `ss -tan state all`.
-pub fn dump_tcp_sockets() -> Result<Vec<DiagSocket>, SockDiagError> {
-    dump(&DumpRequest::all())
-}
-
 /// Dumps the TCP sockets of both families that `request` selects.
 pub fn dump(request: &DumpRequest) -> Result<Vec<DiagSocket>, SockDiagError> {
     let mut sockets = dump_family(AF_INET, request)?;
@@ -300,7 +294,7 @@ mod tests {
     use std::net::SocketAddr;
 
     fn dump() -> Vec<DiagSocket> {
-        dump_tcp_sockets().expect("sock_diag dump")
+        super::dump(&DumpRequest::all()).expect("sock_diag dump")
     }
 
     fn find(sockets: &[DiagSocket], tuple: SocketTuple) -> Option<&DiagSocket> {

@@ -17,14 +17,19 @@
 //! peer's FIN; the peer's FIN turns it into `TIME_WAIT` and restarts its
 //! timer. `ss -tan state time-wait` counts only the first.
 //!
-//! End: a listing that no longer shows a confirmed socket ends it:
-//! - `reused`: a new connection on the same 4-tuple appeared in the event
-//!   stream since it was last listed (`tcp_tw_reuse`, or a new SYN
-//!   accepted by the timewait socket of a server); it ended at that
-//!   transition;
-//! - `expired`: it was gone once its timer, as last listed, was due;
-//! - `killed`: it was gone before (a RST received in TIME-WAIT, or its
-//!   namespace torn down).
+//! End: a confirmed socket is gone when two listings in a row no longer
+//! show it (a kernel dump is no atomic snapshot: with churn it can skip a
+//! socket), or when a new connection on its 4-tuple appears in the event
+//! stream (a "claim"):
+//! - `reused`: a new connection took its 4-tuple (`tcp_tw_reuse`, a bound
+//!   port, or a new SYN accepted by a server's timewait socket), at the
+//!   claim, or (when the claim comes later: a connect's port is seen only
+//!   at `SYN_SENT -> ESTABLISHED`, a server child only at the final ACK)
+//!   between the last listing that showed it and the first that did not;
+//! - `expired`: gone once its timer, as last listed, was due (also when a
+//!   claim came after that);
+//! - `killed`: gone before its timer was due, with no claim (a RST
+//!   received in TIME-WAIT, or its namespace torn down).
 //!
 //! Between two listings only bounds are known: an end is reported as the
 //! middle of the interval in which it happened, with that interval's half
@@ -39,9 +44,9 @@ use crate::{
     tuple::SocketTuple,
 };
 
-/// A socket listed less than this after its timer was due still counts
-/// as expired: the listing's time is when the dump began, not when it
-/// reached that socket.
+/// A socket gone less than this before its timer was due still counts as
+/// expired: due times are taken from when the dump began, not from when it
+/// reached that socket, and timers run on jiffies.
 const DUE_TOLERANCE_NS: u64 = 100_000_000;
 
 /// A RST received this long before a close no longer explains it.
@@ -94,6 +99,9 @@ pub struct TimeWaitSocket {
     /// When a new connection on its 4-tuple appeared since it was last
     /// listed.
     pub claimed_ns: Option<u64>,
+    /// When the first listing that did not show it ended; it is gone if
+    /// the next one does not show it either (or a claim comes first).
+    pub missing_ns: Option<u64>,
     /// Its traced entry was reported as confirmed.
     announced: bool,
 }
@@ -112,6 +120,7 @@ impl TimeWaitSocket {
             listed_ns: None,
             due_ns: None,
             claimed_ns: None,
+            missing_ns: None,
             announced: false,
         }
     }
@@ -130,6 +139,7 @@ impl TimeWaitSocket {
             listed_ns: None,
             due_ns: None,
             claimed_ns: None,
+            missing_ns: None,
             announced: false,
         }
     }
@@ -193,6 +203,13 @@ impl EndedTimeWait {
     }
 }
 
+/// When a listing's dump began and ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListingTime {
+    pub began_ns: u64,
+    pub ended_ns: u64,
+}
+
 /// A timewait socket as sock_diag lists it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ListedTimeWait {
@@ -254,6 +271,8 @@ pub struct TimeWaitStats {
     /// Entries on a 4-tuple still tracked with no new connection seen on
     /// it in between (events lost).
     pub replaced: u64,
+    /// Sockets a listing skipped and the next one showed again.
+    pub relisted: u64,
 }
 
 /// The timewait sockets being followed. See the module documentation.
@@ -305,11 +324,19 @@ impl TimeWaitTracker {
         if !enters {
             let birth = matches!(t.old_state, TcpState::Close | TcpState::Listen);
             let first_sight = matches!(t.old_state, TcpState::SynSent | TcpState::SynRecv);
-            if let Some(socket) = self.sockets.get_mut(&tuple)
-                && socket.entered_ns.is_none_or(|entered| t.ts_ns >= entered)
-                && (birth || (first_sight && socket.claimed_ns.is_none()))
+            let Some(socket) = self.sockets.get_mut(&tuple) else {
+                return outcome;
+            };
+            if socket.entered_ns.is_some_and(|entered| t.ts_ns < entered)
+                || !(birth || (first_sight && socket.claimed_ns.is_none()))
             {
-                socket.claimed_ns = Some(t.ts_ns);
+                return outcome;
+            }
+            socket.claimed_ns = Some(t.ts_ns);
+            if socket.missing_ns.is_some() {
+                // Already missing from a listing: this claim says why.
+                let socket = self.remove(&tuple);
+                outcome.ended(claimed_end(socket, t.ts_ns));
             }
             return outcome;
         }
@@ -338,23 +365,20 @@ impl TimeWaitTracker {
                     t.ts_ns
                 });
                 let old = occupied.insert(entry);
-                outcome.ended(EndedTimeWait {
-                    socket: old,
-                    end: TimeWaitEnd::Reused,
-                    ended_within_ns: (claimed, claimed),
-                });
+                outcome.ended(claimed_end(old, claimed));
             }
         }
         outcome
     }
 
-    /// A listing of every timewait socket, begun at `taken_ns`, applied once
-    /// the events before that moment were handled.
-    pub fn on_listing(&mut self, listed: &[ListedTimeWait], taken_ns: u64) -> TimeWaitOutcome {
+    /// A listing of every timewait socket, applied once the events before
+    /// it began were handled.
+    pub fn on_listing(&mut self, listed: &[ListedTimeWait], time: ListingTime) -> TimeWaitOutcome {
+        let ListingTime { began_ns, ended_ns } = time;
         let first = self.listings == 0;
         self.listings += 1;
         self.resets
-            .retain(|_, &mut at| at.saturating_add(RESET_MEMORY_NS) >= taken_ns);
+            .retain(|_, &mut at| at.saturating_add(RESET_MEMORY_NS) >= began_ns);
         let mut outcome = TimeWaitOutcome::default();
         for listing in listed {
             let tuple = listing.tuple.canonical();
@@ -371,65 +395,61 @@ impl TimeWaitTracker {
                 socket.announced = true;
                 outcome.entered.push(socket.clone());
             }
-            socket.listed_ns = Some(taken_ns);
+            if socket.missing_ns.take().is_some() {
+                self.stats.relisted += 1;
+            }
+            socket.listed_ns = Some(began_ns);
             socket.substate = Some(listing.substate);
-            socket.due_ns = Some(taken_ns + u64::from(listing.expires_ms) * 1_000_000);
+            socket.due_ns = Some(began_ns + u64::from(listing.expires_ms) * 1_000_000);
             // A connection that claimed the tuple but left it in place
             // failed to take it over (EADDRNOTAVAIL).
-            if socket.claimed_ns.is_some_and(|claimed| claimed < taken_ns) {
+            if socket.claimed_ns.is_some_and(|claimed| claimed < began_ns) {
                 socket.claimed_ns = None;
             }
         }
-        let gone: Vec<SocketTuple> = self
+        let unlisted: Vec<SocketTuple> = self
             .sockets
             .iter()
             .filter(|(_, s)| {
-                s.listed_ns != Some(taken_ns) && s.entered_ns.is_none_or(|e| e < taken_ns)
+                s.listed_ns != Some(began_ns) && s.entered_ns.is_none_or(|e| e < began_ns)
             })
             .map(|(tuple, _)| *tuple)
             .collect();
-        for tuple in gone {
-            let socket = self.sockets.remove(&tuple).expect("listed above");
-            match self.end_of(socket, taken_ns) {
-                Some(ended) => outcome.ended(ended),
-                None => self.stats.never_listed += 1,
-            }
+        for tuple in unlisted {
+            let socket = self.sockets.get_mut(&tuple).expect("listed above");
+            let ended = match (socket.claimed_ns, socket.listed_ns, socket.missing_ns) {
+                (Some(claimed), _, _) => claimed_end(self.remove(&tuple), claimed),
+                // Never listed, and no claim proves it existed: another
+                // namespace's, or refused by the kernel.
+                (None, None, _) => {
+                    self.remove(&tuple);
+                    self.stats.never_listed += 1;
+                    continue;
+                }
+                (None, Some(_), None) => {
+                    socket.missing_ns = Some(ended_ns);
+                    continue;
+                }
+                (None, Some(_), Some(missing)) => timer_end(self.remove(&tuple), missing),
+            };
+            outcome.ended(ended);
         }
         outcome
     }
 
-    /// Why a socket missing from the listing begun at `taken_ns` is gone;
-    /// `None` when no listing ever showed it and nothing proves it existed.
-    fn end_of(&self, socket: TimeWaitSocket, taken_ns: u64) -> Option<EndedTimeWait> {
-        if let Some(claimed) = socket.claimed_ns {
-            return Some(EndedTimeWait {
-                socket,
-                end: TimeWaitEnd::Reused,
-                ended_within_ns: (claimed, claimed),
-            });
-        }
-        let listed = socket.listed_ns?;
-        let due = socket.due_ns.unwrap_or(listed);
-        let (end, earliest) = if due <= taken_ns + DUE_TOLERANCE_NS {
-            (TimeWaitEnd::Expired, due.clamp(listed, taken_ns))
-        } else {
-            (TimeWaitEnd::Killed, listed)
-        };
-        Some(EndedTimeWait {
-            socket,
-            end,
-            ended_within_ns: (earliest, taken_ns),
-        })
+    fn remove(&mut self, tuple: &SocketTuple) -> TimeWaitSocket {
+        self.sockets.remove(tuple).expect("a tracked tuple")
     }
 
-    /// The timewait sockets followed now, in no particular order.
+    /// The timewait sockets that exist now (as far as the last listing
+    /// knows), in no particular order.
     pub fn sockets(&self) -> impl Iterator<Item = &TimeWaitSocket> {
-        self.sockets.values()
+        self.sockets.values().filter(|s| s.missing_ns.is_none())
     }
 
     pub fn counts(&self) -> TimeWaitCounts {
         let mut counts = TimeWaitCounts::default();
-        for socket in self.sockets.values() {
+        for socket in self.sockets() {
             counts.add(socket);
         }
         counts
@@ -437,6 +457,50 @@ impl TimeWaitTracker {
 
     pub fn stats(&self) -> TimeWaitStats {
         self.stats
+    }
+}
+
+/// The end of a socket a new connection claimed at `claimed_ns`: reused
+/// then, unless its timer was due first. Missing from a listing already,
+/// it ended before that listing ended, after the last one that showed it.
+fn claimed_end(socket: TimeWaitSocket, claimed_ns: u64) -> EndedTimeWait {
+    let latest = socket.missing_ns.map_or(claimed_ns, |m| m.min(claimed_ns));
+    let listed = socket.listed_ns.unwrap_or(latest).min(latest);
+    if let Some(due) = socket.due_ns
+        && due <= latest + DUE_TOLERANCE_NS
+    {
+        return EndedTimeWait {
+            socket,
+            end: TimeWaitEnd::Expired,
+            ended_within_ns: (due.clamp(listed, latest), latest),
+        };
+    }
+    let earliest = if socket.missing_ns.is_some() {
+        listed
+    } else {
+        latest
+    };
+    EndedTimeWait {
+        socket,
+        end: TimeWaitEnd::Reused,
+        ended_within_ns: (earliest, latest),
+    }
+}
+
+/// The end of a socket two listings missed, the first ending at
+/// `missing_ns`, with no claim: its timer's, or a kill before it.
+fn timer_end(socket: TimeWaitSocket, missing_ns: u64) -> EndedTimeWait {
+    let listed = socket.listed_ns.unwrap_or(missing_ns).min(missing_ns);
+    let due = socket.due_ns.unwrap_or(listed);
+    let (end, earliest) = if due <= missing_ns + DUE_TOLERANCE_NS {
+        (TimeWaitEnd::Expired, due.clamp(listed, missing_ns))
+    } else {
+        (TimeWaitEnd::Killed, listed)
+    };
+    EndedTimeWait {
+        socket,
+        end,
+        ended_within_ns: (earliest, missing_ns),
     }
 }
 

@@ -214,17 +214,18 @@ fn write_human_summary(out: &mut String, r: &TimeWaitReport, clock: &WallClock, 
         .collect::<Vec<_>>()
         .join(" ");
     let overflows = r
-        .namespace
+        .observed
         .overflows
         .map_or_else(|| "?".to_owned(), |n| n.to_string());
     let _ = writeln!(
         out,
-        "  since start: {ends}; lifetime ms p50 {} p99 {} max {}; {overflows} not created (TcpExtTCPTimeWaitOverflow)",
+        "  since start: {ends}; lifetime ms p50 {} p99 {} max {} (listed every {:.1} s); {overflows} not created (TcpExtTCPTimeWaitOverflow)",
         optional_ms(r.lifetime_p50_ms),
         optional_ms(r.lifetime_p99_ms),
         optional_ms(r.lifetime_max_ms),
+        r.observed.listing_interval_ns as f64 / 1e9,
     );
-    let close_wait = r.namespace.close_wait;
+    let close_wait = r.observed.close_wait;
     let _ = writeln!(
         out,
         "  CLOSE-WAIT: {} open, {} over the threshold, oldest {} ms",
@@ -342,6 +343,7 @@ struct SummaryJson {
     close_wait: u64,
     close_wait_stuck: u64,
     close_wait_oldest_ms: Option<f64>,
+    listing_interval_ms: f64,
     top_local_ports: Vec<PortCountJson>,
     top_remotes: Vec<RemoteCountJson>,
     top_processes: Vec<OwnerCountJson>,
@@ -368,10 +370,11 @@ impl SummaryJson {
             lifetime_p50_ms: r.lifetime_p50_ms,
             lifetime_p99_ms: r.lifetime_p99_ms,
             lifetime_max_ms: r.lifetime_max_ms,
-            overflows: r.namespace.overflows,
-            close_wait: r.namespace.close_wait.waiting,
-            close_wait_stuck: r.namespace.close_wait.stuck,
-            close_wait_oldest_ms: r.namespace.close_wait.oldest_ns.map(ms),
+            overflows: r.observed.overflows,
+            close_wait: r.observed.close_wait.waiting,
+            close_wait_stuck: r.observed.close_wait.stuck,
+            close_wait_oldest_ms: r.observed.close_wait.oldest_ns.map(ms),
+            listing_interval_ms: ms(r.observed.listing_interval_ns),
             top_local_ports: r
                 .top_local_ports
                 .iter()

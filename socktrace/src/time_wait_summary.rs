@@ -44,14 +44,18 @@ impl PortRange {
     }
 }
 
-/// What the summary reads from the namespace besides the tracker.
+/// What the summary reports besides the tracker's sockets: read from the
+/// namespace, the CLOSE-WAIT watch and the listing schedule.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NamespaceView {
+pub struct Observed {
     pub port_range: Option<PortRange>,
     /// `TcpExtTCPTimeWaitOverflow` since tracing began: timewait sockets the
     /// kernel refused to create (`tcp_max_tw_buckets` reached).
     pub overflows: Option<u64>,
     pub close_wait: CloseWaitCounts,
+    /// How often timewait sockets are listed now: the resolution of the
+    /// expiries and kills.
+    pub listing_interval_ns: u64,
 }
 
 /// Timewait sockets held towards one destination from one local address
@@ -98,7 +102,7 @@ pub struct TimeWaitReport {
     pub top_owners: Vec<(Option<Owner>, u64)>,
     /// Destinations by share of the ephemeral range held, most first.
     pub port_pressure: Vec<PortPressure>,
-    pub namespace: NamespaceView,
+    pub observed: Observed,
 }
 
 impl TimeWaitReport {
@@ -160,7 +164,7 @@ impl TimeWaitSummary {
         &mut self,
         now_ns: u64,
         sockets: impl Iterator<Item = &'a TimeWaitSocket>,
-        namespace: NamespaceView,
+        observed: Observed,
         top: usize,
     ) -> TimeWaitReport {
         let mut counts = TimeWaitCounts::default();
@@ -177,7 +181,7 @@ impl TimeWaitSummary {
             // A passive open's local port is its listener's, even when
             // that lies in the ephemeral range.
             if socket.opening != Some(Opening::Passive)
-                && namespace
+                && observed
                     .port_range
                     .is_some_and(|range| range.contains(tuple.local.port()))
             {
@@ -186,7 +190,7 @@ impl TimeWaitSummary {
                     .or_insert(0) += 1;
             }
         }
-        let port_pressure = match namespace.port_range {
+        let port_pressure = match observed.port_range {
             Some(range) => most(destinations, top)
                 .into_iter()
                 .map(|((local, remote), time_wait)| PortPressure {
@@ -211,7 +215,7 @@ impl TimeWaitSummary {
             top_remotes: most(remotes, top),
             top_owners: most(owners, top),
             port_pressure,
-            namespace,
+            observed,
         };
         self.entered = 0;
         self.ended = 0;
@@ -221,11 +225,19 @@ impl TimeWaitSummary {
 }
 
 /// The `top` keys with the highest counts, highest first; ties in key
-/// order so that reports are stable.
+/// order so that reports are stable. Selects before sorting: a summary over
+/// 100k timewait sockets has about as many local ports.
 fn most<K: Hash + Eq + Ord>(counts: HashMap<K, u64>, top: usize) -> Vec<(K, u64)> {
+    let order = |a: &(K, u64), b: &(K, u64)| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0));
     let mut counts: Vec<(K, u64)> = counts.into_iter().collect();
-    counts.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    counts.truncate(top);
+    if top == 0 {
+        return Vec::new();
+    }
+    if counts.len() > top {
+        counts.select_nth_unstable_by(top - 1, order);
+        counts.truncate(top);
+    }
+    counts.sort_unstable_by(order);
     counts
 }
 
@@ -237,11 +249,19 @@ mod tests {
         owner::Comm,
         table::SocketTable,
         tcp_state::TcpState,
-        time_wait::{ListedTimeWait, TimeWaitTracker},
+        time_wait::{ListedTimeWait, ListingTime, TimeWaitTracker},
         tuple::SocketTuple,
     };
 
     const S: u64 = 1_000_000_000;
+
+    /// A listing that takes no time.
+    fn at(ns: u64) -> ListingTime {
+        ListingTime {
+            began_ns: ns,
+            ended_ns: ns,
+        }
+    }
 
     fn owner(pid: u32, comm: &str) -> Owner {
         Owner {
@@ -255,7 +275,7 @@ mod tests {
     fn tracker(sockets: &[(&str, &str, Owner)]) -> TimeWaitTracker {
         let mut table = SocketTable::new();
         let mut tracker = TimeWaitTracker::new();
-        tracker.on_listing(&[], 0);
+        tracker.on_listing(&[], at(0));
         let mut listed = Vec::new();
         for (i, &(local, remote, owner)) in sockets.iter().enumerate() {
             let tuple = SocketTuple {
@@ -290,7 +310,7 @@ mod tests {
                 expires_ms: 59_000,
             });
         }
-        tracker.on_listing(&listed, 2 * S);
+        tracker.on_listing(&listed, at(2 * S));
         tracker
     }
 
@@ -315,11 +335,11 @@ mod tests {
             ("10.0.0.1:80", "10.0.0.7:50000", nginx),
         ]);
         let mut summary = TimeWaitSummary::new(0);
-        let namespace = NamespaceView {
+        let observed = Observed {
             port_range: PortRange::parse("40000 40099"),
             ..Default::default()
         };
-        let report = summary.report(10 * S, tracker.sockets(), namespace, 2);
+        let report = summary.report(10 * S, tracker.sockets(), observed, 2);
         assert_eq!(report.counts.time_wait, 4);
         assert_eq!(report.top_owners, [(Some(curl), 3), (Some(nginx), 1)]);
         assert_eq!(
@@ -349,7 +369,7 @@ mod tests {
     fn an_accepted_connection_holds_no_ephemeral_port_even_in_the_range() {
         let mut table = SocketTable::new();
         let mut tracker = TimeWaitTracker::new();
-        tracker.on_listing(&[], 0);
+        tracker.on_listing(&[], at(0));
         // A server listening on port 40050, inside the ephemeral range,
         // accepts a connection and closes it first.
         let tuple = SocketTuple {
@@ -381,12 +401,12 @@ mod tests {
             substate: TcpState::TimeWait,
             expires_ms: 59_000,
         }];
-        tracker.on_listing(&listed, 2 * S);
-        let namespace = NamespaceView {
+        tracker.on_listing(&listed, at(2 * S));
+        let observed = Observed {
             port_range: PortRange::parse("40000 40099"),
             ..Default::default()
         };
-        let report = TimeWaitSummary::new(0).report(3 * S, tracker.sockets(), namespace, 5);
+        let report = TimeWaitSummary::new(0).report(3 * S, tracker.sockets(), observed, 5);
         assert_eq!(report.counts.time_wait, 1);
         assert!(
             report.port_pressure.is_empty(),
@@ -400,9 +420,10 @@ mod tests {
         let mut tracker = tracker(&[("10.0.0.1:40001", "10.0.0.9:443", owner(1, "a"))]);
         let mut summary = TimeWaitSummary::new(0);
         summary.record_entered();
-        let outcome = tracker.on_listing(&[], 62 * S);
+        tracker.on_listing(&[], at(62 * S));
+        let outcome = tracker.on_listing(&[], at(63 * S));
         summary.record_ended(&outcome.ended[0]);
-        let report = summary.report(2 * S, tracker.sockets(), NamespaceView::default(), 5);
+        let report = summary.report(2 * S, tracker.sockets(), Observed::default(), 5);
         assert_eq!((report.entered, report.ended), (1, 1));
         assert_eq!(report.entered_per_second(), 0.5);
         assert_eq!(report.ends, [1, 0, 0]);
@@ -411,7 +432,7 @@ mod tests {
         let p50 = report.lifetime_p50_ms.unwrap();
         assert!((p50 - max).abs() / max < 0.02, "{p50}");
         assert!(report.port_pressure.is_empty(), "no port range known");
-        let next = summary.report(4 * S, tracker.sockets(), NamespaceView::default(), 5);
+        let next = summary.report(4 * S, tracker.sockets(), Observed::default(), 5);
         assert_eq!((next.entered, next.ended, next.interval_ns), (0, 0, 2 * S));
         assert_eq!(next.ends, [1, 0, 0], "ends accumulate");
     }

@@ -5,6 +5,7 @@ use crate::{
     event::Event,
     event_loop::{self, Consumer, Output},
     output::{self, Format},
+    seed::Existing,
     table::SocketTable,
 };
 
@@ -14,7 +15,14 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
         probes,
         table,
         existing,
-    } = event_loop::attach_and_seed(args.ring.ring_buffer_kib)?;
+    } = event_loop::attach_and_seed(
+        args.ring.ring_buffer_kib,
+        if args.list_existing {
+            Existing::All
+        } else {
+            Existing::WithoutTimeWait
+        },
+    )?;
 
     let mut out = Output::new();
     if args.list_existing {

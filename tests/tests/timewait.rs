@@ -46,7 +46,7 @@ fn client_closes(family: Family, count: usize) -> Result<()> {
         kernel == count,
         "ss lists {kernel} TIME-WAIT sockets after {count} client closes"
     );
-    let summary = agent.wait_for(
+    agent.wait_for(
         &format!("a summary counting {kernel} TIME-WAIT sockets"),
         |r| {
             record::is_type(r, "time_wait_summary")
@@ -54,10 +54,6 @@ fn client_closes(family: Family, count: usize) -> Result<()> {
         },
         TIMEOUT,
     )?;
-    ensure!(
-        summary.get("unlisted").and_then(Value::as_u64) == Some(0),
-        "{summary}"
-    );
 
     let entries = agent.collect_until(
         &format!("{count} TIME-WAIT entries towards port {port}"),
@@ -188,8 +184,10 @@ fn ipv6_tw_reuse_ends_time_wait_early_as_reused() -> Result<()> {
     reuse(Family::V6)
 }
 
-/// With `tcp_tw_reuse`, a client that reconnects from its pinned port to
-/// the same server takes its old TIME-WAIT socket over.
+/// With `tcp_tw_reuse` (the recipe users follow), a client that reconnects
+/// from its pinned port to the same server takes its old TIME-WAIT socket
+/// over. (A bound port may take over a timewait socket that saw
+/// timestamps whatever the sysctl says: `tcp_twsk_unique` without `twp`.)
 fn reuse(family: Family) -> Result<()> {
     let ns = NetNs::new()?;
     ns.sysctl("net.ipv4.tcp_tw_reuse", "1")?;
@@ -215,9 +213,8 @@ fn reuse(family: Family) -> Result<()> {
     )?;
     let confirmed = Instant::now();
 
-    // tcp_tw_reuse lets a timewait socket go once the clock's second has
-    // moved past its last timestamp: until then connect(2) fails with
-    // EADDRNOTAVAIL.
+    // Kernels that want the timewait socket to age first answer
+    // EADDRNOTAVAIL until then.
     let _again = wait::until("a reconnect from the pinned port", TIMEOUT, || {
         match ns.run(|| connect_from(pinned, server)) {
             Ok(stream) => Ok(wait::Poll::Ready(stream)),
@@ -257,6 +254,64 @@ fn reuse(family: Family) -> Result<()> {
     ensure!(
         ended.entered_ts_ns == entered.get("ts_ns").and_then(Value::as_u64),
         "{}",
+        ended.raw
+    );
+    agent.stop()
+}
+
+#[test]
+fn tw_reuse_of_the_only_ephemeral_port_is_reused_not_killed() -> Result<()> {
+    // One ephemeral port: an unbound connect must take the timewait socket
+    // over, and its port shows in the events only at SYN_SENT ->
+    // ESTABLISHED, possibly after a listing already missed the socket.
+    let ns = NetNs::new()?;
+    let listener = ns.run(|| tcp::listen(Family::V4))?;
+    let server = listener.local_addr()?;
+    let only = if server.port() < 65535 {
+        server.port() + 1
+    } else {
+        server.port() - 1
+    };
+    ns.sysctl("net.ipv4.ip_local_port_range", &format!("{only} {only}"))?;
+    ns.sysctl("net.ipv4.tcp_tw_reuse", "1")?;
+    let mut agent = Agent::start_command(&ns, "timewait", &["--entries"])?;
+    let client = ns.run(|| TcpStream::connect(server))?;
+    ensure!(client.local_addr()?.port() == only, "not the only port");
+    let mut accepted = tcp::accept(&listener, TIMEOUT)?;
+    let closing = Instant::now();
+    drop(client);
+    tcp::read_to_eof(&mut accepted, TIMEOUT)?;
+    drop(accepted);
+    agent.wait_for(
+        "the first connection's TIME-WAIT entry",
+        |r| {
+            record::is_type(r, "time_wait_entered") && record::port(r, "sport") == Some(only.into())
+        },
+        TIMEOUT,
+    )?;
+    // tcp_tw_reuse_delay (1 s) first: EADDRNOTAVAIL until then.
+    let _again = wait::until("a reconnect through the only port", TIMEOUT, || {
+        match ns.run(|| TcpStream::connect(server)) {
+            Ok(stream) => Ok(wait::Poll::Ready(stream)),
+            Err(error) if error.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {
+                Ok(wait::Poll::Pending(format!("{error}")))
+            }
+            Err(error) => bail!("reconnecting to {server}: {error}"),
+        }
+    })?;
+    let reconnected = closing.elapsed().as_secs_f64() * 1000.0;
+    let _accepted_again = tcp::accept(&listener, TIMEOUT)?;
+    let found = agent.wait_for(
+        "the reused TIME-WAIT socket's end",
+        |r| record::is_type(r, "time_wait") && record::port(r, "sport") == Some(only.into()),
+        TIMEOUT,
+    )?;
+    let ended = TimeWait::from_value(&found)?;
+    ensure!(ended.end == "reused", "{}", ended.raw);
+    let lifetime = ended.lifetime_ms.context("entry was traced")?;
+    ensure!(
+        lifetime - ended.lifetime_error_ms <= reconnected,
+        "ended after the reconnect ({reconnected} ms after the close): {}",
         ended.raw
     );
     agent.stop()
