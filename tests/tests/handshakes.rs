@@ -433,25 +433,9 @@ fn nonblocking_connect(addr: SocketAddr) -> Result<libc::c_int> {
     // SAFETY: plain socket(2).
     let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0) };
     ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-    let SocketAddr::V4(v4) = addr else {
-        bail!("only IPv4 here");
-    };
-    let sin = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: v4.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*v4.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
-    // SAFETY: a valid sockaddr_in and its length.
-    let rc = unsafe {
-        libc::connect(
-            fd,
-            (&sin as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    };
+    let (storage, len) = tcp::sockaddr(addr);
+    // SAFETY: a sockaddr of the socket's family and its length.
+    let rc = unsafe { libc::connect(fd, (&storage as *const libc::sockaddr_storage).cast(), len) };
     let error = std::io::Error::last_os_error();
     ensure!(
         rc == 0 || error.raw_os_error() == Some(libc::EINPROGRESS),

@@ -4,7 +4,6 @@
 //! closed.
 use std::collections::HashSet;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::FromRawFd;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -195,7 +194,7 @@ fn reuse(family: Family) -> Result<()> {
     let listener = ns.run(|| tcp::listen(family))?;
     let server = listener.local_addr()?;
     let local = SocketAddr::new(family.loopback(), 0);
-    let client = ns.run(|| connect_from(local, server))?;
+    let client = ns.run(|| tcp::connect_from(local, server))?;
     let pinned = client.local_addr()?;
     let mut accepted = tcp::accept(&listener, TIMEOUT)?;
     let closing = Instant::now();
@@ -216,7 +215,7 @@ fn reuse(family: Family) -> Result<()> {
     // Kernels that want the timewait socket to age first answer
     // EADDRNOTAVAIL until then.
     let _again = wait::until("a reconnect from the pinned port", TIMEOUT, || {
-        match ns.run(|| connect_from(pinned, server)) {
+        match ns.run(|| tcp::connect_from(pinned, server)) {
             Ok(stream) => Ok(wait::Poll::Ready(stream)),
             Err(error) if error.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {
                 Ok(wait::Poll::Pending(format!("{error}")))
@@ -400,84 +399,4 @@ fn close_connections(listener: &TcpListener, count: usize, closer: Closer) -> Re
 fn time_wait_count(ns: &NetNs) -> Result<usize> {
     let listed = ns.exec(&["ss", "-Htan", "state", "time-wait"])?;
     Ok(listed.lines().filter(|l| !l.trim().is_empty()).count())
-}
-
-/// A connection from `local` (port 0: the kernel picks) to `remote`, with
-/// SO_REUSEADDR so that a port held by a timewait socket can be bound.
-fn connect_from(local: SocketAddr, remote: SocketAddr) -> std::io::Result<TcpStream> {
-    let domain = if local.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: plain socket(2); the fd is owned by the stream below.
-    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a fresh socket fd that nothing else owns.
-    let stream = unsafe { TcpStream::from_raw_fd(fd) };
-    let one: libc::c_int = 1;
-    // SAFETY: a valid int option and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            (&one as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    check(rc)?;
-    let (storage, len) = sockaddr(local);
-    // SAFETY: a sockaddr of the socket's family and its length.
-    check(unsafe { libc::bind(fd, (&storage as *const libc::sockaddr_storage).cast(), len) })?;
-    let (storage, len) = sockaddr(remote);
-    // SAFETY: as above; a blocking connect on loopback.
-    check(unsafe { libc::connect(fd, (&storage as *const libc::sockaddr_storage).cast(), len) })?;
-    Ok(stream)
-}
-
-fn check(rc: libc::c_int) -> std::io::Result<()> {
-    if rc < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
-/// `addr` as a `sockaddr_in` or `sockaddr_in6` in a `sockaddr_storage`.
-fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: all-zero is a valid sockaddr_storage.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(v4) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: v4.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from(*v4.ip()).to_be(),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
-            size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(v6) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: v6.port().to_be(),
-                sin6_flowinfo: 0,
-                sin6_addr: libc::in6_addr {
-                    s6_addr: v6.ip().octets(),
-                },
-                sin6_scope_id: 0,
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
-            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
-            size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (storage, len as libc::socklen_t)
 }
