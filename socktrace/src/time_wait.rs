@@ -447,14 +447,6 @@ impl TimeWaitTracker {
         self.sockets.values().filter(|s| s.missing_ns.is_none())
     }
 
-    pub fn counts(&self) -> TimeWaitCounts {
-        let mut counts = TimeWaitCounts::default();
-        for socket in self.sockets() {
-            counts.add(socket);
-        }
-        counts
-    }
-
     pub fn stats(&self) -> TimeWaitStats {
         self.stats
     }

@@ -59,7 +59,15 @@ impl Transition {
 
     fn parse(value: &Value) -> Result<Self> {
         ensure!(record_type(value) == Some("state"), "not a state record");
-        let family = family_field(value)?;
+        let Endpoints {
+            family,
+            saddr,
+            sport,
+            daddr,
+            dport,
+            pid,
+            comm,
+        } = Endpoints::parse(value)?;
         let context = match str_field(value, "context")? {
             "process" => TaskContext::Process,
             "softirq" => TaskContext::Softirq,
@@ -80,14 +88,14 @@ impl Transition {
             id: u64_field(value, "id")?,
             ts_ns: u64_field(value, "ts_ns")?,
             family,
-            saddr: addr_field(value, "saddr", family)?,
-            sport: port_field(value, "sport")?,
-            daddr: addr_field(value, "daddr", family)?,
-            dport: port_field(value, "dport")?,
+            saddr,
+            sport,
+            daddr,
+            dport,
             old_state: state_field(value, "old_state")?,
             new_state: state_field(value, "new_state")?,
-            pid: pid_field(value)?,
-            comm: comm_field(value)?,
+            pid,
+            comm,
             context,
             old_state_ms,
             raw: value.clone(),
@@ -131,17 +139,25 @@ impl SocketRecord {
 
     fn parse(value: &Value) -> Result<Self> {
         ensure!(record_type(value) == Some("socket"), "not a socket record");
-        let family = family_field(value)?;
+        let Endpoints {
+            family,
+            saddr,
+            sport,
+            daddr,
+            dport,
+            pid,
+            comm,
+        } = Endpoints::parse(value)?;
         Ok(SocketRecord {
             id: u64_field(value, "id")?,
             family,
-            saddr: addr_field(value, "saddr", family)?,
-            sport: port_field(value, "sport")?,
-            daddr: addr_field(value, "daddr", family)?,
-            dport: port_field(value, "dport")?,
+            saddr,
+            sport,
+            daddr,
+            dport,
             state: state_field(value, "state")?,
-            pid: pid_field(value)?,
-            comm: comm_field(value)?,
+            pid,
+            comm,
             raw: value.clone(),
         })
     }
@@ -196,7 +212,15 @@ impl Handshake {
         ensure!(side == "client" || side == "server", "side {side:?}");
         let outcome = str_field(value, "outcome")?.to_owned();
         ensure!(OUTCOMES.contains(&outcome.as_str()), "outcome {outcome:?}");
-        let family = family_field(value)?;
+        let Endpoints {
+            family,
+            saddr,
+            sport,
+            daddr,
+            dport,
+            pid,
+            comm,
+        } = Endpoints::parse(value)?;
         let times = match field(value, "retransmit_times_ms")? {
             Value::Null => None,
             Value::Array(items) => Some(
@@ -218,12 +242,12 @@ impl Handshake {
             ts_ns: u64_field(value, "ts_ns")?,
             side,
             family,
-            saddr: addr_field(value, "saddr", family)?,
-            sport: port_field(value, "sport")?,
-            daddr: addr_field(value, "daddr", family)?,
-            dport: port_field(value, "dport")?,
-            pid: pid_field(value)?,
-            comm: comm_field(value)?,
+            saddr,
+            sport,
+            daddr,
+            dport,
+            pid,
+            comm,
             outcome,
             error: match field(value, "error")? {
                 Value::Null => None,
@@ -282,7 +306,15 @@ impl TimeWait {
         );
         let end = str_field(value, "end")?.to_owned();
         ensure!(TIME_WAIT_ENDS.contains(&end.as_str()), "end {end:?}");
-        let family = family_field(value)?;
+        let Endpoints {
+            family,
+            saddr,
+            sport,
+            daddr,
+            dport,
+            pid,
+            comm,
+        } = Endpoints::parse(value)?;
         let lifetime_error_ms = f64_field(value, "lifetime_error_ms")?;
         ensure!(lifetime_error_ms >= 0.0, "negative lifetime_error_ms");
         let ts_ns = u64_field(value, "ts_ns")?;
@@ -298,12 +330,12 @@ impl TimeWait {
         Ok(TimeWait {
             ts_ns,
             family,
-            saddr: addr_field(value, "saddr", family)?,
-            sport: port_field(value, "sport")?,
-            daddr: addr_field(value, "daddr", family)?,
-            dport: port_field(value, "dport")?,
-            pid: pid_field(value)?,
-            comm: comm_field(value)?,
+            saddr,
+            sport,
+            daddr,
+            dport,
+            pid,
+            comm,
             end,
             lifetime_ms,
             lifetime_error_ms,
@@ -343,16 +375,24 @@ impl CloseWait {
         );
         let status = str_field(value, "status")?.to_owned();
         ensure!(status == "stuck" || status == "closed", "status {status:?}");
-        let family = family_field(value)?;
+        let Endpoints {
+            family,
+            saddr,
+            sport,
+            daddr,
+            dport,
+            pid,
+            comm,
+        } = Endpoints::parse(value)?;
         Ok(CloseWait {
             ts_ns: u64_field(value, "ts_ns")?,
             family,
-            saddr: addr_field(value, "saddr", family)?,
-            sport: port_field(value, "sport")?,
-            daddr: addr_field(value, "daddr", family)?,
-            dport: port_field(value, "dport")?,
-            pid: pid_field(value)?,
-            comm: comm_field(value)?,
+            saddr,
+            sport,
+            daddr,
+            dport,
+            pid,
+            comm,
             status,
             age_ms: f64_field(value, "age_ms")?,
             age_is_lower_bound: field(value, "age_is_lower_bound")?
@@ -403,6 +443,32 @@ pub fn is_transition(value: &Value, old: &str, new: &str, sport: u16, dport: u16
 }
 
 // Strict field parsers.
+
+/// The endpoints and owner every socket record carries.
+struct Endpoints {
+    family: Family,
+    saddr: IpAddr,
+    sport: u16,
+    daddr: IpAddr,
+    dport: u16,
+    pid: Option<u32>,
+    comm: Option<String>,
+}
+
+impl Endpoints {
+    fn parse(value: &Value) -> Result<Self> {
+        let family = family_field(value)?;
+        Ok(Endpoints {
+            family,
+            saddr: addr_field(value, "saddr", family)?,
+            sport: port_field(value, "sport")?,
+            daddr: addr_field(value, "daddr", family)?,
+            dport: port_field(value, "dport")?,
+            pid: pid_field(value)?,
+            comm: comm_field(value)?,
+        })
+    }
+}
 
 fn field<'a>(value: &'a Value, key: &str) -> Result<&'a Value> {
     value
