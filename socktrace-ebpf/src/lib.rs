@@ -90,6 +90,13 @@ pub const GLOBAL_SYNACK_STAMP_OFFSET: &str = "SYNACK_STAMP_OFFSET";
 pub const GLOBAL_SK_ERR_OFFSET: &str = "SK_ERR_OFFSET";
 pub const GLOBAL_SK_ERR_SOFT_OFFSET: &str = "SK_ERR_SOFT_OFFSET";
 
+/// Names of the read-only globals locating a socket's network namespace:
+/// the offset of `__sk_common.skc_net` (a `struct net *`) in `struct sock`,
+/// and of `ns.inum` in `struct net`. Resolved from BTF like the offsets
+/// above; every record carries the inode they lead to.
+pub const GLOBAL_SK_NET_OFFSET: &str = "SK_NET_OFFSET";
+pub const GLOBAL_NET_INUM_OFFSET: &str = "NET_INUM_OFFSET";
+
 /// One kernel event. Every kind shares this layout; the constants
 /// `RECORD_*` say which fields each kind fills.
 #[repr(C)]
@@ -108,8 +115,10 @@ pub struct Record {
     /// Kernel address of the `struct sock`: the socket's identity while it
     /// lives. The kernel may reuse it for a later socket.
     pub skaddr: u64,
-    /// Thread id of the current task.
-    pub tid: u32,
+    /// The socket's network namespace: the inode of its `struct net`
+    /// (`ls -l /proc/PID/ns/net`), read from the socket itself so it is
+    /// right in softirq too; 0 if the read failed.
+    pub netns: u32,
     /// Local port, host byte order (0 before an active open binds one).
     pub sport: u16,
     /// Remote port, host byte order.

@@ -55,6 +55,10 @@ static SYNACK_STAMP_OFFSET: u64 = 0;
 static SK_ERR_OFFSET: u64 = 0;
 #[unsafe(no_mangle)]
 static SK_ERR_SOFT_OFFSET: u64 = 0;
+#[unsafe(no_mangle)]
+static SK_NET_OFFSET: u64 = 0;
+#[unsafe(no_mangle)]
+static NET_INUM_OFFSET: u64 = 0;
 
 /// Set by the agent before load (`GLOBAL_RETRANSMIT_HAS_ERR`).
 #[unsafe(no_mangle)]
@@ -292,7 +296,7 @@ fn emit(kind: u8, fields: &Fields) {
         // SAFETY: plain helper call, no arguments.
         ts_ns: unsafe { bpf_ktime_get_ns() },
         skaddr: fields.skaddr,
-        tid: pid_tgid as u32,
+        netns: netns_inode(fields.skaddr),
         sport: fields.sport,
         dport: fields.dport,
         saddr: fields.saddr,
@@ -304,6 +308,34 @@ fn emit(kind: u8, fields: &Fields) {
         value: fields.value,
     });
     entry.submit(wakeup_flags());
+}
+
+/// The inode of the network namespace of the socket at `skaddr`
+/// (`sk->__sk_common.skc_net.net->ns.inum`), or 0 when unknown.
+#[inline(always)]
+fn netns_inode(skaddr: u64) -> u32 {
+    // SAFETY: reads of plain globals set at load time (volatile: not the
+    // compile-time 0).
+    let (net_offset, inum_offset) = unsafe {
+        (
+            core::ptr::read_volatile(&SK_NET_OFFSET),
+            core::ptr::read_volatile(&NET_INUM_OFFSET),
+        )
+    };
+    if net_offset == 0 || inum_offset == 0 {
+        return 0;
+    }
+    // SAFETY: bpf_probe_read_kernel checks both addresses; `skaddr` is the
+    // live socket the tracepoint was called with, and a socket holds its
+    // namespace while it lives.
+    unsafe {
+        match bpf_probe_read_kernel((skaddr + net_offset) as *const u64) {
+            Ok(net) if net != 0 => {
+                bpf_probe_read_kernel((net + inum_offset) as *const u32).unwrap_or(0)
+            }
+            _ => 0,
+        }
+    }
 }
 
 /// Wake the agent only when a batch is waiting: a wake-up per record is an

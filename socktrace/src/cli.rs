@@ -75,10 +75,13 @@ pub struct TraceArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// First print the sockets that exist at start-up in this network
-    /// namespace (what `ss -tan` would list), then stream transitions.
+    /// First print the sockets that exist at start-up (what `ss -tan` would
+    /// list in each network namespace followed), then stream transitions.
     #[arg(long)]
     pub list_existing: bool,
+
+    #[command(flatten)]
+    pub netns: NetnsArgs,
 
     #[command(flatten)]
     pub ring: RingArgs,
@@ -166,6 +169,25 @@ pub struct FilterArgs {
     /// Only sockets owned by a process with this name (repeatable).
     #[arg(long = "comm", value_name = "COMM")]
     pub comms: Vec<String>,
+
+    #[command(flatten)]
+    pub netns: NetnsArgs,
+}
+
+/// Which network namespaces to follow. The kernel's events come from every
+/// namespace on the host; without these options every one is followed
+/// (containers included), each listed with sock_diag from inside it.
+#[derive(Debug, Args)]
+pub struct NetnsArgs {
+    /// Only the network namespace with this name under /run/netns, as
+    /// `ip netns` names it and `ss -N` takes it (repeatable).
+    #[arg(short = 'N', long = "net", value_name = "NAME")]
+    pub names: Vec<String>,
+
+    /// Only the network namespace with this inode number, as `lsns -t net`
+    /// and `ls -l /proc/PID/ns/net` show it (repeatable).
+    #[arg(long = "netns", value_name = "INODE")]
+    pub inodes: Vec<u32>,
 }
 
 impl From<FilterArgs> for SocketFilter {
@@ -213,6 +235,27 @@ mod tests {
     }
 
     #[test]
+    fn namespaces_are_chosen_by_name_or_inode() {
+        let cli = Cli::try_parse_from([
+            "socktrace",
+            "timewait",
+            "-N",
+            "blue",
+            "--net",
+            "red",
+            "--netns",
+            "4026532281",
+        ])
+        .unwrap();
+        let Command::Timewait(args) = cli.command else {
+            panic!("not timewait");
+        };
+        assert_eq!(args.filter.netns.names, ["blue", "red"]);
+        assert_eq!(args.filter.netns.inodes, [4026532281]);
+        assert!(Cli::try_parse_from(["socktrace", "trace", "--netns", "net:[1]"]).is_err());
+    }
+
+    #[test]
     fn socket_filters_repeat_and_validate() {
         let cli = Cli::try_parse_from([
             "socktrace",
@@ -234,6 +277,7 @@ mod tests {
         assert_eq!(args.filter.ports, [443, 80]);
         assert_eq!(args.filter.hosts[0].to_string(), "10.0.0.0/8");
         assert!(args.problems && !args.json);
+        assert!(args.filter.netns.names.is_empty() && args.filter.netns.inodes.is_empty());
         let error = Cli::try_parse_from(["socktrace", "handshakes", "--host", "10.0.0.0/40"])
             .unwrap_err()
             .to_string();

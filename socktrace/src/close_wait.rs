@@ -9,7 +9,7 @@ use crate::{
     owner::Owner,
     table::{SocketId, TrackedSocket, Transition},
     tcp_state::TcpState,
-    tuple::SocketTuple,
+    tuple::{NetnsInode, SocketTuple},
 };
 
 /// A socket in CLOSE-WAIT.
@@ -145,6 +145,12 @@ impl CloseWaitWatch {
             .collect()
     }
 
+    /// Forgets the sockets of a network namespace that is gone.
+    pub fn tear_down(&mut self, netns: NetnsInode) {
+        self.waiting
+            .retain(|_, waiting| waiting.tuple.netns != netns);
+    }
+
     pub fn counts(&self, now_ns: u64) -> CloseWaitCounts {
         let ages = self
             .waiting
@@ -199,6 +205,7 @@ mod tests {
 
     fn server() -> SocketTuple {
         SocketTuple {
+            netns: crate::tuple::TEST_NETNS,
             local: "10.0.0.2:80".parse().unwrap(),
             remote: "10.0.0.9:50000".parse().unwrap(),
         }

@@ -14,7 +14,7 @@ use socktrace_ebpf::{
 use crate::{
     owner::{Comm, Owner},
     tcp_state::TcpState,
-    tuple::SocketTuple,
+    tuple::{NetnsInode, SocketTuple},
 };
 
 /// In which context the kernel ran the event.
@@ -47,6 +47,17 @@ pub enum Event {
     SynAckRetransmit(SynAckRetransmit),
     /// A RST arrived on a socket.
     ResetReceived(SocketSignal),
+}
+
+impl Event {
+    /// The network namespace of the socket it is about.
+    pub fn netns(&self) -> NetnsInode {
+        match self {
+            Event::State(event) => event.tuple.netns,
+            Event::SynRetransmit(signal) | Event::ResetReceived(signal) => signal.tuple.netns,
+            Event::SynAckRetransmit(synack) => synack.tuple.netns,
+        }
+    }
 }
 
 /// A validated TCP state transition.
@@ -131,6 +142,7 @@ impl TryFrom<&Record> for Event {
 
     fn try_from(raw: &Record) -> Result<Self, Self::Error> {
         let tuple = SocketTuple {
+            netns: raw.netns,
             local: SocketAddr::new(ip(raw.family, &raw.saddr)?, raw.sport),
             remote: SocketAddr::new(ip(raw.family, &raw.daddr)?, raw.dport),
         };
@@ -241,7 +253,7 @@ mod tests {
             tgid: 42,
             ts_ns: 1_000,
             skaddr: 0xffff_8880_0000_1000,
-            tid: 43,
+            netns: 4026532281,
             sport: 0,
             dport: 443,
             saddr: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
@@ -263,7 +275,7 @@ mod tests {
         out.extend_from_slice(&raw.tgid.to_ne_bytes());
         out.extend_from_slice(&raw.ts_ns.to_ne_bytes());
         out.extend_from_slice(&raw.skaddr.to_ne_bytes());
-        out.extend_from_slice(&raw.tid.to_ne_bytes());
+        out.extend_from_slice(&raw.netns.to_ne_bytes());
         out.extend_from_slice(&raw.sport.to_ne_bytes());
         out.extend_from_slice(&raw.dport.to_ne_bytes());
         out.extend_from_slice(&raw.saddr);

@@ -15,9 +15,11 @@ use crate::{
     clock::monotonic_now_ns,
     event::{Event, RejectCounts},
     loader::{self, KernelProbes},
+    namespaces::Namespaces,
     ring_reader::RingReader,
     seed::{self, Existing},
     table::{SocketTable, TrackedSocket},
+    tuple::NetnsInode,
 };
 
 /// Records handled before yielding to signals and timers.
@@ -38,12 +40,16 @@ pub trait Consumer {
     fn event(&mut self, event: Event, out: &mut String);
 
     /// Every [`RECONCILE_INTERVAL`], before the ring is drained: read the
-    /// kernel's own tables (sock_diag). Whatever happened before this call
-    /// is in the ring and reaches [`Consumer::event`] before the next
-    /// [`Consumer::settle`].
-    fn snapshot(&mut self) -> anyhow::Result<()> {
+    /// kernel's own tables (sock_diag, in each namespace). Whatever happened
+    /// before this call is in the ring and reaches [`Consumer::event`]
+    /// before the next [`Consumer::settle`].
+    fn snapshot(&mut self, _namespaces: &mut Namespaces) -> anyhow::Result<()> {
         Ok(())
     }
+
+    /// A network namespace is gone, found so at `now_ns`, after every
+    /// record about it was handled: drop what is left of its sockets.
+    fn namespace_gone(&mut self, _netns: NetnsInode, _now_ns: u64, _out: &mut String) {}
 
     /// After every drain of the ring: resolve what time or the last
     /// snapshot decided. `now_ns` is CLOCK_MONOTONIC, the records' clock.
@@ -79,25 +85,33 @@ impl LoopSummary {
     }
 }
 
-/// What a command starts from: the attached programs, and a socket table
-/// holding the sockets that existed when they were attached.
+/// What a command starts from: the attached programs, the namespaces it
+/// follows, and a socket table holding the sockets that existed in them
+/// when the programs were attached.
 pub struct Started {
     pub probes: KernelProbes,
+    pub namespaces: Namespaces,
     pub table: SocketTable,
     /// Every socket listed at start-up, full or not, as the table names it.
     pub existing: Vec<TrackedSocket>,
 }
 
 /// Loads and attaches the programs, then fills a socket table with the
-/// sockets that exist now: attached first, so that no transition falls
-/// between the listing and the tracing.
-pub fn attach_and_seed(ring_buffer_kib: u32, which: Existing) -> anyhow::Result<Started> {
+/// sockets that exist now in the namespaces followed: attached first, so
+/// that no transition falls between the listing and the tracing.
+pub fn attach_and_seed(
+    ring_buffer_kib: u32,
+    mut namespaces: Namespaces,
+    which: Existing,
+) -> anyhow::Result<Started> {
     let probes = loader::load_and_attach(ring_buffer_kib * 1024)?;
     let mut table = SocketTable::new();
-    let listed = seed::existing_sockets(which).context("listing existing sockets")?;
+    let listed =
+        seed::existing_sockets(&mut namespaces, which).context("listing existing sockets")?;
     let existing = table.seed(listed);
     Ok(Started {
         probes,
+        namespaces,
         table,
         existing,
     })
@@ -106,6 +120,7 @@ pub fn attach_and_seed(ring_buffer_kib: u32, which: Existing) -> anyhow::Result<
 /// Runs until SIGINT, SIGTERM or a closed stdout.
 pub async fn run(
     probes: KernelProbes,
+    namespaces: &mut Namespaces,
     consumer: &mut impl Consumer,
     out: &mut Output,
 ) -> anyhow::Result<LoopSummary> {
@@ -115,7 +130,10 @@ pub async fn run(
         events,
         lost,
     } = probes;
-    let mut rejected = RejectCounts::default();
+    let mut decoder = Decoder {
+        rejected: RejectCounts::default(),
+        namespaces,
+    };
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut reconcile = tokio::time::interval(RECONCILE_INTERVAL);
@@ -125,18 +143,10 @@ pub async fn run(
     let mut lost_seen = 0u64;
     let mut reader = RingReader::new(events)?;
 
-    let mut handle = |bytes: &[u8], consumer: &mut dyn FnMut(Event)| match Event::try_from(bytes) {
-        Ok(event) => consumer(event),
-        Err(error) => {
-            log::debug!("skipping record: {error}");
-            rejected.count(error);
-        }
-    };
-
     loop {
         tokio::select! {
             batch = reader.next_batch(BATCH, |bytes| {
-                handle(bytes, &mut |event| consumer.event(event, &mut out.buffer));
+                decoder.decode(bytes, &mut |event| consumer.event(event, &mut out.buffer));
             }) => {
                 batch.context("reading the ring buffer")?;
                 if !out.flush()? {
@@ -144,13 +154,20 @@ pub async fn run(
                 }
             }
             _ = drain.tick() => {
-                if !drain_and_settle(&mut reader, &mut handle, consumer, out)? {
+                if !drain_and_settle(&mut reader, &mut decoder, consumer, out)? {
                     break;
                 }
             }
             _ = reconcile.tick() => {
-                consumer.snapshot()?;
-                if !drain_and_settle(&mut reader, &mut handle, consumer, out)? {
+                let gone = decoder.namespaces.rescan_if_due(monotonic_now_ns());
+                consumer.snapshot(decoder.namespaces)?;
+                if !drain_and_settle(&mut reader, &mut decoder, consumer, out)? {
+                    break;
+                }
+                for netns in gone {
+                    consumer.namespace_gone(netns, monotonic_now_ns(), &mut out.buffer);
+                }
+                if !out.flush()? {
                     break;
                 }
                 let lost = lost.total()?;
@@ -164,26 +181,52 @@ pub async fn run(
         }
     }
     // What the kernel produced before we stopped is still reported.
-    drain_and_settle(&mut reader, &mut handle, consumer, out)?;
+    drain_and_settle(&mut reader, &mut decoder, consumer, out)?;
     consumer.finish(monotonic_now_ns(), &mut out.buffer);
     out.flush()?;
     Ok(LoopSummary {
         lost: lost.total()?,
-        rejected,
+        rejected: decoder.rejected,
     })
+}
+
+/// Turns ring-buffer records into events for the consumer, counting the
+/// rejected ones, leaving out those of namespaces not selected and telling
+/// the namespaces which ones records come from.
+struct Decoder<'a> {
+    rejected: RejectCounts,
+    namespaces: &'a mut Namespaces,
+}
+
+impl Decoder<'_> {
+    fn decode(&mut self, bytes: &[u8], consumer: &mut dyn FnMut(Event)) {
+        match Event::try_from(bytes) {
+            Ok(event) => {
+                let netns = event.netns();
+                if self.namespaces.selection().contains(netns) {
+                    self.namespaces.note(netns);
+                    consumer(event);
+                }
+            }
+            Err(error) => {
+                log::debug!("skipping record: {error}");
+                self.rejected.count(error);
+            }
+        }
+    }
 }
 
 /// Handles every record already in the ring, batch by batch, then lets the
 /// consumer settle. `Ok(false)` when stdout's reader went away.
 fn drain_and_settle(
     reader: &mut RingReader,
-    handle: &mut impl FnMut(&[u8], &mut dyn FnMut(Event)),
+    decoder: &mut Decoder<'_>,
     consumer: &mut impl Consumer,
     out: &mut Output,
 ) -> anyhow::Result<bool> {
     loop {
         let handled = reader.drain_now(BATCH, |bytes| {
-            handle(bytes, &mut |event| consumer.event(event, &mut out.buffer));
+            decoder.decode(bytes, &mut |event| consumer.event(event, &mut out.buffer));
         });
         if !out.flush()? {
             return Ok(false);

@@ -29,10 +29,13 @@
 //! no remote address before Linux 6.15), or `expired` when a snapshot no
 //! longer lists it. A snapshot is applied after the ring was drained past
 //! the time it was taken, so completions since then are remembered and
-//! their request sockets, still listed, are not taken for half-open ones. An entry never confirmed by a snapshot and
-//! then missing from one belongs to another network namespace (the
-//! tracepoints see all of them, sock_diag only the agent's): it is dropped
-//! and counted, not guessed at.
+//! //! their request sockets, still listed, are not taken for half-open ones.
+//!
+//! Namespaces: the tracepoints see every network namespace, sock_diag only
+//! the one it runs in, so snapshots are taken per namespace and judge only
+//! that namespace's attempts. An entry never confirmed by a snapshot of its
+//! namespace and then missing from one is dropped and counted, not guessed
+//! at; attempts of a namespace that is gone are dropped and counted too.
 use std::collections::HashMap;
 
 use crate::{
@@ -40,7 +43,7 @@ use crate::{
     owner::Owner,
     table::Transition,
     tcp_state::TcpState,
-    tuple::SocketTuple,
+    tuple::{NetnsInode, SocketTuple},
 };
 
 /// Which end of the handshake.
@@ -186,9 +189,11 @@ pub struct HandshakeStats {
     /// Client attempts whose socket address was reused before their end
     /// was seen (lost events).
     pub client_ends_missed: u64,
-    /// Half-open connections seen only in SYN-ACK retransmits and never in
-    /// this namespace's request sockets: they live in another namespace.
-    pub server_foreign: u64,
+    /// Half-open connections seen only in SYN-ACK retransmits that no
+    /// snapshot of their namespace ever listed.
+    pub server_unlisted: u64,
+    /// Attempts in progress when their network namespace was gone.
+    pub torn_down: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -340,11 +345,13 @@ impl HandshakeTracker {
         }
     }
 
-    /// The request sockets of this namespace, listed at `taken_ns` (before
-    /// the ring was drained past that time). Lists new half-open
-    /// connections, confirms known ones and decides the missing ones.
+    /// The request sockets of namespace `netns`, listed at `taken_ns`
+    /// (before the ring was drained past that time). Lists new half-open
+    /// connections, confirms known ones and decides the missing ones of
+    /// that namespace.
     pub fn on_request_snapshot(
         &mut self,
+        netns: NetnsInode,
         listed: &[RequestSocket],
         taken_ns: u64,
     ) -> Vec<Handshake> {
@@ -375,18 +382,20 @@ impl HandshakeTracker {
         let gone: Vec<SocketTuple> = self
             .half_open
             .iter()
-            .filter(|(tuple, h)| !present.contains(*tuple) && h.last_event_ns < taken_ns)
+            .filter(|(tuple, h)| {
+                tuple.netns == netns && !present.contains(*tuple) && h.last_event_ns < taken_ns
+            })
             .map(|(tuple, _)| *tuple)
             .collect();
         self.recent_completions
-            .retain(|_, completed_ns| *completed_ns >= taken_ns);
+            .retain(|tuple, completed_ns| tuple.netns != netns || *completed_ns >= taken_ns);
         let mut expired = Vec::new();
         for tuple in gone {
             let Some(half_open) = self.half_open.remove(&tuple) else {
                 continue;
             };
             if !half_open.confirmed {
-                self.stats.server_foreign += 1;
+                self.stats.server_unlisted += 1;
                 continue;
             }
             expired.push(Handshake {
@@ -402,6 +411,19 @@ impl HandshakeTracker {
             });
         }
         expired
+    }
+
+    /// Namespace `netns` is gone: its attempts in progress are dropped and
+    /// counted (its sockets, which hold it while they live, cannot be
+    /// handshaking; what is left is what lost events left behind).
+    pub fn tear_down(&mut self, netns: NetnsInode) {
+        let before = self.pending();
+        self.clients
+            .retain(|_, attempt| attempt.tuple.netns != netns);
+        self.half_open.retain(|tuple, _| tuple.netns != netns);
+        self.recent_completions
+            .retain(|tuple, _| tuple.netns != netns);
+        self.stats.torn_down += (before - self.pending()) as u64;
     }
 
     /// A passive child socket on `t.tuple` is established: its handshake

@@ -6,19 +6,22 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::{
-    clock::WallClock,
     errno_name::errno_name,
     handshake::{Handshake, Outcome, Retrying, Side},
     handshake_summary::{Group, HandshakeSummary, RETRANSMIT_BUCKETS},
-    output::{Format, OwnerJson, TupleJson, endpoint, ms, owner_columns, push_json},
+    output::{
+        Format, OwnerJson, Style, TupleJson, endpoint, ms, netns_header, owner_columns, push_json,
+        push_netns_cell,
+    },
     owner::Owner,
     tuple::SocketTuple,
 };
 
 /// Column header of the human stream.
-pub fn header() -> String {
+pub fn header(style: &Style) -> String {
     format!(
-        "{:<12} {:<6} {:>7} {:<15} {:<45} {:<45} {:<28} {:>4} {:>10}  {}",
+        "{}{:<12} {:<6} {:>7} {:<15} {:<45} {:<45} {:<28} {:>4} {:>10}  {}",
+        netns_header(style),
         "TIME(UTC)",
         "SIDE",
         "PID",
@@ -33,7 +36,7 @@ pub fn header() -> String {
 }
 
 /// Appends one resolved attempt.
-pub fn write_handshake(out: &mut String, h: &Handshake, format: Format, clock: &WallClock) {
+pub fn write_handshake(out: &mut String, h: &Handshake, format: Format, style: &Style) {
     let offsets_ms = h
         .retransmit_offsets_ns()
         .map(|offsets| offsets.into_iter().map(ms).collect::<Vec<_>>());
@@ -76,14 +79,14 @@ pub fn write_handshake(out: &mut String, h: &Handshake, format: Format, clock: &
                 retransmits: h.retransmits(),
                 elapsed_ns: h.duration_ns(),
             };
-            row.write(out, clock, &times);
+            row.write(out, style, &times);
         }
     }
 }
 
 /// Appends one retransmit of an attempt still in progress, like `ss -o`'s
 /// `timer:(on,...,N)` but at the moment it happens.
-pub fn write_retrying(out: &mut String, r: &Retrying, format: Format, clock: &WallClock) {
+pub fn write_retrying(out: &mut String, r: &Retrying, format: Format, style: &Style) {
     match format {
         Format::Json => push_json(
             out,
@@ -111,7 +114,7 @@ pub fn write_retrying(out: &mut String, r: &Retrying, format: Format, clock: &Wa
                 retransmits: r.retransmits,
                 elapsed_ns: r.elapsed_ns,
             };
-            row.write(out, clock, "");
+            row.write(out, style, "");
         }
     }
 }
@@ -130,14 +133,15 @@ struct Row<'a> {
 }
 
 impl Row<'_> {
-    fn write(&self, out: &mut String, clock: &WallClock, retransmit_times: &str) {
+    fn write(&self, out: &mut String, style: &Style, retransmit_times: &str) {
         let elapsed = self
             .elapsed_ns
             .map_or_else(|| "-".to_owned(), |ns| format!("{:.1}", ms(ns)));
+        push_netns_cell(out, style, self.tuple.netns);
         let _ = write!(
             out,
             "{:<12} {:<6} {} {:<45} {:<45} {:<28} {:>4} {:>10}",
-            clock.time_of_day(self.at_ns),
+            style.clock.time_of_day(self.at_ns),
             self.side.name(),
             owner_columns(self.owner),
             endpoint(&self.tuple.local),
@@ -361,6 +365,7 @@ struct ListenerJson {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::test_style;
     use crate::owner::Comm;
 
     const MS: u64 = 1_000_000;
@@ -369,6 +374,7 @@ mod tests {
         Handshake {
             side: Side::Client,
             tuple: SocketTuple {
+                netns: crate::tuple::TEST_NETNS,
                 local: "[2001:db8::1]:40000".parse().unwrap(),
                 remote: "[2001:db8::2]:443".parse().unwrap(),
             },
@@ -393,12 +399,7 @@ mod tests {
     #[test]
     fn handshake_json_has_the_documented_fields() {
         let mut out = String::new();
-        write_handshake(
-            &mut out,
-            &timeout(),
-            Format::Json,
-            &WallClock::with_offset_ns(0),
-        );
+        write_handshake(&mut out, &timeout(), Format::Json, &test_style(false));
         let value = json(&out);
         assert_eq!(value["type"], "handshake");
         assert_eq!(value["side"], "client");
@@ -425,7 +426,7 @@ mod tests {
         h.started_ns = None;
         h.owner = None;
         let mut out = String::new();
-        write_handshake(&mut out, &h, Format::Json, &WallClock::with_offset_ns(0));
+        write_handshake(&mut out, &h, Format::Json, &test_style(false));
         let value = json(&out);
         assert!(value["retransmit_times_ms"].is_null());
         assert!(value["duration_ms"].is_null());
@@ -436,12 +437,7 @@ mod tests {
     #[test]
     fn human_lines_show_outcome_error_and_retransmit_times() {
         let mut out = String::new();
-        write_handshake(
-            &mut out,
-            &timeout(),
-            Format::Human,
-            &WallClock::with_offset_ns(0),
-        );
+        write_handshake(&mut out, &timeout(), Format::Human, &test_style(false));
         assert!(out.contains("timeout (ETIMEDOUT)"), "{out}");
         assert!(out.contains("[2001:db8::2]:443"), "{out}");
         assert!(out.trim_end().ends_with("1000,2000"), "{out}");
@@ -458,24 +454,14 @@ mod tests {
             elapsed_ns: Some(7000 * MS),
         };
         let mut out = String::new();
-        write_retrying(
-            &mut out,
-            &retry,
-            Format::Json,
-            &WallClock::with_offset_ns(0),
-        );
+        write_retrying(&mut out, &retry, Format::Json, &test_style(false));
         let value = json(&out);
         assert_eq!(value["type"], "handshake_retransmit");
         assert_eq!(value["side"], "server");
         assert_eq!(value["retransmits"], 3);
         assert_eq!(value["elapsed_ms"], 7000.0);
         out.clear();
-        write_retrying(
-            &mut out,
-            &retry,
-            Format::Human,
-            &WallClock::with_offset_ns(0),
-        );
+        write_retrying(&mut out, &retry, Format::Human, &test_style(false));
         assert!(out.contains("SYN-RECV retransmit"), "{out}");
     }
 

@@ -206,6 +206,7 @@ mod tests {
         Handshake {
             side,
             tuple: SocketTuple {
+                netns: crate::tuple::TEST_NETNS,
                 local: local.parse().unwrap(),
                 remote: remote.parse().unwrap(),
             },

@@ -5,28 +5,40 @@ use std::time::Duration;
 
 use crate::{
     cli::HandshakesArgs,
-    clock::{WallClock, monotonic_now_ns},
+    clock::monotonic_now_ns,
     event::Event,
     event_loop::{self, Consumer, Output},
     handshake::{Handshake, HandshakeTracker, RequestSocket, Retrying},
     handshake_output,
     handshake_summary::{HandshakeSummary, ListenCounters, ListenerSample},
+    namespaces::{NamespaceDump, Namespaces},
     netstat::TcpExt,
-    output::Format,
+    output::{Format, Style},
     seed::Existing,
-    sock_diag::{self, DiagSocket, DumpRequest},
+    sock_diag::DumpRequest,
     socket_filter::SocketFilter,
     table::SocketTable,
     tcp_state::TcpState,
+    tuple::NetnsInode,
 };
 
 pub async fn run(args: HandshakesArgs) -> anyhow::Result<()> {
     let format = Format::from_json_flag(args.json);
-    let event_loop::Started { probes, table, .. } =
-        event_loop::attach_and_seed(args.ring.ring_buffer_kib, Existing::WithoutTimeWait)?;
+    let namespaces = Namespaces::from_args(&args.filter.netns)?;
+    let event_loop::Started {
+        probes,
+        mut namespaces,
+        table,
+        ..
+    } = event_loop::attach_and_seed(
+        args.ring.ring_buffer_kib,
+        namespaces,
+        Existing::WithoutTimeWait,
+    )?;
+    let style = namespaces.style();
     let mut out = Output::new();
     if format == Format::Human {
-        out.line(&handshake_output::header());
+        out.line(&handshake_output::header(&style));
     }
     out.flush()?;
     eprintln!("socktrace: ready: tracing TCP handshakes");
@@ -37,22 +49,23 @@ pub async fn run(args: HandshakesArgs) -> anyhow::Result<()> {
         filter: SocketFilter::from(args.filter),
         problems_only: args.problems,
         format,
-        clock: WallClock::now(),
+        style,
         snapshot: None,
         summary_every: Duration::from_secs(args.summary_every),
         last_summary_ns: monotonic_now_ns(),
     };
-    let summary = event_loop::run(probes, &mut recorder, &mut out).await?;
+    let summary = event_loop::run(probes, &mut namespaces, &mut recorder, &mut out).await?;
     summary.report();
     recorder.report();
     Ok(())
 }
 
-/// sock_diag's request sockets and listeners, and when the dump began;
-/// the namespace's listen counters.
+/// sock_diag's request sockets and listeners of each namespace that could
+/// be listed, and when the dumps began; the primary namespace's listen
+/// counters.
 struct Snapshot {
     taken_ns: u64,
-    sockets: Vec<DiagSocket>,
+    dumps: Vec<NamespaceDump>,
     counters: TcpExt,
 }
 
@@ -63,7 +76,7 @@ struct HandshakeRecorder {
     filter: SocketFilter,
     problems_only: bool,
     format: Format,
-    clock: WallClock,
+    style: Style,
     snapshot: Option<Snapshot>,
     summary_every: Duration,
     last_summary_ns: u64,
@@ -80,7 +93,7 @@ impl HandshakeRecorder {
         self.summary.record(&handshake);
         let problem = handshake.retransmits() > 0 || !handshake.outcome.succeeded();
         if problem || !self.problems_only {
-            handshake_output::write_handshake(out, &handshake, self.format, &self.clock);
+            handshake_output::write_handshake(out, &handshake, self.format, &self.style);
         }
     }
 
@@ -89,12 +102,30 @@ impl HandshakeRecorder {
             .filter
             .matches(&retrying.tuple, retrying.owner.as_ref())
         {
-            handshake_output::write_retrying(out, &retrying, self.format, &self.clock);
+            handshake_output::write_retrying(out, &retrying, self.format, &self.style);
         }
     }
 
     fn apply_snapshot(&mut self, snapshot: Snapshot, out: &mut String) {
-        let requests: Vec<RequestSocket> = snapshot
+        let mut listeners = Vec::new();
+        for dump in &snapshot.dumps {
+            self.apply_dump(dump, snapshot.taken_ns, out);
+            listeners.extend(self.listener_samples(dump));
+        }
+        self.summary.observe_listeners(&listeners);
+        if let (Some(overflows), Some(drops)) = (
+            snapshot.counters.get("ListenOverflows"),
+            snapshot.counters.get("ListenDrops"),
+        ) {
+            self.summary
+                .observe_listen_counters(ListenCounters { overflows, drops });
+        }
+    }
+
+    /// One namespace's request sockets: new half-open connections, and
+    /// expiries.
+    fn apply_dump(&mut self, dump: &NamespaceDump, taken_ns: u64, out: &mut String) {
+        let requests: Vec<RequestSocket> = dump
             .sockets
             .iter()
             // Request sockets have no inode; a full socket in SYN_RECV (a
@@ -103,11 +134,20 @@ impl HandshakeRecorder {
             .map(|s| RequestSocket {
                 tuple: s.tuple,
                 retransmits: u32::from(s.retransmits()),
-                owner: self.table.listener_owner(&s.tuple.local),
+                owner: self.table.listener_owner(s.tuple.netns, &s.tuple.local),
             })
             .collect();
-        let listeners: Vec<ListenerSample> = snapshot
-            .sockets
+        for expired in self
+            .tracker
+            .on_request_snapshot(dump.netns, &requests, taken_ns)
+        {
+            self.resolved(expired, out);
+        }
+    }
+
+    /// One namespace's listeners, with their queues and drops.
+    fn listener_samples(&self, dump: &NamespaceDump) -> Vec<ListenerSample> {
+        dump.sockets
             .iter()
             .filter(|s| s.state == TcpState::Listen)
             .filter(|s| {
@@ -121,30 +161,22 @@ impl HandshakeRecorder {
                 accept_queue: s.recv_queue,
                 backlog: s.send_queue,
             })
-            .collect();
-        self.summary.observe_listeners(&listeners);
-        if let (Some(overflows), Some(drops)) = (
-            snapshot.counters.get("ListenOverflows"),
-            snapshot.counters.get("ListenDrops"),
-        ) {
-            self.summary
-                .observe_listen_counters(ListenCounters { overflows, drops });
-        }
-        for expired in self
-            .tracker
-            .on_request_snapshot(&requests, snapshot.taken_ns)
-        {
-            self.resolved(expired, out);
-        }
+            .collect()
     }
 
     /// What the tracker could not account for, on stderr at exit.
     fn report(&self) {
         let stats = self.tracker.stats();
-        if stats.server_foreign > 0 {
+        if stats.server_unlisted > 0 {
             eprintln!(
-                "socktrace: {} half-open connections in other network namespaces were not followed",
-                stats.server_foreign
+                "socktrace: {} half-open connections were seen only in SYN-ACK retransmits, never listed",
+                stats.server_unlisted
+            );
+        }
+        if stats.torn_down > 0 {
+            eprintln!(
+                "socktrace: {} handshake attempts were dropped with their network namespace",
+                stats.torn_down
             );
         }
         if stats.client_ends_missed > 0 {
@@ -175,7 +207,9 @@ impl Consumer for HandshakeRecorder {
                 self.retrying(retrying, out);
             }
             Event::SynAckRetransmit(synack) => {
-                let owner = self.table.listener_owner(&synack.tuple.local);
+                let owner = self
+                    .table
+                    .listener_owner(synack.tuple.netns, &synack.tuple.local);
                 let retrying = self.tracker.on_synack_retransmit(&synack, owner);
                 self.retrying(retrying, out);
             }
@@ -183,21 +217,30 @@ impl Consumer for HandshakeRecorder {
         }
     }
 
-    fn snapshot(&mut self) -> anyhow::Result<()> {
+    fn snapshot(&mut self, namespaces: &mut Namespaces) -> anyhow::Result<()> {
         let taken_ns = monotonic_now_ns();
         let request = DumpRequest::states(&[TcpState::SynRecv, TcpState::Listen]).with_memory();
-        match sock_diag::dump(&request) {
-            Ok(sockets) => {
-                self.snapshot = Some(Snapshot {
-                    taken_ns,
-                    sockets,
-                    counters: TcpExt::read(),
-                })
-            }
-            // Half-open connections wait for the next snapshot.
-            Err(error) => log::warn!("request socket snapshot failed: {error}"),
-        }
+        let dumps = namespaces
+            .dump_each(&request)
+            .into_iter()
+            .filter_map(|dump| {
+                // That namespace's half-open connections wait for the next
+                // snapshot.
+                dump.inspect_err(|error| log::warn!("request socket snapshot: {error}"))
+                    .ok()
+            })
+            .collect();
+        self.snapshot = Some(Snapshot {
+            taken_ns,
+            dumps,
+            counters: TcpExt::read(namespaces),
+        });
         Ok(())
+    }
+
+    fn namespace_gone(&mut self, netns: NetnsInode, _now_ns: u64, _out: &mut String) {
+        self.table.tear_down(netns);
+        self.tracker.tear_down(netns);
     }
 
     fn settle(&mut self, now_ns: u64, out: &mut String) {

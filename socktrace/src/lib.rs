@@ -4,8 +4,8 @@
 //! the pure socket table ([`table`]), seeding from sock_diag ([`seed`]),
 //! handshake accounting ([`handshake`], [`handshake_summary`]), TIME-WAIT
 //! and CLOSE-WAIT accounting ([`time_wait`], [`time_wait_summary`],
-//! [`close_wait`]), loading ([`loader`]) and the commands ([`trace`],
-//! [`handshakes`], [`timewait`]).
+//! [`close_wait`]), network namespaces ([`netns`], [`namespaces`]), loading
+//! ([`loader`]) and the commands ([`trace`], [`handshakes`], [`timewait`]).
 pub mod cidr;
 pub mod cli;
 pub mod clock;
@@ -20,6 +20,8 @@ pub mod handshakes;
 pub mod kernel_btf;
 pub mod latency_histogram;
 pub mod loader;
+pub mod namespaces;
+pub mod netns;
 pub mod netstat;
 pub mod output;
 pub mod owner;

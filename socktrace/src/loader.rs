@@ -6,8 +6,9 @@ use aya::{
     programs::{BtfTracePoint, TracePoint},
 };
 use socktrace_ebpf::{
-    GLOBAL_RETRANSMIT_HAS_ERR, GLOBAL_SK_ERR_OFFSET, GLOBAL_SK_ERR_SOFT_OFFSET,
-    GLOBAL_SYNACK_STAMP_OFFSET, GLOBAL_WAKEUP_BYTES, MAP_EVENTS, MAP_LOST,
+    GLOBAL_NET_INUM_OFFSET, GLOBAL_RETRANSMIT_HAS_ERR, GLOBAL_SK_ERR_OFFSET,
+    GLOBAL_SK_ERR_SOFT_OFFSET, GLOBAL_SK_NET_OFFSET, GLOBAL_SYNACK_STAMP_OFFSET,
+    GLOBAL_WAKEUP_BYTES, MAP_EVENTS, MAP_LOST,
     tracepoints::{LAYOUTS, RETRANSMIT_SKB},
 };
 
@@ -86,6 +87,8 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
         .override_global(GLOBAL_SYNACK_STAMP_OFFSET, &offsets.synack_stamp, true)
         .override_global(GLOBAL_SK_ERR_OFFSET, &offsets.sk_err, true)
         .override_global(GLOBAL_SK_ERR_SOFT_OFFSET, &offsets.sk_err_soft, true)
+        .override_global(GLOBAL_SK_NET_OFFSET, &offsets.sk_net, true)
+        .override_global(GLOBAL_NET_INUM_OFFSET, &offsets.net_inum, true)
         .override_global(GLOBAL_RETRANSMIT_HAS_ERR, &retransmit_has_err, true)
         .load(BPF_OBJECT)
         .map_err(LoadError::Object)?;
@@ -137,6 +140,11 @@ struct FieldOffsets {
     /// `sock.sk_err` and `sock.sk_err_soft`: a failed connect's verdict.
     sk_err: u64,
     sk_err_soft: u64,
+    /// `sock.__sk_common.skc_net.net` and `net.ns.inum`: the socket's
+    /// network namespace. Missing when the kernel has no network
+    /// namespaces (`CONFIG_NET_NS` off).
+    sk_net: u64,
+    net_inum: u64,
 }
 
 impl FieldOffsets {
@@ -147,6 +155,10 @@ impl FieldOffsets {
             synack_stamp: offset("tcp_request_sock", "snt_synack")?,
             sk_err: offset("sock", "sk_err")?,
             sk_err_soft: offset("sock", "sk_err_soft")?,
+            sk_net: btf
+                .member_offset("sock", &["__sk_common", "skc_net", "net"])
+                .map(u64::from)?,
+            net_inum: btf.member_offset("net", &["ns", "inum"]).map(u64::from)?,
         })
     }
 }

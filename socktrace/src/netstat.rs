@@ -1,19 +1,23 @@
 //! The kernel's TCP extension counters (`/proc/net/netstat`, what
-//! `nstat` and `netstat -s` read) for this network namespace.
+//! `nstat` and `netstat -s` read) of one network namespace.
 use std::{collections::HashMap, path::Path};
+
+use crate::namespaces::Namespaces;
+
+/// The counters of the reading thread's namespace (`/proc/net` follows the
+/// process's main thread, which may be in another one).
+const NETSTAT: &str = "/proc/thread-self/net/netstat";
 
 /// The `TcpExt` counters by name (`ListenOverflows`, `ListenDrops`...).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TcpExt(HashMap<String, u64>);
 
 impl TcpExt {
-    /// Reads this namespace's counters; empty when the file is unreadable.
-    pub fn read() -> TcpExt {
-        Self::read_from(Path::new("/proc/net/netstat"))
-    }
-
-    pub fn read_from(path: &Path) -> TcpExt {
-        std::fs::read_to_string(path)
+    /// Reads the counters of the primary namespace (the one selected, or
+    /// the agent's own); empty when they cannot be read.
+    pub fn read(namespaces: &Namespaces) -> TcpExt {
+        namespaces
+            .read_primary(Path::new(NETSTAT))
             .map(|text| Self::parse(&text))
             .unwrap_or_default()
     }
@@ -42,14 +46,14 @@ impl TcpExt {
 mod tests {
     use super::*;
 
-    const NETSTAT: &str = "TcpExt: SyncookiesSent ListenOverflows ListenDrops\n\
+    const SAMPLE: &str = "TcpExt: SyncookiesSent ListenOverflows ListenDrops\n\
 TcpExt: 0 12 13\n\
 IpExt: InNoRoutes InTruncatedPkts\n\
 IpExt: 0 0\n";
 
     #[test]
     fn parses_tcpext_only() {
-        let counters = TcpExt::parse(NETSTAT);
+        let counters = TcpExt::parse(SAMPLE);
         assert_eq!(counters.get("ListenOverflows"), Some(12));
         assert_eq!(counters.get("ListenDrops"), Some(13));
         assert_eq!(counters.get("InNoRoutes"), None, "IpExt is not TcpExt");
@@ -58,7 +62,8 @@ IpExt: 0 0\n";
 
     #[test]
     fn this_namespace_has_listen_counters() {
-        let counters = TcpExt::read();
+        let text = std::fs::read_to_string(super::NETSTAT).expect("netstat");
+        let counters = TcpExt::parse(&text);
         assert!(counters.get("ListenOverflows").is_some(), "{counters:?}");
     }
 }

@@ -9,7 +9,7 @@ use crate::{
     owner::Owner,
     table::{TrackedSocket, Transition},
     tcp_state::TcpState,
-    tuple::SocketTuple,
+    tuple::{NetnsInode, SocketTuple},
 };
 
 /// Output format.
@@ -26,24 +26,71 @@ impl Format {
     }
 }
 
+/// How human lines are laid out: wall-clock times, and whether a first
+/// column names each socket's network namespace (when more than one can
+/// show up).
+#[derive(Clone, Copy, Debug)]
+pub struct Style {
+    pub clock: WallClock,
+    pub netns_column: bool,
+}
+
+/// Midnight UTC on the monotonic clock, for tests.
+#[cfg(test)]
+pub(crate) fn test_style(netns_column: bool) -> Style {
+    Style {
+        clock: WallClock::with_offset_ns(0),
+        netns_column,
+    }
+}
+
+/// The `NETNS` column's header, when shown.
+pub fn netns_header(style: &Style) -> &'static str {
+    if style.netns_column {
+        "NETNS      "
+    } else {
+        ""
+    }
+}
+
+/// Starts a human line with its namespace's inode, when that column is
+/// shown.
+pub(crate) fn push_netns_cell(out: &mut String, style: &Style, netns: NetnsInode) {
+    if style.netns_column {
+        let _ = write!(out, "{netns:<10} ");
+    }
+}
+
 /// Column header of the human transition stream.
-pub fn transition_header() -> String {
+pub fn transition_header(style: &Style) -> String {
     format!(
-        "{:<12} {:>7} {:<15} {:<45} {:<45} {:<27} {:>10}",
-        "TIME(UTC)", "PID", "COMM", "LOCAL", "REMOTE", "OLD -> NEW", "OLD_MS"
+        "{}{:<12} {:>7} {:<15} {:<45} {:<45} {:<27} {:>10}",
+        netns_header(style),
+        "TIME(UTC)",
+        "PID",
+        "COMM",
+        "LOCAL",
+        "REMOTE",
+        "OLD -> NEW",
+        "OLD_MS"
     )
 }
 
 /// Column header of the `--list-existing` table.
-pub fn socket_header() -> String {
+pub fn socket_header(style: &Style) -> String {
     format!(
-        "{:<12} {:<45} {:<45} {:>7} {:<15}",
-        "STATE", "LOCAL", "REMOTE", "PID", "COMM"
+        "{}{:<12} {:<45} {:<45} {:>7} {:<15}",
+        netns_header(style),
+        "STATE",
+        "LOCAL",
+        "REMOTE",
+        "PID",
+        "COMM"
     )
 }
 
 /// Appends one transition, newline terminated.
-pub fn write_transition(out: &mut String, t: &Transition, format: Format, clock: &WallClock) {
+pub fn write_transition(out: &mut String, t: &Transition, format: Format, style: &Style) {
     match format {
         Format::Json => {
             let record = StateJson {
@@ -66,10 +113,11 @@ pub fn write_transition(out: &mut String, t: &Transition, format: Format, clock:
             let old_ms = t
                 .old_state_ns
                 .map_or_else(|| "-".to_owned(), |ns| format!("{:.3}", ms(ns)));
+            push_netns_cell(out, style, t.tuple.netns);
             let _ = writeln!(
                 out,
                 "{:<12} {} {:<45} {:<45} {:<27} {:>10}",
-                clock.time_of_day(t.ts_ns),
+                style.clock.time_of_day(t.ts_ns),
                 owner_columns(t.owner),
                 endpoint(&t.tuple.local),
                 endpoint(&t.tuple.remote),
@@ -81,7 +129,7 @@ pub fn write_transition(out: &mut String, t: &Transition, format: Format, clock:
 }
 
 /// Appends one existing socket, newline terminated.
-pub fn write_socket(out: &mut String, s: &TrackedSocket, format: Format) {
+pub fn write_socket(out: &mut String, s: &TrackedSocket, format: Format, style: &Style) {
     match format {
         Format::Json => {
             let record = SocketJson {
@@ -98,6 +146,7 @@ pub fn write_socket(out: &mut String, s: &TrackedSocket, format: Format) {
                 Some(o) => (o.pid.to_string(), o.comm.to_text()),
                 None => ("-".into(), "-".into()),
             };
+            push_netns_cell(out, style, s.tuple.netns);
             let _ = writeln!(
                 out,
                 "{:<12} {:<45} {:<45} {:>7} {:<15}",
@@ -141,9 +190,11 @@ pub(crate) fn push_json(out: &mut String, record: &impl Serialize) {
     }
 }
 
-/// `family`, `saddr`, `sport`, `daddr`, `dport`: every record's endpoints.
+/// `netns`, `family`, `saddr`, `sport`, `daddr`, `dport`: every record's
+/// socket: its network namespace's inode and its endpoints.
 #[derive(Serialize)]
 pub(crate) struct TupleJson {
+    netns: NetnsInode,
     family: &'static str,
     saddr: String,
     sport: u16,
@@ -154,6 +205,7 @@ pub(crate) struct TupleJson {
 impl From<&SocketTuple> for TupleJson {
     fn from(tuple: &SocketTuple) -> Self {
         Self {
+            netns: tuple.netns,
             family: tuple.family_name(),
             saddr: tuple.local.ip().to_string(),
             sport: tuple.local.port(),
@@ -240,6 +292,7 @@ mod tests {
             id: 7,
             ts_ns: 1_000,
             tuple: SocketTuple {
+                netns: crate::tuple::TEST_NETNS,
                 local: "[::1]:40000".parse().unwrap(),
                 remote: "[::1]:443".parse().unwrap(),
             },
@@ -262,14 +315,10 @@ mod tests {
     #[test]
     fn json_has_the_documented_fields() {
         let mut out = String::new();
-        write_transition(
-            &mut out,
-            &transition(),
-            Format::Json,
-            &WallClock::with_offset_ns(0),
-        );
+        write_transition(&mut out, &transition(), Format::Json, &test_style(false));
         let value: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
         assert_eq!(value["type"], "state");
+        assert_eq!(value["netns"], crate::tuple::TEST_NETNS);
         assert_eq!(value["family"], "ipv6");
         assert_eq!(value["saddr"], "::1");
         assert_eq!(value["sport"], 40000);
@@ -292,7 +341,7 @@ mod tests {
         t.old_state_ns = None;
         t.ended = None;
         let mut out = String::new();
-        write_transition(&mut out, &t, Format::Json, &WallClock::with_offset_ns(0));
+        write_transition(&mut out, &t, Format::Json, &test_style(false));
         let value: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
         assert!(value["pid"].is_null() && value["comm"].is_null());
         assert!(value["old_state_ms"].is_null());
@@ -300,11 +349,28 @@ mod tests {
     }
 
     #[test]
+    fn human_lines_start_with_the_namespace_only_when_several_are_in_play() {
+        let mut out = String::new();
+        let with = test_style(true);
+        write_transition(&mut out, &transition(), Format::Human, &with);
+        assert!(out.starts_with("4026531840 00:00:00.000 "), "{out}");
+        assert!(transition_header(&with).starts_with("NETNS      TIME(UTC)"));
+        assert_eq!(
+            transition_header(&with).find("LOCAL"),
+            out.find("[::1]:40000"),
+            "columns stay aligned"
+        );
+        out.clear();
+        write_transition(&mut out, &transition(), Format::Human, &test_style(false));
+        assert!(out.starts_with("00:00:00.000 "), "{out}");
+    }
+
+    #[test]
     fn human_lines_use_ss_endpoints() {
         let mut t = transition();
         t.tuple.local = "10.0.0.1:0".parse().unwrap();
         let mut out = String::new();
-        write_transition(&mut out, &t, Format::Human, &WallClock::with_offset_ns(0));
+        write_transition(&mut out, &t, Format::Human, &test_style(false));
         assert!(out.contains("10.0.0.1:*"), "{out}");
         assert!(out.contains("[::1]:443"), "{out}");
         assert!(out.contains("FIN_WAIT2 -> CLOSE"), "{out}");

@@ -2,8 +2,9 @@
 use std::path::Path;
 
 use crate::{
+    namespaces::{DumpError, Namespaces},
     proc_owners::socket_owners,
-    sock_diag::{DumpRequest, SockDiagError, dump},
+    sock_diag::DumpRequest,
     table::{SeedKind, SeedSocket},
     tcp_state::TcpState,
 };
@@ -18,20 +19,43 @@ pub enum Existing {
     WithoutTimeWait,
 }
 
-/// Lists this network namespace's TCP sockets (as `ss -tan` does) and finds
-/// each one's owner among the processes' open files (as `ss -p` does).
-/// TIME-WAIT and request sockets belong to no process.
-pub fn existing_sockets(which: Existing) -> Result<Vec<SeedSocket>, SockDiagError> {
-    let sockets = match which {
-        Existing::All => dump(&DumpRequest::all())?,
+/// Lists the TCP sockets of every namespace followed (as `ss -tan` does in
+/// each) and finds each one's owner among the processes' open files (as
+/// `ss -p` does; socket inodes are unique across namespaces). TIME-WAIT and
+/// request sockets belong to no process. A namespace that cannot be listed
+/// is left out with a warning; it is an error only when none can be.
+pub fn existing_sockets(
+    namespaces: &mut Namespaces,
+    which: Existing,
+) -> Result<Vec<SeedSocket>, DumpError> {
+    let request = match which {
+        Existing::All => DumpRequest::all(),
         Existing::WithoutTimeWait => {
             let states: Vec<TcpState> = TcpState::ALL
                 .into_iter()
                 .filter(|&state| state != TcpState::TimeWait)
                 .collect();
-            dump(&DumpRequest::states(&states))?
+            DumpRequest::states(&states)
         }
     };
+    let mut sockets = Vec::new();
+    let mut first_error = None;
+    let mut listed_any = false;
+    for dump in namespaces.dump_each(&request) {
+        match dump {
+            Ok(dump) => {
+                listed_any = true;
+                sockets.extend(dump.sockets);
+            }
+            Err(error) => {
+                log::warn!("existing sockets: {error}");
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    if let (false, Some(error)) = (listed_any, first_error) {
+        return Err(error);
+    }
     let owners = socket_owners(Path::new("/proc"));
     Ok(sockets
         .into_iter()

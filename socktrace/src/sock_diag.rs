@@ -17,7 +17,7 @@ use netlink_sys::{Socket, protocols::NETLINK_SOCK_DIAG};
 
 use self::record::RecordError;
 pub use self::record::{DiagSocket, DiagTimer};
-use crate::tcp_state::TcpState;
+use crate::{tcp_state::TcpState, tuple::NetnsInode};
 
 /// Size of the receive buffer: more than the 32 KiB the kernel puts in one
 /// dump datagram at most.
@@ -78,19 +78,25 @@ pub enum SockDiagError {
     Malformed(String),
 }
 
-/// Dumps the TCP sockets of both families that `request` selects.
-pub fn dump(request: &DumpRequest) -> Result<Vec<DiagSocket>, SockDiagError> {
-    let mut sockets = dump_family(AF_INET, request)?;
-    sockets.extend(dump_family(AF_INET6, request)?);
+/// Dumps the TCP sockets of both families that `request` selects, in the
+/// network namespace of the calling thread, which the caller names as
+/// `netns`: sock_diag lists only the namespace its socket was opened in.
+pub fn dump(request: &DumpRequest, netns: NetnsInode) -> Result<Vec<DiagSocket>, SockDiagError> {
+    let mut sockets = dump_family(AF_INET, request, netns)?;
+    sockets.extend(dump_family(AF_INET6, request, netns)?);
     Ok(sockets)
 }
 
 /// Runs one dump request for `family` on its own netlink socket.
-fn dump_family(family: u8, request: &DumpRequest) -> Result<Vec<DiagSocket>, SockDiagError> {
+fn dump_family(
+    family: u8,
+    request: &DumpRequest,
+    netns: NetnsInode,
+) -> Result<Vec<DiagSocket>, SockDiagError> {
     let socket = open_socket()?;
     let sequence = NEXT_SEQUENCE.fetch_add(1, Ordering::Relaxed);
     send_request(&socket, family, sequence, request)?;
-    let mut dump = DumpReply::new(family, sequence);
+    let mut dump = DumpReply::new(family, sequence, netns);
     let mut buffer = vec![0u8; RECV_BUFFER_LEN];
     loop {
         let datagram = receive(&socket, &mut buffer)?;
@@ -173,15 +179,17 @@ enum Progress {
 struct DumpReply {
     family: u8,
     sequence: u32,
+    netns: NetnsInode,
     sockets: Vec<DiagSocket>,
     skipped: usize,
 }
 
 impl DumpReply {
-    fn new(family: u8, sequence: u32) -> Self {
+    fn new(family: u8, sequence: u32, netns: NetnsInode) -> Self {
         DumpReply {
             family,
             sequence,
+            netns,
             sockets: Vec::new(),
             skipped: 0,
         }
@@ -236,7 +244,7 @@ impl DumpReply {
     /// Keeps one socket record, or skips it if its family, state or timer
     /// is unknown.
     fn record(&mut self, payload: &[u8]) -> Result<(), SockDiagError> {
-        match record::parse(payload) {
+        match record::parse(payload, self.netns) {
             Ok(socket) => self.sockets.push(socket),
             Err(RecordError::Unknown(what)) => self.skip(format_args!("unknown {what}")),
             Err(RecordError::Truncated(len)) => {
@@ -294,7 +302,13 @@ mod tests {
     use std::net::SocketAddr;
 
     fn dump() -> Vec<DiagSocket> {
-        super::dump(&DumpRequest::all()).expect("sock_diag dump")
+        super::dump(&DumpRequest::all(), own_netns()).expect("sock_diag dump")
+    }
+
+    fn own_netns() -> NetnsInode {
+        std::fs::metadata("/proc/thread-self/ns/net")
+            .expect("own namespace")
+            .ino() as NetnsInode
     }
 
     fn find(sockets: &[DiagSocket], tuple: SocketTuple) -> Option<&DiagSocket> {
@@ -312,6 +326,7 @@ mod tests {
     fn assert_listening(listener: &TcpListener) {
         let local = listener.local_addr().expect("local addr");
         let tuple = SocketTuple {
+            netns: own_netns(),
             local,
             remote: unspecified_like(local),
         };
@@ -344,10 +359,12 @@ mod tests {
         let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
         let (server, _) = listener.accept().expect("accept");
         let client_tuple = SocketTuple {
+            netns: own_netns(),
             local: client.local_addr().expect("addr"),
             remote: client.peer_addr().expect("addr"),
         };
         let server_tuple = SocketTuple {
+            netns: own_netns(),
             local: server.local_addr().expect("addr"),
             remote: server.peer_addr().expect("addr"),
         };
@@ -368,6 +385,7 @@ mod tests {
         let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
         let (mut server, _) = listener.accept().expect("accept");
         let tuple = SocketTuple {
+            netns: own_netns(),
             local: client.local_addr().expect("addr"),
             remote: client.peer_addr().expect("addr"),
         };
@@ -430,7 +448,7 @@ mod tests {
             record(7, 6, 4),
         ]
         .concat();
-        let mut dump = DumpReply::new(AF_INET, 7);
+        let mut dump = DumpReply::new(AF_INET, 7, crate::tuple::TEST_NETNS);
         assert_eq!(dump.feed(&datagram).expect("feed"), Progress::More);
         assert_eq!(dump.feed(&done(7)).expect("feed"), Progress::Done);
         assert_eq!(dump.skipped, 2);
@@ -445,7 +463,7 @@ mod tests {
     #[test]
     fn done_in_the_middle_of_a_datagram_ends_the_dump() {
         let datagram = [record(3, 1, 1), done(3)].concat();
-        let mut dump = DumpReply::new(AF_INET6, 3);
+        let mut dump = DumpReply::new(AF_INET6, 3, crate::tuple::TEST_NETNS);
         assert_eq!(dump.feed(&datagram).expect("feed"), Progress::Done);
         assert_eq!(dump.finish().len(), 1);
     }
@@ -455,7 +473,9 @@ mod tests {
         let mut error = ErrorMessage::default();
         error.code = std::num::NonZeroI32::new(-libc::EPERM);
         let nack = reply(5, NetlinkPayload::Error(error));
-        let failure = DumpReply::new(AF_INET, 5).feed(&nack).unwrap_err();
+        let failure = DumpReply::new(AF_INET, 5, crate::tuple::TEST_NETNS)
+            .feed(&nack)
+            .unwrap_err();
         assert!(matches!(failure, SockDiagError::Dump { .. }), "{failure}");
         assert!(
             failure
@@ -464,18 +484,24 @@ mod tests {
         );
 
         let truncated = &record(5, 1, 1)[..30];
-        let failure = DumpReply::new(AF_INET, 5).feed(truncated).unwrap_err();
+        let failure = DumpReply::new(AF_INET, 5, crate::tuple::TEST_NETNS)
+            .feed(truncated)
+            .unwrap_err();
         assert!(matches!(failure, SockDiagError::Malformed(_)), "{failure}");
 
         let mut short_record = record(5, 1, 1)[..16 + 40].to_vec();
         short_record[..4].copy_from_slice(&56u32.to_ne_bytes());
-        let failure = DumpReply::new(AF_INET, 5).feed(&short_record).unwrap_err();
+        let failure = DumpReply::new(AF_INET, 5, crate::tuple::TEST_NETNS)
+            .feed(&short_record)
+            .unwrap_err();
         assert!(
             failure.to_string().contains("40-byte socket record"),
             "{failure}"
         );
 
-        let failure = DumpReply::new(AF_INET, 5).feed(&done(6)).unwrap_err();
+        let failure = DumpReply::new(AF_INET, 5, crate::tuple::TEST_NETNS)
+            .feed(&done(6))
+            .unwrap_err();
         assert!(matches!(failure, SockDiagError::Malformed(_)), "{failure}");
     }
 
@@ -499,7 +525,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let request = DumpRequest::states(&[TcpState::Listen]).with_memory();
-            let sockets = super::dump(&request).unwrap();
+            let sockets = super::dump(&request, own_netns()).unwrap();
             let found = sockets
                 .iter()
                 .find(|s| s.tuple.local == local)

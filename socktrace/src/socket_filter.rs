@@ -42,6 +42,7 @@ mod tests {
 
     fn tuple() -> SocketTuple {
         SocketTuple {
+            netns: crate::tuple::TEST_NETNS,
             local: "10.0.0.1:40000".parse().unwrap(),
             remote: "192.0.2.7:443".parse().unwrap(),
         }

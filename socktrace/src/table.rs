@@ -19,7 +19,7 @@ use crate::{
     event::{StateEvent, TaskContext},
     owner::Owner,
     tcp_state::TcpState,
-    tuple::SocketTuple,
+    tuple::{NetnsInode, SocketTuple},
 };
 
 /// socktrace's own socket number, unique for the agent's run.
@@ -122,6 +122,9 @@ pub struct TableStats {
     pub inconsistent: u64,
     /// Sockets first seen mid-life that sock_diag had not listed.
     pub mid_life: u64,
+    /// Sockets dropped because their network namespace was gone (their
+    /// `CLOSE` was never seen).
+    pub torn_down: u64,
 }
 
 /// A listener that passive sockets inherit their owner from.
@@ -139,8 +142,8 @@ pub struct SocketTable {
     /// Seeded sockets not yet named by a transition. Several sockets can
     /// share a tuple (SO_REUSEPORT listeners).
     seeded: HashMap<SocketTuple, Vec<TrackedSocket>>,
-    /// Listeners by local port.
-    listeners: HashMap<u16, Vec<Listener>>,
+    /// Listeners by namespace and local port.
+    listeners: HashMap<(NetnsInode, u16), Vec<Listener>>,
     next_id: SocketId,
     stats: TableStats,
 }
@@ -221,7 +224,7 @@ impl SocketTable {
             ended,
         };
         if event.old_state == TcpState::Listen && event.new_state != TcpState::SynRecv {
-            self.remove_listener(socket.tuple.local.port(), socket.id);
+            self.remove_listener(&socket.tuple, socket.id);
         }
         if event.new_state == TcpState::Listen {
             self.add_listener(&socket);
@@ -278,7 +281,7 @@ impl SocketTable {
             }
             // The address was reused after a CLOSE we did not see.
             if known.state == TcpState::Listen {
-                self.remove_listener(known.tuple.local.port(), known.id);
+                self.remove_listener(&known.tuple, known.id);
             }
         }
         if starts_life {
@@ -303,7 +306,7 @@ impl SocketTable {
 
     fn born(&mut self, event: &StateEvent) -> TrackedSocket {
         let owner = if event.old_state == TcpState::Listen {
-            self.listener_owner(&event.tuple.local)
+            self.listener_owner(event.tuple.netns, &event.tuple.local)
         } else {
             None
         };
@@ -336,7 +339,7 @@ impl SocketTable {
 
     fn add_listener(&mut self, socket: &TrackedSocket) {
         self.listeners
-            .entry(socket.tuple.local.port())
+            .entry((socket.tuple.netns, socket.tuple.local.port()))
             .or_default()
             .push(Listener {
                 id: socket.id,
@@ -345,19 +348,34 @@ impl SocketTable {
             });
     }
 
-    fn remove_listener(&mut self, port: u16, id: SocketId) {
-        if let Some(on_port) = self.listeners.get_mut(&port) {
+    fn remove_listener(&mut self, tuple: &SocketTuple, id: SocketId) {
+        let key = (tuple.netns, tuple.local.port());
+        if let Some(on_port) = self.listeners.get_mut(&key) {
             on_port.retain(|l| l.id != id);
             if on_port.is_empty() {
-                self.listeners.remove(&port);
+                self.listeners.remove(&key);
             }
         }
     }
 
-    /// Owner of the listener that accepts on `local`: one bound to that very
-    /// address first, else a wildcard one of the same family.
-    pub fn listener_owner(&self, local: &SocketAddr) -> Option<Owner> {
-        let on_port = self.listeners.get(&local.port())?;
+    /// Drops every socket of a network namespace that is gone (counted in
+    /// [`TableStats::torn_down`]): their `CLOSE` was lost, or the kernel
+    /// purged them without a transition.
+    pub fn tear_down(&mut self, netns: NetnsInode) {
+        let before = self.len();
+        self.by_skaddr
+            .retain(|_, socket| socket.tuple.netns != netns);
+        self.seeded.retain(|tuple, _| tuple.netns != netns);
+        self.listeners
+            .retain(|(listening_in, _), _| *listening_in != netns);
+        self.stats.torn_down += (before - self.len()) as u64;
+    }
+
+    /// Owner of the listener that accepts on `local` in namespace `netns`:
+    /// one bound to that very address first, else a wildcard one of the
+    /// same family.
+    pub fn listener_owner(&self, netns: NetnsInode, local: &SocketAddr) -> Option<Owner> {
+        let on_port = self.listeners.get(&(netns, local.port()))?;
         let exact = on_port.iter().find(|l| l.local.ip() == local.ip());
         let wildcard = || {
             on_port

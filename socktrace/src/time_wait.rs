@@ -8,9 +8,10 @@
 //! socket on the same 4-tuple and the full socket goes `FIN_WAIT2 -> CLOSE`
 //! (or `CLOSING -> CLOSE`). Those transitions, unless a RST was received
 //! just before, are entries; each is confirmed by the next listing of
-//! timewait sockets (the kernel may have refused to create one, counted in
-//! `TcpExtTCPTimeWaitOverflow`, and the tracepoints see every network
-//! namespace while sock_diag lists only the agent's).
+//! timewait sockets of its network namespace (the kernel may have refused
+//! to create one, counted in `TcpExtTCPTimeWaitOverflow`). The tracepoints
+//! see every namespace, sock_diag lists one: listings are per namespace and
+//! judge only that namespace's sockets.
 //!
 //! A timewait socket has a substate: `TIME_WAIT`, or `FIN_WAIT2` while an
 //! orphaned connection (the application closed it) still waits for the
@@ -29,19 +30,21 @@
 //! - `expired`: gone once its timer, as last listed, was due (also when a
 //!   claim came after that);
 //! - `killed`: gone before its timer was due, with no claim (a RST
-//!   received in TIME-WAIT, or its namespace torn down).
+//!   received in TIME-WAIT);
+//! - `teardown`: its network namespace was deleted before its timer was
+//!   due (the kernel purges a namespace's timewait sockets as it goes).
 //!
 //! Between two listings only bounds are known: an end is reported as the
 //! middle of the interval in which it happened, with that interval's half
 //! width as its uncertainty.
-use std::collections::{HashMap, hash_map::Entry};
+use std::collections::{HashMap, HashSet, hash_map::Entry};
 
 use crate::{
     event::{SocketSignal, StateEvent},
     owner::Owner,
     table::{Opening, Transition},
     tcp_state::TcpState,
-    tuple::SocketTuple,
+    tuple::{NetnsInode, SocketTuple},
 };
 
 /// A socket gone less than this before its timer was due still counts as
@@ -151,13 +154,15 @@ pub enum TimeWaitEnd {
     Expired,
     Reused,
     Killed,
+    Teardown,
 }
 
 impl TimeWaitEnd {
-    pub const ALL: [TimeWaitEnd; 3] = [
+    pub const ALL: [TimeWaitEnd; 4] = [
         TimeWaitEnd::Expired,
         TimeWaitEnd::Reused,
         TimeWaitEnd::Killed,
+        TimeWaitEnd::Teardown,
     ];
 
     pub fn name(self) -> &'static str {
@@ -165,6 +170,7 @@ impl TimeWaitEnd {
             TimeWaitEnd::Expired => "expired",
             TimeWaitEnd::Reused => "reused",
             TimeWaitEnd::Killed => "killed",
+            TimeWaitEnd::Teardown => "teardown",
         }
     }
 
@@ -262,8 +268,9 @@ impl TimeWaitCounts {
 /// What the tracker could not account for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TimeWaitStats {
-    /// Entries no listing ever showed: refused by the kernel
-    /// (`TCPTimeWaitOverflow`), or in another network namespace.
+    /// Entries no listing of their namespace ever showed: refused by the
+    /// kernel (`TCPTimeWaitOverflow`), or their namespace was gone before
+    /// it could be listed.
     pub never_listed: u64,
     /// Timewait sockets listed without a traced entry after the first
     /// listing (entries lost).
@@ -283,7 +290,9 @@ pub struct TimeWaitTracker {
     sockets: HashMap<SocketTuple, TimeWaitSocket>,
     /// Sockets (by kernel address) that received a RST, and when.
     resets: HashMap<u64, u64>,
-    listings: u64,
+    /// Namespaces listed at least once: their first listing shows what
+    /// existed before.
+    listed_namespaces: HashSet<NetnsInode>,
     stats: TimeWaitStats,
 }
 
@@ -371,12 +380,16 @@ impl TimeWaitTracker {
         outcome
     }
 
-    /// A listing of every timewait socket, applied once the events before
-    /// it began were handled.
-    pub fn on_listing(&mut self, listed: &[ListedTimeWait], time: ListingTime) -> TimeWaitOutcome {
+    /// A listing of every timewait socket of namespace `netns`, applied
+    /// once the events before it began were handled.
+    pub fn on_listing(
+        &mut self,
+        netns: NetnsInode,
+        listed: &[ListedTimeWait],
+        time: ListingTime,
+    ) -> TimeWaitOutcome {
         let ListingTime { began_ns, ended_ns } = time;
-        let first = self.listings == 0;
-        self.listings += 1;
+        let first = self.listed_namespaces.insert(netns);
         self.resets
             .retain(|_, &mut at| at.saturating_add(RESET_MEMORY_NS) >= began_ns);
         let mut outcome = TimeWaitOutcome::default();
@@ -410,8 +423,10 @@ impl TimeWaitTracker {
         let unlisted: Vec<SocketTuple> = self
             .sockets
             .iter()
-            .filter(|(_, s)| {
-                s.listed_ns != Some(began_ns) && s.entered_ns.is_none_or(|e| e < began_ns)
+            .filter(|(tuple, s)| {
+                tuple.netns == netns
+                    && s.listed_ns != Some(began_ns)
+                    && s.entered_ns.is_none_or(|e| e < began_ns)
             })
             .map(|(tuple, _)| *tuple)
             .collect();
@@ -419,8 +434,8 @@ impl TimeWaitTracker {
             let socket = self.sockets.get_mut(&tuple).expect("listed above");
             let ended = match (socket.claimed_ns, socket.listed_ns, socket.missing_ns) {
                 (Some(claimed), _, _) => claimed_end(self.remove(&tuple), claimed),
-                // Never listed, and no claim proves it existed: another
-                // namespace's, or refused by the kernel.
+                // Never listed, and no claim proves it existed: refused
+                // by the kernel.
                 (None, None, _) => {
                     self.remove(&tuple);
                     self.stats.never_listed += 1;
@@ -432,6 +447,34 @@ impl TimeWaitTracker {
                 }
                 (None, Some(_), Some(missing)) => timer_end(self.remove(&tuple), missing),
             };
+            outcome.ended(ended);
+        }
+        outcome
+    }
+
+    /// Namespace `netns` is gone, found so at `now_ns`: the kernel purged
+    /// its timewait sockets. Each one ends `teardown`, unless its timer was
+    /// due first.
+    pub fn tear_down(&mut self, netns: NetnsInode, now_ns: u64) -> TimeWaitOutcome {
+        self.listed_namespaces.remove(&netns);
+        let in_namespace: Vec<SocketTuple> = self
+            .sockets
+            .keys()
+            .filter(|tuple| tuple.netns == netns)
+            .copied()
+            .collect();
+        let mut outcome = TimeWaitOutcome::default();
+        for tuple in in_namespace {
+            let socket = self.remove(&tuple);
+            if socket.listed_ns.is_none() {
+                self.stats.never_listed += 1;
+                continue;
+            }
+            let gone_by = socket.missing_ns.unwrap_or(now_ns);
+            let mut ended = timer_end(socket, gone_by);
+            if ended.end == TimeWaitEnd::Killed {
+                ended.end = TimeWaitEnd::Teardown;
+            }
             outcome.ended(ended);
         }
         outcome

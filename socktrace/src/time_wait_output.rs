@@ -7,9 +7,11 @@ use std::{collections::BTreeMap, fmt::Write as _};
 use serde::Serialize;
 
 use crate::{
-    clock::WallClock,
     close_wait::{CloseWaitReport, CloseWaitStatus},
-    output::{Format, OwnerJson, TupleJson, endpoint, ms, owner_columns, push_json},
+    output::{
+        Format, OwnerJson, Style, TupleJson, endpoint, ms, netns_header, owner_columns, push_json,
+        push_netns_cell,
+    },
     owner::Owner,
     tcp_state::TcpState,
     time_wait::{EndedTimeWait, TimeWaitEnd, TimeWaitSocket},
@@ -18,15 +20,23 @@ use crate::{
 };
 
 /// Column header of the human stream.
-pub fn header() -> String {
+pub fn header(style: &Style) -> String {
     format!(
-        "{:<12} {:<10} {:>7} {:<15} {:<45} {:<45} {:>14}  {}",
-        "TIME(UTC)", "EVENT", "PID", "COMM", "LOCAL", "REMOTE", "MS", "DETAIL"
+        "{}{:<12} {:<10} {:>7} {:<15} {:<45} {:<45} {:>14}  {}",
+        netns_header(style),
+        "TIME(UTC)",
+        "EVENT",
+        "PID",
+        "COMM",
+        "LOCAL",
+        "REMOTE",
+        "MS",
+        "DETAIL"
     )
 }
 
 /// Appends one ended timewait socket.
-pub fn write_ended(out: &mut String, e: &EndedTimeWait, format: Format, clock: &WallClock) {
+pub fn write_ended(out: &mut String, e: &EndedTimeWait, format: Format, style: &Style) {
     let socket = &e.socket;
     match format {
         Format::Json => push_json(
@@ -62,13 +72,13 @@ pub fn write_ended(out: &mut String, e: &EndedTimeWait, format: Format, clock: &
                 ms: &lifetime,
                 detail: &detail,
             }
-            .write(out, clock);
+            .write(out, style);
         }
     }
 }
 
 /// Appends one entry a listing confirmed.
-pub fn write_entered(out: &mut String, socket: &TimeWaitSocket, format: Format, clock: &WallClock) {
+pub fn write_entered(out: &mut String, socket: &TimeWaitSocket, format: Format, style: &Style) {
     let Some(entered_ns) = socket.entered_ns else {
         return;
     };
@@ -95,13 +105,13 @@ pub fn write_entered(out: &mut String, socket: &TimeWaitSocket, format: Format, 
                 ms: "-",
                 detail: &detail,
             }
-            .write(out, clock);
+            .write(out, style);
         }
     }
 }
 
 /// Appends one CLOSE-WAIT report.
-pub fn write_close_wait(out: &mut String, r: &CloseWaitReport, format: Format, clock: &WallClock) {
+pub fn write_close_wait(out: &mut String, r: &CloseWaitReport, format: Format, style: &Style) {
     match format {
         Format::Json => push_json(
             out,
@@ -138,7 +148,7 @@ pub fn write_close_wait(out: &mut String, r: &CloseWaitReport, format: Format, c
                 ms: &age,
                 detail,
             }
-            .write(out, clock);
+            .write(out, style);
         }
     }
 }
@@ -166,11 +176,12 @@ struct Row<'a> {
 }
 
 impl Row<'_> {
-    fn write(&self, out: &mut String, clock: &WallClock) {
+    fn write(&self, out: &mut String, style: &Style) {
+        push_netns_cell(out, style, self.tuple.netns);
         let _ = writeln!(
             out,
             "{:<12} {:<10} {} {:<45} {:<45} {:>14}  {}",
-            clock.time_of_day(self.at_ns),
+            style.clock.time_of_day(self.at_ns),
             self.event,
             owner_columns(self.owner),
             endpoint(&self.tuple.local),
@@ -186,21 +197,21 @@ pub fn write_summary(
     out: &mut String,
     r: &TimeWaitReport,
     format: Format,
-    clock: &WallClock,
+    style: &Style,
     now_ns: u64,
 ) {
     match format {
         Format::Json => push_json(out, &SummaryJson::new(r, now_ns)),
-        Format::Human => write_human_summary(out, r, clock, now_ns),
+        Format::Human => write_human_summary(out, r, style, now_ns),
     }
 }
 
-fn write_human_summary(out: &mut String, r: &TimeWaitReport, clock: &WallClock, now_ns: u64) {
+fn write_human_summary(out: &mut String, r: &TimeWaitReport, style: &Style, now_ns: u64) {
     let optional_ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
     let _ = writeln!(
         out,
         "{} TIME-WAIT summary over {:.1} s: {} TIME-WAIT, {} orphans in FIN-WAIT-2, {} not yet listed; entered {:.1}/s, ended {:.1}/s",
-        clock.time_of_day(now_ns),
+        style.clock.time_of_day(now_ns),
         r.interval_ns as f64 / 1e9,
         r.counts.time_wait,
         r.counts.fin_wait2,

@@ -13,7 +13,7 @@ use crate::{
     latency_histogram::LatencyHistogram,
     owner::Owner,
     table::Opening,
-    time_wait::{EndedTimeWait, TimeWaitCounts, TimeWaitSocket},
+    time_wait::{EndedTimeWait, TimeWaitCounts, TimeWaitEnd, TimeWaitSocket},
 };
 
 /// `net.ipv4.ip_local_port_range`: the ports connect(2) picks from.
@@ -89,7 +89,7 @@ pub struct TimeWaitReport {
     pub entered: u64,
     pub ended: u64,
     /// Ends since the start, by [`TimeWaitEnd::index`].
-    pub ends: [u64; 3],
+    pub ends: [u64; TimeWaitEnd::ALL.len()],
     /// Lifetimes of the ended sockets whose entry was traced, since the
     /// start, in milliseconds.
     pub lifetime_p50_ms: Option<f64>,
@@ -127,7 +127,7 @@ fn per_second(count: u64, interval_ns: u64) -> f64 {
 pub struct TimeWaitSummary {
     lifetimes: LatencyHistogram,
     max_lifetime_ns: Option<u64>,
-    ends: [u64; 3],
+    ends: [u64; TimeWaitEnd::ALL.len()],
     entered: u64,
     ended: u64,
     interval_began_ns: u64,
@@ -138,7 +138,7 @@ impl TimeWaitSummary {
         TimeWaitSummary {
             lifetimes: LatencyHistogram::default(),
             max_lifetime_ns: None,
-            ends: [0; 3],
+            ends: [0; TimeWaitEnd::ALL.len()],
             entered: 0,
             ended: 0,
             interval_began_ns: now_ns,
@@ -275,10 +275,11 @@ mod tests {
     fn tracker(sockets: &[(&str, &str, Owner)]) -> TimeWaitTracker {
         let mut table = SocketTable::new();
         let mut tracker = TimeWaitTracker::new();
-        tracker.on_listing(&[], at(0));
+        tracker.on_listing(crate::tuple::TEST_NETNS, &[], at(0));
         let mut listed = Vec::new();
         for (i, &(local, remote, owner)) in sockets.iter().enumerate() {
             let tuple = SocketTuple {
+                netns: crate::tuple::TEST_NETNS,
                 local: local.parse().unwrap(),
                 remote: remote.parse().unwrap(),
             };
@@ -310,7 +311,7 @@ mod tests {
                 expires_ms: 59_000,
             });
         }
-        tracker.on_listing(&listed, at(2 * S));
+        tracker.on_listing(crate::tuple::TEST_NETNS, &listed, at(2 * S));
         tracker
     }
 
@@ -369,10 +370,11 @@ mod tests {
     fn an_accepted_connection_holds_no_ephemeral_port_even_in_the_range() {
         let mut table = SocketTable::new();
         let mut tracker = TimeWaitTracker::new();
-        tracker.on_listing(&[], at(0));
+        tracker.on_listing(crate::tuple::TEST_NETNS, &[], at(0));
         // A server listening on port 40050, inside the ephemeral range,
         // accepts a connection and closes it first.
         let tuple = SocketTuple {
+            netns: crate::tuple::TEST_NETNS,
             local: "10.0.0.1:40050".parse().unwrap(),
             remote: "10.0.0.9:50000".parse().unwrap(),
         };
@@ -401,7 +403,7 @@ mod tests {
             substate: TcpState::TimeWait,
             expires_ms: 59_000,
         }];
-        tracker.on_listing(&listed, at(2 * S));
+        tracker.on_listing(crate::tuple::TEST_NETNS, &listed, at(2 * S));
         let observed = Observed {
             port_range: PortRange::parse("40000 40099"),
             ..Default::default()
@@ -420,13 +422,13 @@ mod tests {
         let mut tracker = tracker(&[("10.0.0.1:40001", "10.0.0.9:443", owner(1, "a"))]);
         let mut summary = TimeWaitSummary::new(0);
         summary.record_entered();
-        tracker.on_listing(&[], at(62 * S));
-        let outcome = tracker.on_listing(&[], at(63 * S));
+        tracker.on_listing(crate::tuple::TEST_NETNS, &[], at(62 * S));
+        let outcome = tracker.on_listing(crate::tuple::TEST_NETNS, &[], at(63 * S));
         summary.record_ended(&outcome.ended[0]);
         let report = summary.report(2 * S, tracker.sockets(), Observed::default(), 5);
         assert_eq!((report.entered, report.ended), (1, 1));
         assert_eq!(report.entered_per_second(), 0.5);
-        assert_eq!(report.ends, [1, 0, 0]);
+        assert_eq!(report.ends, [1, 0, 0, 0]);
         let max = report.lifetime_max_ms.unwrap();
         assert_eq!(max, 60_500.0, "1 s entry, ended between 61 and 62 s");
         let p50 = report.lifetime_p50_ms.unwrap();
@@ -434,6 +436,6 @@ mod tests {
         assert!(report.port_pressure.is_empty(), "no port range known");
         let next = summary.report(4 * S, tracker.sockets(), Observed::default(), 5);
         assert_eq!((next.entered, next.ended, next.interval_ns), (0, 0, 2 * S));
-        assert_eq!(next.ends, [1, 0, 0], "ends accumulate");
+        assert_eq!(next.ends, [1, 0, 0, 0], "ends accumulate");
     }
 }

@@ -6,21 +6,26 @@ use std::{path::Path, time::Duration};
 
 use crate::{
     cli::TimewaitArgs,
-    clock::{WallClock, monotonic_now_ns},
+    clock::monotonic_now_ns,
     close_wait::CloseWaitWatch,
     event::Event,
     event_loop::{self, Consumer, Output, RECONCILE_INTERVAL},
+    namespaces::Namespaces,
     netstat::TcpExt,
-    output::Format,
+    output::{Format, Style},
     seed::Existing,
-    sock_diag::{self, DumpRequest},
+    sock_diag::{DiagSocket, DumpRequest},
     socket_filter::SocketFilter,
     table::SocketTable,
     tcp_state::TcpState,
     time_wait::{ListedTimeWait, ListingTime, TimeWaitOutcome, TimeWaitTracker},
     time_wait_output,
     time_wait_summary::{Observed, PortRange, TimeWaitSummary},
+    tuple::NetnsInode,
 };
+
+/// The ephemeral port range of the namespace that opens the file.
+const PORT_RANGE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
 
 /// The kernel's count of timewait sockets it refused to create.
 const OVERFLOW_COUNTER: &str = "TCPTimeWaitOverflow";
@@ -34,11 +39,18 @@ const LISTING_COST_FACTOR: u64 = 50;
 
 pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
     let format = Format::from_json_flag(args.json);
+    let namespaces = Namespaces::from_args(&args.filter.netns)?;
     let event_loop::Started {
         probes,
+        mut namespaces,
         table,
         existing,
-    } = event_loop::attach_and_seed(args.ring.ring_buffer_kib, Existing::WithoutTimeWait)?;
+    } = event_loop::attach_and_seed(
+        args.ring.ring_buffer_kib,
+        namespaces,
+        Existing::WithoutTimeWait,
+    )?;
+    let style = namespaces.style();
     let started_ns = monotonic_now_ns();
     let mut close_wait = CloseWaitWatch::new(
         Duration::from_secs(args.close_wait_after).as_nanos() as u64,
@@ -48,7 +60,7 @@ pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
     drop(existing);
     let mut out = Output::new();
     if format == Format::Human {
-        out.line(&time_wait_output::header());
+        out.line(&time_wait_output::header(&style));
     }
     out.flush()?;
     eprintln!("socktrace: ready: tracing TIME-WAIT and CLOSE-WAIT sockets");
@@ -60,7 +72,7 @@ pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
         filter: SocketFilter::from(args.filter),
         entries: args.entries,
         format,
-        clock: WallClock::now(),
+        style,
         listing: None,
         observed: Observed::default(),
         next_listing_ns: 0,
@@ -69,19 +81,20 @@ pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
         last_summary_ns: started_ns,
         top: args.top,
     };
-    let summary = event_loop::run(probes, &mut recorder, &mut out).await?;
+    let summary = event_loop::run(probes, &mut namespaces, &mut recorder, &mut out).await?;
     summary.report();
     recorder.report();
     Ok(())
 }
 
-/// sock_diag's timewait sockets and when the dump began; the namespace's
-/// counters and port range read with it.
+/// sock_diag's timewait sockets of each namespace that could be listed,
+/// and when the dumps began; the primary namespace's counters and port
+/// range read with them.
 struct Listing {
     taken_ns: u64,
-    /// How long the dump took.
+    /// How long the dumps took.
     took_ns: u64,
-    sockets: Vec<ListedTimeWait>,
+    namespaces: Vec<(NetnsInode, Vec<ListedTimeWait>)>,
     counters: TcpExt,
     port_range: Option<PortRange>,
 }
@@ -95,7 +108,7 @@ struct TimeWaitRecorder {
     /// Print confirmed entries too.
     entries: bool,
     format: Format,
-    clock: WallClock,
+    style: Style,
     listing: Option<Listing>,
     /// The namespace as the last listing saw it, and the listing schedule.
     observed: Observed,
@@ -113,7 +126,7 @@ impl TimeWaitRecorder {
             if self.filter.matches(&entered.tuple, entered.owner.as_ref()) {
                 self.summary.record_entered();
                 if self.entries {
-                    time_wait_output::write_entered(out, entered, self.format, &self.clock);
+                    time_wait_output::write_entered(out, entered, self.format, &self.style);
                 }
             }
         }
@@ -121,7 +134,7 @@ impl TimeWaitRecorder {
             let socket = &ended.socket;
             if self.filter.matches(&socket.tuple, socket.owner.as_ref()) {
                 self.summary.record_ended(ended);
-                time_wait_output::write_ended(out, ended, self.format, &self.clock);
+                time_wait_output::write_ended(out, ended, self.format, &self.style);
             }
         }
     }
@@ -132,8 +145,10 @@ impl TimeWaitRecorder {
             began_ns: listing.taken_ns,
             ended_ns: listing.taken_ns + listing.took_ns,
         };
-        let outcome = self.tracker.on_listing(&listing.sockets, time);
-        self.publish(outcome, out);
+        for (netns, sockets) in &listing.namespaces {
+            let outcome = self.tracker.on_listing(*netns, sockets, time);
+            self.publish(outcome, out);
+        }
         let applied_ns = monotonic_now_ns() - applying_ns;
         self.schedule_listing(listing.taken_ns, listing.took_ns + applied_ns);
         let overflows = listing.counters.get(OVERFLOW_COUNTER);
@@ -161,7 +176,7 @@ impl TimeWaitRecorder {
         let report = self
             .summary
             .report(now_ns, sockets, self.observed, self.top);
-        time_wait_output::write_summary(out, &report, self.format, &self.clock, now_ns);
+        time_wait_output::write_summary(out, &report, self.format, &self.style, now_ns);
     }
 
     /// What the tracker could not account for, on stderr at exit.
@@ -192,7 +207,7 @@ impl Consumer for TimeWaitRecorder {
                 if let Some(report) = self.close_wait.on_transition(&transition)
                     && self.filter.matches(&report.tuple, report.owner.as_ref())
                 {
-                    time_wait_output::write_close_wait(out, &report, self.format, &self.clock);
+                    time_wait_output::write_close_wait(out, &report, self.format, &self.style);
                 }
             }
             Event::ResetReceived(signal) => self.tracker.on_reset(&signal),
@@ -200,7 +215,7 @@ impl Consumer for TimeWaitRecorder {
         }
     }
 
-    fn snapshot(&mut self) -> anyhow::Result<()> {
+    fn snapshot(&mut self, namespaces: &mut Namespaces) -> anyhow::Result<()> {
         let taken_ns = monotonic_now_ns();
         if taken_ns < self.next_listing_ns {
             return Ok(());
@@ -209,32 +224,32 @@ impl Consumer for TimeWaitRecorder {
         // in FIN-WAIT-2 need that state's bit (full FIN-WAIT-2 sockets come
         // with it and are left out).
         let request = DumpRequest::states(&[TcpState::TimeWait, TcpState::FinWait2]);
-        match sock_diag::dump(&request) {
-            Ok(sockets) => {
-                let sockets = sockets
-                    .iter()
-                    .filter(|s| s.is_timewait())
-                    .map(|s| ListedTimeWait {
-                        tuple: s.tuple,
-                        substate: s.state,
-                        expires_ms: s.timer.expires_ms(),
-                    })
-                    .collect();
-                self.listing = Some(Listing {
-                    taken_ns,
-                    took_ns: monotonic_now_ns() - taken_ns,
-                    sockets,
-                    counters: TcpExt::read(),
-                    port_range: read_port_range(),
-                });
-            }
-            Err(error) => {
-                // Entries and ends wait for the next listing.
-                log::warn!("timewait socket listing failed: {error}");
-                self.schedule_listing(taken_ns, monotonic_now_ns() - taken_ns);
+        let mut listed = Vec::new();
+        for dump in namespaces.dump_each(&request) {
+            match dump {
+                Ok(dump) => listed.push((dump.netns, timewait_sockets(&dump.sockets))),
+                // That namespace's entries and ends wait for its next
+                // listing.
+                Err(error) => log::warn!("timewait socket listing: {error}"),
             }
         }
+        self.listing = Some(Listing {
+            taken_ns,
+            took_ns: monotonic_now_ns() - taken_ns,
+            namespaces: listed,
+            counters: TcpExt::read(namespaces),
+            port_range: namespaces
+                .read_primary(Path::new(PORT_RANGE))
+                .and_then(|text| PortRange::parse(&text)),
+        });
         Ok(())
+    }
+
+    fn namespace_gone(&mut self, netns: NetnsInode, now_ns: u64, out: &mut String) {
+        self.table.tear_down(netns);
+        self.close_wait.tear_down(netns);
+        let outcome = self.tracker.tear_down(netns, now_ns);
+        self.publish(outcome, out);
     }
 
     fn settle(&mut self, now_ns: u64, out: &mut String) {
@@ -243,7 +258,7 @@ impl Consumer for TimeWaitRecorder {
         }
         for report in self.close_wait.check(now_ns) {
             if self.filter.matches(&report.tuple, report.owner.as_ref()) {
-                time_wait_output::write_close_wait(out, &report, self.format, &self.clock);
+                time_wait_output::write_close_wait(out, &report, self.format, &self.style);
             }
         }
         let every = self.summary_every_ns;
@@ -259,8 +274,15 @@ impl Consumer for TimeWaitRecorder {
     }
 }
 
-/// This namespace's `net.ipv4.ip_local_port_range`.
-fn read_port_range() -> Option<PortRange> {
-    let path = Path::new("/proc/sys/net/ipv4/ip_local_port_range");
-    PortRange::parse(&std::fs::read_to_string(path).ok()?)
+/// The timewait sockets of a dump that asked for two states.
+fn timewait_sockets(sockets: &[DiagSocket]) -> Vec<ListedTimeWait> {
+    sockets
+        .iter()
+        .filter(|s| s.is_timewait())
+        .map(|s| ListedTimeWait {
+            tuple: s.tuple,
+            substate: s.state,
+            expires_ms: s.timer.expires_ms(),
+        })
+        .collect()
 }

@@ -1,40 +1,45 @@
 //! `socktrace trace`: kernel events through the socket table to stdout.
 use crate::{
     cli::TraceArgs,
-    clock::WallClock,
     event::Event,
     event_loop::{self, Consumer, Output},
-    output::{self, Format},
+    namespaces::Namespaces,
+    output::{self, Format, Style},
     seed::Existing,
     table::SocketTable,
+    tuple::NetnsInode,
 };
 
 pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
     let format = Format::from_json_flag(args.json);
+    let namespaces = Namespaces::from_args(&args.netns)?;
     let event_loop::Started {
         probes,
+        mut namespaces,
         table,
         existing,
     } = event_loop::attach_and_seed(
         args.ring.ring_buffer_kib,
+        namespaces,
         if args.list_existing {
             Existing::All
         } else {
             Existing::WithoutTimeWait
         },
     )?;
+    let style = namespaces.style();
 
     let mut out = Output::new();
     if args.list_existing {
         if format == Format::Human {
-            out.line(&output::socket_header());
+            out.line(&output::socket_header(&style));
         }
         for socket in &existing {
-            output::write_socket(&mut out.buffer, socket, format);
+            output::write_socket(&mut out.buffer, socket, format, &style);
         }
     }
     if format == Format::Human {
-        out.line(&output::transition_header());
+        out.line(&output::transition_header(&style));
     }
     out.flush()?;
     eprintln!(
@@ -44,14 +49,21 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
     let mut printer = TransitionPrinter {
         table,
         format,
-        clock: WallClock::now(),
+        style,
     };
-    let summary = event_loop::run(probes, &mut printer, &mut out).await?;
+    let summary = event_loop::run(probes, &mut namespaces, &mut printer, &mut out).await?;
     summary.report();
-    let inconsistent = printer.table.stats().inconsistent;
-    if inconsistent > 0 {
+    let stats = printer.table.stats();
+    if stats.inconsistent > 0 {
         eprintln!(
-            "socktrace: {inconsistent} transitions disagreed with the socket table (events missed before start or lost)"
+            "socktrace: {} transitions disagreed with the socket table (events missed before start or lost)",
+            stats.inconsistent
+        );
+    }
+    if stats.torn_down > 0 {
+        eprintln!(
+            "socktrace: {} sockets were dropped with their network namespace before their CLOSE was seen",
+            stats.torn_down
         );
     }
     Ok(())
@@ -62,14 +74,18 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
 struct TransitionPrinter {
     table: SocketTable,
     format: Format,
-    clock: WallClock,
+    style: Style,
 }
 
 impl Consumer for TransitionPrinter {
     fn event(&mut self, event: Event, out: &mut String) {
         if let Event::State(event) = event {
             let transition = self.table.apply(&event);
-            output::write_transition(out, &transition, self.format, &self.clock);
+            output::write_transition(out, &transition, self.format, &self.style);
         }
+    }
+
+    fn namespace_gone(&mut self, netns: NetnsInode, _now_ns: u64, _out: &mut String) {
+        self.table.tear_down(netns);
     }
 }

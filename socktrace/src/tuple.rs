@@ -1,10 +1,22 @@
-//! A TCP socket's addresses: local and remote endpoint.
+//! A TCP socket's addresses: its network namespace, local and remote
+//! endpoint.
 use std::net::SocketAddr;
 
-/// Local and remote endpoint of a TCP socket. A listener's remote endpoint is
-/// the unspecified address with port 0, as `ss` prints `0.0.0.0:*`.
+/// A network namespace's inode number, as `ls -l /proc/PID/ns/net` and
+/// `lsns` show it.
+pub type NetnsInode = u32;
+
+/// The namespace unit tests put their sockets in.
+#[cfg(test)]
+pub const TEST_NETNS: NetnsInode = 4026531840;
+
+/// Where a TCP socket lives: its network namespace and its local and remote
+/// endpoints. Two namespaces can hold sockets with the same endpoints; they
+/// are different sockets. A listener's remote endpoint is the unspecified
+/// address with port 0, as `ss` prints `0.0.0.0:*`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SocketTuple {
+    pub netns: NetnsInode,
     pub local: SocketAddr,
     pub remote: SocketAddr,
 }
@@ -23,6 +35,7 @@ impl SocketTuple {
     pub fn canonical(&self) -> SocketTuple {
         let canonical = |addr: SocketAddr| SocketAddr::new(addr.ip().to_canonical(), addr.port());
         SocketTuple {
+            netns: self.netns,
             local: canonical(self.local),
             remote: canonical(self.remote),
         }
@@ -36,12 +49,14 @@ mod tests {
     #[test]
     fn mapped_ipv6_becomes_ipv4_and_plain_ipv6_stays() {
         let mapped = SocketTuple {
+            netns: TEST_NETNS,
             local: "[::ffff:127.0.0.1]:80".parse().unwrap(),
             remote: "[::ffff:10.0.0.2]:4000".parse().unwrap(),
         };
         assert_eq!(mapped.canonical().local, "127.0.0.1:80".parse().unwrap());
         assert_eq!(mapped.canonical().remote, "10.0.0.2:4000".parse().unwrap());
         let v6 = SocketTuple {
+            netns: TEST_NETNS,
             local: "[::1]:80".parse().unwrap(),
             remote: "[2001:db8::1]:4000".parse().unwrap(),
         };

@@ -72,9 +72,22 @@ impl<'ns> Agent<'ns> {
         Self::start_command(ns, "trace", extra_args)
     }
 
-    /// Starts `$SOCKTRACE_BIN COMMAND --json EXTRA...` as [`Agent::start`]
-    /// does.
+    /// Starts `$SOCKTRACE_BIN COMMAND --json -N NS EXTRA...` as
+    /// [`Agent::start`] does: it follows `ns` only, so that the host's own
+    /// traffic stays out of the test's counts.
     pub fn start_command(ns: &'ns NetNs, subcommand: &str, extra_args: &[&str]) -> Result<Self> {
+        let mut args = vec!["-N", ns.name()];
+        args.extend_from_slice(extra_args);
+        Self::start_following_all(ns, subcommand, &args)
+    }
+
+    /// Starts `$SOCKTRACE_BIN COMMAND --json EXTRA...` inside `ns`, following
+    /// every network namespace unless `extra_args` choose some.
+    pub fn start_following_all(
+        ns: &'ns NetNs,
+        subcommand: &str,
+        extra_args: &[&str],
+    ) -> Result<Self> {
         let binary = crate::agent_binary();
         crate::require_root();
         let mut command = ns.command(&binary)?;

@@ -1,6 +1,7 @@
 //! A throw-away network namespace per test.
 use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -58,6 +59,16 @@ impl NetNs {
     /// The namespace's bind mount, `/run/netns/NAME`.
     pub fn path(&self) -> PathBuf {
         Path::new("/run/netns").join(&self.name)
+    }
+
+    /// The namespace's inode, as socktrace's `netns` field and
+    /// `ls -l /proc/PID/ns/net` name it.
+    pub fn inode(&self) -> Result<u32> {
+        let path = self.path();
+        let inode = std::fs::metadata(&path)
+            .with_context(|| format!("stat {}", path.display()))?
+            .ino();
+        u32::try_from(inode).context("namespace inode wider than 32 bits")
     }
 
     fn open(&self) -> Result<File> {

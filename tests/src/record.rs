@@ -35,6 +35,8 @@ pub enum TaskContext {
 pub struct Transition {
     pub id: u64,
     pub ts_ns: u64,
+    /// The socket's network namespace inode.
+    pub netns: u32,
     pub family: Family,
     pub saddr: IpAddr,
     pub sport: u16,
@@ -60,6 +62,7 @@ impl Transition {
     fn parse(value: &Value) -> Result<Self> {
         ensure!(record_type(value) == Some("state"), "not a state record");
         let Endpoints {
+            netns,
             family,
             saddr,
             sport,
@@ -87,6 +90,7 @@ impl Transition {
         Ok(Transition {
             id: u64_field(value, "id")?,
             ts_ns: u64_field(value, "ts_ns")?,
+            netns,
             family,
             saddr,
             sport,
@@ -118,6 +122,8 @@ impl Transition {
 #[derive(Clone, Debug)]
 pub struct SocketRecord {
     pub id: u64,
+    /// The socket's network namespace inode.
+    pub netns: u32,
     pub family: Family,
     pub saddr: IpAddr,
     pub sport: u16,
@@ -140,6 +146,7 @@ impl SocketRecord {
     fn parse(value: &Value) -> Result<Self> {
         ensure!(record_type(value) == Some("socket"), "not a socket record");
         let Endpoints {
+            netns,
             family,
             saddr,
             sport,
@@ -150,6 +157,7 @@ impl SocketRecord {
         } = Endpoints::parse(value)?;
         Ok(SocketRecord {
             id: u64_field(value, "id")?,
+            netns,
             family,
             saddr,
             sport,
@@ -168,6 +176,8 @@ impl SocketRecord {
 pub struct Handshake {
     pub ts_ns: u64,
     pub side: String,
+    /// The socket's network namespace inode.
+    pub netns: u32,
     pub family: Family,
     pub saddr: IpAddr,
     pub sport: u16,
@@ -213,6 +223,7 @@ impl Handshake {
         let outcome = str_field(value, "outcome")?.to_owned();
         ensure!(OUTCOMES.contains(&outcome.as_str()), "outcome {outcome:?}");
         let Endpoints {
+            netns,
             family,
             saddr,
             sport,
@@ -241,6 +252,7 @@ impl Handshake {
         Ok(Handshake {
             ts_ns: u64_field(value, "ts_ns")?,
             side,
+            netns,
             family,
             saddr,
             sport,
@@ -273,6 +285,8 @@ impl Handshake {
 #[derive(Clone, Debug)]
 pub struct TimeWait {
     pub ts_ns: u64,
+    /// The socket's network namespace inode.
+    pub netns: u32,
     pub family: Family,
     pub saddr: IpAddr,
     pub sport: u16,
@@ -280,7 +294,7 @@ pub struct TimeWait {
     pub dport: u16,
     pub pid: Option<u32>,
     pub comm: Option<String>,
-    /// `expired`, `reused` or `killed`.
+    /// `expired`, `reused`, `killed` or `teardown`.
     pub end: String,
     pub lifetime_ms: Option<f64>,
     pub lifetime_error_ms: f64,
@@ -290,7 +304,7 @@ pub struct TimeWait {
 }
 
 /// How a timewait socket may end.
-pub const TIME_WAIT_ENDS: &[&str] = &["expired", "reused", "killed"];
+pub const TIME_WAIT_ENDS: &[&str] = &["expired", "reused", "killed", "teardown"];
 
 impl TimeWait {
     /// Parses a `time_wait` record; any deviation from the contract is an
@@ -307,6 +321,7 @@ impl TimeWait {
         let end = str_field(value, "end")?.to_owned();
         ensure!(TIME_WAIT_ENDS.contains(&end.as_str()), "end {end:?}");
         let Endpoints {
+            netns,
             family,
             saddr,
             sport,
@@ -329,6 +344,7 @@ impl TimeWait {
         }
         Ok(TimeWait {
             ts_ns,
+            netns,
             family,
             saddr,
             sport,
@@ -349,6 +365,8 @@ impl TimeWait {
 #[derive(Clone, Debug)]
 pub struct CloseWait {
     pub ts_ns: u64,
+    /// The socket's network namespace inode.
+    pub netns: u32,
     pub family: Family,
     pub saddr: IpAddr,
     pub sport: u16,
@@ -376,6 +394,7 @@ impl CloseWait {
         let status = str_field(value, "status")?.to_owned();
         ensure!(status == "stuck" || status == "closed", "status {status:?}");
         let Endpoints {
+            netns,
             family,
             saddr,
             sport,
@@ -386,6 +405,7 @@ impl CloseWait {
         } = Endpoints::parse(value)?;
         Ok(CloseWait {
             ts_ns: u64_field(value, "ts_ns")?,
+            netns,
             family,
             saddr,
             sport,
@@ -446,6 +466,7 @@ pub fn is_transition(value: &Value, old: &str, new: &str, sport: u16, dport: u16
 
 /// The endpoints and owner every socket record carries.
 struct Endpoints {
+    netns: u32,
     family: Family,
     saddr: IpAddr,
     sport: u16,
@@ -458,7 +479,10 @@ struct Endpoints {
 impl Endpoints {
     fn parse(value: &Value) -> Result<Self> {
         let family = family_field(value)?;
+        let netns = u64_field(value, "netns")?;
+        ensure!(netns != 0, "netns 0: the kernel side could not read it");
         Ok(Endpoints {
+            netns: u32::try_from(netns).context("netns is not a 32-bit inode")?,
             family,
             saddr: addr_field(value, "saddr", family)?,
             sport: port_field(value, "sport")?,

@@ -7,6 +7,7 @@ use crate::{
     event::{StateEvent, TaskContext},
     owner::Comm,
     table::SocketTable,
+    tuple::TEST_NETNS,
 };
 
 use TcpState::*;
@@ -31,6 +32,7 @@ fn nginx() -> Owner {
 
 fn tuple(local: &str, remote: &str) -> SocketTuple {
     SocketTuple {
+        netns: TEST_NETNS,
         local: local.parse().unwrap(),
         remote: remote.parse().unwrap(),
     }
@@ -118,7 +120,7 @@ impl Agent {
     }
 
     fn synack_rtx(&mut self, ts_ns: u64, tuple: SocketTuple, first_ns: u64) -> Retrying {
-        let owner = self.table.listener_owner(&tuple.local);
+        let owner = self.table.listener_owner(tuple.netns, &tuple.local);
         self.tracker.on_synack_retransmit(
             &SynAckRetransmit {
                 ts_ns,
@@ -343,17 +345,19 @@ fn half_open_expires_when_the_snapshot_stops_listing_it() {
     assert!(
         agent
             .tracker
-            .on_request_snapshot(&[listed(request(), 1)], first + 1500 * MS)
+            .on_request_snapshot(TEST_NETNS, &[listed(request(), 1)], first + 1500 * MS)
             .is_empty()
     );
     agent.synack_rtx(first + 3000 * MS, request(), first);
     assert!(
         agent
             .tracker
-            .on_request_snapshot(&[listed(request(), 2)], first + 3500 * MS)
+            .on_request_snapshot(TEST_NETNS, &[listed(request(), 2)], first + 3500 * MS)
             .is_empty()
     );
-    let expired = agent.tracker.on_request_snapshot(&[], first + 7500 * MS);
+    let expired = agent
+        .tracker
+        .on_request_snapshot(TEST_NETNS, &[], first + 7500 * MS);
     assert_eq!(expired.len(), 1);
     let handshake = &expired[0];
     assert_eq!(handshake.outcome, Outcome::Expired);
@@ -375,7 +379,7 @@ fn half_open_completes_when_its_child_is_born_even_on_a_dual_stack_listener() {
     agent.synack_rtx(first + 1000 * MS, request(), first);
     agent
         .tracker
-        .on_request_snapshot(&[listed(request(), 1)], first + 1200 * MS);
+        .on_request_snapshot(TEST_NETNS, &[listed(request(), 1)], first + 1200 * MS);
     // Before Linux 6.15 the child's birth carries no remote address.
     let unborn = tuple("[::]:8080", "[::]:0");
     let child = tuple("[::ffff:127.0.0.1]:8080", "[::ffff:127.0.0.1]:51000");
@@ -409,11 +413,16 @@ fn a_completion_after_the_snapshot_was_taken_is_not_expired_later() {
     assert!(
         agent
             .tracker
-            .on_request_snapshot(&[listed(request(), 0)], taken)
+            .on_request_snapshot(TEST_NETNS, &[listed(request(), 0)], taken)
             .is_empty()
     );
     assert_eq!(agent.tracker.pending(), 0, "not re-added as half-open");
-    assert!(agent.tracker.on_request_snapshot(&[], 2000 * MS).is_empty());
+    assert!(
+        agent
+            .tracker
+            .on_request_snapshot(TEST_NETNS, &[], 2000 * MS)
+            .is_empty()
+    );
 }
 
 #[test]
@@ -434,11 +443,16 @@ fn a_quick_completion_is_reported_without_a_start() {
 }
 
 #[test]
-fn half_open_never_listed_here_is_foreign_not_expired() {
+fn half_open_never_listed_is_counted_not_expired() {
     let mut agent = Agent::default();
     agent.synack_rtx(1000 * MS, request(), 0);
-    assert!(agent.tracker.on_request_snapshot(&[], 1200 * MS).is_empty());
-    assert_eq!(agent.tracker.stats().server_foreign, 1);
+    assert!(
+        agent
+            .tracker
+            .on_request_snapshot(TEST_NETNS, &[], 1200 * MS)
+            .is_empty()
+    );
+    assert_eq!(agent.tracker.stats().server_unlisted, 1);
     assert_eq!(agent.tracker.pending(), 0);
 }
 
@@ -447,9 +461,14 @@ fn a_snapshot_older_than_the_last_retransmit_decides_nothing() {
     let mut agent = Agent::default();
     agent
         .tracker
-        .on_request_snapshot(&[listed(request(), 0)], 500 * MS);
+        .on_request_snapshot(TEST_NETNS, &[listed(request(), 0)], 500 * MS);
     agent.synack_rtx(1000 * MS, request(), 0);
-    assert!(agent.tracker.on_request_snapshot(&[], 900 * MS).is_empty());
+    assert!(
+        agent
+            .tracker
+            .on_request_snapshot(TEST_NETNS, &[], 900 * MS)
+            .is_empty()
+    );
     assert_eq!(agent.tracker.pending(), 1);
 }
 
@@ -458,8 +477,10 @@ fn a_snapshot_discovers_half_open_connections_and_the_kernel_count() {
     let mut agent = Agent::default();
     agent
         .tracker
-        .on_request_snapshot(&[listed(request(), 3)], 500 * MS);
-    let expired = agent.tracker.on_request_snapshot(&[], 1500 * MS);
+        .on_request_snapshot(TEST_NETNS, &[listed(request(), 3)], 500 * MS);
+    let expired = agent
+        .tracker
+        .on_request_snapshot(TEST_NETNS, &[], 1500 * MS);
     assert_eq!(expired.len(), 1);
     assert_eq!(
         expired[0].retransmits(),
@@ -468,4 +489,44 @@ fn a_snapshot_discovers_half_open_connections_and_the_kernel_count() {
     );
     assert_eq!(expired[0].owner, Some(nginx()));
     assert_eq!(expired[0].duration_ns(), None);
+}
+
+/// The same 4-tuple in another network namespace.
+fn elsewhere(tuple: SocketTuple) -> SocketTuple {
+    SocketTuple {
+        netns: TEST_NETNS + 1,
+        ..tuple
+    }
+}
+
+#[test]
+fn a_snapshot_judges_only_its_own_namespace() {
+    let mut agent = Agent::default();
+    agent.synack_rtx(1000 * MS, request(), 0);
+    agent.synack_rtx(1000 * MS, elsewhere(request()), 0);
+    agent.tracker.on_request_snapshot(
+        TEST_NETNS + 1,
+        &[listed(elsewhere(request()), 1)],
+        1100 * MS,
+    );
+    agent
+        .tracker
+        .on_request_snapshot(TEST_NETNS, &[listed(request(), 1)], 1100 * MS);
+    assert_eq!(agent.tracker.pending(), 2, "two half-open connections");
+    let expired = agent
+        .tracker
+        .on_request_snapshot(TEST_NETNS, &[], 5000 * MS);
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].tuple, request());
+    assert_eq!(agent.tracker.pending(), 1, "the other namespace's is kept");
+}
+
+#[test]
+fn a_namespace_torn_down_drops_its_attempts_and_counts_them() {
+    let mut agent = Agent::default();
+    agent.synack_rtx(1000 * MS, elsewhere(request()), 0);
+    agent.synack_rtx(1000 * MS, request(), 0);
+    agent.tracker.tear_down(TEST_NETNS + 1);
+    assert_eq!(agent.tracker.pending(), 1);
+    assert_eq!(agent.tracker.stats().torn_down, 1);
 }

@@ -3,7 +3,10 @@
 //! netlink crates drop the TIME-WAIT timer's expiry, which socktrace needs).
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::{tcp_state::TcpState, tuple::SocketTuple};
+use crate::{
+    tcp_state::TcpState,
+    tuple::{NetnsInode, SocketTuple},
+};
 
 /// `sizeof(struct inet_diag_msg)`.
 pub(super) const INET_DIAG_MSG_LEN: usize = 72;
@@ -125,8 +128,9 @@ pub(super) enum RecordError {
     Unknown(String),
 }
 
-/// Reads one record: `payload` is a `SOCK_DIAG_BY_FAMILY` message's payload.
-pub(super) fn parse(payload: &[u8]) -> Result<DiagSocket, RecordError> {
+/// Reads one record: `payload` is a `SOCK_DIAG_BY_FAMILY` message's payload,
+/// from a dump made in namespace `netns`.
+pub(super) fn parse(payload: &[u8], netns: NetnsInode) -> Result<DiagSocket, RecordError> {
     if payload.len() < INET_DIAG_MSG_LEN {
         return Err(RecordError::Truncated(payload.len()));
     }
@@ -150,6 +154,7 @@ pub(super) fn parse(payload: &[u8]) -> Result<DiagSocket, RecordError> {
         .ok_or_else(|| RecordError::Unknown(format!("timer {}", payload[2])))?;
     Ok(DiagSocket {
         tuple: SocketTuple {
+            netns,
             local: SocketAddr::new(ip(address_at(8))?, port_at(4)),
             remote: SocketAddr::new(ip(address_at(24))?, port_at(6)),
         },
@@ -257,7 +262,7 @@ pub(super) mod tests {
         raw.timer = 3;
         raw.expires_ms = 59_123;
         raw.inode = 0;
-        let socket = parse(&raw.bytes()).unwrap();
+        let socket = parse(&raw.bytes(), crate::tuple::TEST_NETNS).unwrap();
         assert_eq!(socket.state, TcpState::TimeWait);
         assert_eq!(socket.timer, DiagTimer::TimeWait { expires_ms: 59_123 });
         assert!(socket.is_timewait());
@@ -271,9 +276,17 @@ pub(super) mod tests {
     fn an_orphan_in_fin_wait2_is_timewait_only_with_the_timewait_timer() {
         let mut raw = Raw::v4(5, 40000);
         raw.timer = 3;
-        assert!(parse(&raw.bytes()).unwrap().is_timewait());
+        assert!(
+            parse(&raw.bytes(), crate::tuple::TEST_NETNS)
+                .unwrap()
+                .is_timewait()
+        );
         raw.timer = 2;
-        assert!(!parse(&raw.bytes()).unwrap().is_timewait());
+        assert!(
+            !parse(&raw.bytes(), crate::tuple::TEST_NETNS)
+                .unwrap()
+                .is_timewait()
+        );
     }
 
     #[test]
@@ -285,7 +298,7 @@ pub(super) mod tests {
         raw.timer = 1;
         raw.retransmits = 2;
         raw.expires_ms = 1500;
-        let socket = parse(&raw.bytes()).unwrap();
+        let socket = parse(&raw.bytes(), crate::tuple::TEST_NETNS).unwrap();
         assert_eq!(socket.tuple.local, raw.local);
         assert_eq!(socket.tuple.remote, raw.remote);
         assert_eq!(socket.retransmits(), 2);
@@ -304,25 +317,40 @@ pub(super) mod tests {
         // An unrelated 5-byte attribute (padded to 8) first.
         bytes.extend_from_slice(&[5, 0, 9, 0, 1, 0, 0, 0]);
         bytes.extend_from_slice(&meminfo(77));
-        assert_eq!(parse(&bytes).unwrap().drops, Some(77));
+        assert_eq!(
+            parse(&bytes, crate::tuple::TEST_NETNS).unwrap().drops,
+            Some(77)
+        );
         let mut corrupt = Raw::v4(10, 80).bytes();
         corrupt.extend_from_slice(&[200, 0, 4, 0]);
-        assert_eq!(parse(&corrupt).unwrap().drops, None);
+        assert_eq!(
+            parse(&corrupt, crate::tuple::TEST_NETNS).unwrap().drops,
+            None
+        );
     }
 
     #[test]
     fn unknown_values_and_short_records_are_errors() {
         let mut raw = Raw::v4(10, 80);
         raw.family = 99;
-        assert!(matches!(parse(&raw.bytes()), Err(RecordError::Unknown(_))));
+        assert!(matches!(
+            parse(&raw.bytes(), crate::tuple::TEST_NETNS),
+            Err(RecordError::Unknown(_))
+        ));
         let mut raw = Raw::v4(10, 80);
         raw.state = 42;
-        assert!(matches!(parse(&raw.bytes()), Err(RecordError::Unknown(_))));
+        assert!(matches!(
+            parse(&raw.bytes(), crate::tuple::TEST_NETNS),
+            Err(RecordError::Unknown(_))
+        ));
         let mut raw = Raw::v4(10, 80);
         raw.timer = 9;
-        assert!(matches!(parse(&raw.bytes()), Err(RecordError::Unknown(_))));
+        assert!(matches!(
+            parse(&raw.bytes(), crate::tuple::TEST_NETNS),
+            Err(RecordError::Unknown(_))
+        ));
         assert_eq!(
-            parse(&[0u8; 30]),
+            parse(&[0u8; 30], crate::tuple::TEST_NETNS),
             Err(RecordError::Truncated(30)),
             "a short record is corrupt, not unknown"
         );

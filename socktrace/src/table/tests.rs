@@ -19,6 +19,7 @@ fn task(pid: u32, comm: &str) -> Owner {
 
 fn tuple(local: &str, remote: &str) -> SocketTuple {
     SocketTuple {
+        netns: crate::tuple::TEST_NETNS,
         local: local.parse().unwrap(),
         remote: remote.parse().unwrap(),
     }
@@ -438,4 +439,72 @@ fn ipv6_sockets_are_tracked_like_ipv4() {
     assert_eq!(out[1].tuple.family_name(), "ipv6");
     assert_eq!(out[1].tuple.local.port(), 50000);
     assert_eq!(out[1].old_state_ns, Some(MS));
+}
+
+/// `tuple` in another network namespace.
+fn elsewhere(tuple: SocketTuple) -> SocketTuple {
+    SocketTuple {
+        netns: crate::tuple::TEST_NETNS + 1,
+        ..tuple
+    }
+}
+
+#[test]
+fn the_same_tuple_in_two_namespaces_is_two_sockets_each_with_its_listener() {
+    let here = task(1, "here");
+    let there = task(2, "there");
+    let listening = tuple("127.0.0.1:80", "0.0.0.0:0");
+    let child = tuple("127.0.0.1:80", "127.0.0.1:5000");
+    let mut table = SocketTable::new();
+    let out = replay(
+        &mut table,
+        &[
+            ev(0, 1, listening, Close, Listen).by(here),
+            ev(0, 2, elsewhere(listening), Close, Listen).by(there),
+            ev(MS, 10, child, Listen, SynRecv).softirq(task(0, "swapper")),
+            ev(MS, 20, elsewhere(child), Listen, SynRecv).softirq(task(0, "swapper")),
+        ],
+    );
+    assert_eq!(out[2].owner, Some(here));
+    assert_eq!(out[3].owner, Some(there), "each namespace's own listener");
+    assert_ne!(out[2].id, out[3].id);
+    assert_eq!(table.len(), 4);
+    assert_eq!(table.by_skaddr(20).unwrap().tuple, elsewhere(child));
+}
+
+#[test]
+fn a_namespace_torn_down_leaves_nothing_behind_and_is_counted() {
+    let listening = tuple("127.0.0.1:80", "0.0.0.0:0");
+    let mut table = SocketTable::new();
+    table.seed([SeedSocket {
+        tuple: elsewhere(tuple("127.0.0.1:22", "0.0.0.0:0")),
+        state: Listen,
+        kind: SeedKind::Full,
+        owner: None,
+    }]);
+    replay(
+        &mut table,
+        &[
+            ev(0, 1, listening, Close, Listen),
+            ev(0, 2, elsewhere(listening), Close, Listen),
+            ev(
+                MS,
+                20,
+                elsewhere(tuple("127.0.0.1:80", "127.0.0.1:5000")),
+                Listen,
+                SynRecv,
+            ),
+        ],
+    );
+    table.tear_down(crate::tuple::TEST_NETNS + 1);
+    assert_eq!(table.len(), 1, "only the other namespace's listener");
+    assert_eq!(table.stats().torn_down, 3);
+    assert_eq!(
+        table.listener_owner(
+            crate::tuple::TEST_NETNS + 1,
+            &"127.0.0.1:80".parse().unwrap()
+        ),
+        None
+    );
+    assert!(table.by_skaddr(1).is_some());
 }

@@ -9,7 +9,7 @@
 //! same bound port with `tcp_tw_reuse` starts with `CLOSE -> SYN_SENT` on
 //! the timewait socket's very 4-tuple.
 use super::*;
-use crate::{event::TaskContext, owner::Comm, table::SocketTable};
+use crate::{event::TaskContext, owner::Comm, table::SocketTable, tuple::TEST_NETNS};
 
 use TcpState::*;
 
@@ -27,6 +27,7 @@ fn curl() -> Owner {
 
 fn tuple(local: &str, remote: &str) -> SocketTuple {
     SocketTuple {
+        netns: TEST_NETNS,
         local: local.parse().unwrap(),
         remote: remote.parse().unwrap(),
     }
@@ -136,6 +137,16 @@ impl Agent {
         taken_ns: u64,
         listed: &[(SocketTuple, TcpState, u32)],
     ) -> TimeWaitOutcome {
+        self.listing_in(TEST_NETNS, taken_ns, listed)
+    }
+
+    /// A listing of namespace `netns`.
+    fn listing_in(
+        &mut self,
+        netns: NetnsInode,
+        taken_ns: u64,
+        listed: &[(SocketTuple, TcpState, u32)],
+    ) -> TimeWaitOutcome {
         let listed: Vec<_> = listed
             .iter()
             .map(|&(tuple, substate, expires_ms)| ListedTimeWait {
@@ -149,7 +160,7 @@ impl Agent {
             began_ns: taken_ns,
             ended_ns: taken_ns,
         };
-        self.tracker.on_listing(&listed, time)
+        self.tracker.on_listing(netns, &listed, time)
     }
 }
 
@@ -685,4 +696,63 @@ fn a_claim_after_its_timer_was_due_is_an_expiry() {
     let outcome = agent.listing(62 * S, &[]);
     assert_eq!(outcome.ended[0].end, TimeWaitEnd::Expired);
     assert_eq!(outcome.ended[0].ended_within_ns, (59_989 * MS, 61 * S));
+}
+
+/// The same 4-tuple in another network namespace.
+fn elsewhere(tuple: SocketTuple) -> SocketTuple {
+    SocketTuple {
+        netns: TEST_NETNS + 1,
+        ..tuple
+    }
+}
+
+#[test]
+fn the_same_tuple_in_two_namespaces_is_two_sockets_each_judged_by_its_own_listing() {
+    let mut agent = entered();
+    agent.listing_in(TEST_NETNS + 1, 0, &[]);
+    let other = agent.listing_in(
+        TEST_NETNS + 1,
+        600 * MS,
+        &[(elsewhere(client()), TimeWait, 60_000)],
+    );
+    assert!(other.entered.is_empty() && other.ended.is_empty());
+    assert_eq!(agent.tracker.sockets().count(), 2);
+    // Two listings of the first namespace without its socket end it; the
+    // other namespace's socket, on the same 4-tuple, stays.
+    agent.listing(1000 * MS, &[]);
+    let ended = agent.listing(1500 * MS, &[]).ended;
+    assert_eq!(ended.len(), 1);
+    assert_eq!(ended[0].socket.tuple, client());
+    let left: Vec<_> = agent.tracker.sockets().map(|s| s.tuple).collect();
+    assert_eq!(left, vec![elsewhere(client())]);
+}
+
+#[test]
+fn a_namespace_deleted_ends_its_sockets_by_teardown_unless_their_timer_was_due() {
+    let mut agent = entered();
+    let server_side = elsewhere(server());
+    agent.listing_in(TEST_NETNS + 1, 400 * MS, &[(server_side, TimeWait, 100)]);
+    let outcome = agent.tracker.tear_down(TEST_NETNS, 2 * S);
+    assert_eq!(outcome.ended.len(), 1);
+    let ended = &outcome.ended[0];
+    assert_eq!(ended.end, TimeWaitEnd::Teardown);
+    assert_eq!(
+        ended.ended_within_ns,
+        (500 * MS, 2 * S),
+        "after its last listing"
+    );
+    assert_eq!(ended.lifetime_ns(), Some(1250 * MS - 11 * MS));
+    let outcome = agent.tracker.tear_down(TEST_NETNS + 1, 2 * S);
+    assert_eq!(outcome.ended[0].end, TimeWaitEnd::Expired, "due at 500 ms");
+    assert_eq!(agent.tracker.sockets().count(), 0);
+}
+
+#[test]
+fn entries_of_a_namespace_never_listed_are_dropped_at_teardown_and_counted() {
+    let mut agent = Agent::default();
+    agent.connect(0);
+    agent.client_closes(5 * MS, 5 * MS);
+    let outcome = agent.tracker.tear_down(TEST_NETNS, S);
+    assert!(outcome.ended.is_empty() && outcome.entered.is_empty());
+    assert_eq!(agent.tracker.stats().never_listed, 1);
 }
