@@ -53,7 +53,8 @@ pub enum Command {
     /// confirm it and notice when it is gone. Each ended socket is printed:
     /// time (UTC), how it ended (expired: its timer ran out; reused: a new
     /// connection took its 4-tuple, as tcp_tw_reuse allows; killed: gone
-    /// before its timer, by a RST or its namespace going away), the owner
+    /// before its timer, by a RST; teardown: its network namespace was
+    /// deleted), the owner
     /// of the closed connection, local and remote address, and its lifetime
     /// in ms with the uncertainty of the listing interval ("-" when its
     /// entry predates tracing). Sockets that stay in CLOSE-WAIT longer than

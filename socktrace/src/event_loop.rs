@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
+    cli::NetnsArgs,
     clock::monotonic_now_ns,
     event::{Event, RejectCounts},
     loader::{self, KernelProbes},
@@ -96,14 +97,15 @@ pub struct Started {
     pub existing: Vec<TrackedSocket>,
 }
 
-/// Loads and attaches the programs, then fills a socket table with the
-/// sockets that exist now in the namespaces followed: attached first, so
+/// Finds the namespaces `netns` selects, loads and attaches the programs,
+/// then fills a socket table with the sockets that exist now in them: attached first, so
 /// that no transition falls between the listing and the tracing.
 pub fn attach_and_seed(
     ring_buffer_kib: u32,
-    mut namespaces: Namespaces,
+    netns: &NetnsArgs,
     which: Existing,
 ) -> anyhow::Result<Started> {
+    let mut namespaces = Namespaces::from_args(netns)?;
     let probes = loader::load_and_attach(ring_buffer_kib * 1024)?;
     let mut table = SocketTable::new();
     let listed =

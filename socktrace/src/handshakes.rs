@@ -24,7 +24,6 @@ use crate::{
 
 pub async fn run(args: HandshakesArgs) -> anyhow::Result<()> {
     let format = Format::from_json_flag(args.json);
-    let namespaces = Namespaces::from_args(&args.filter.netns)?;
     let event_loop::Started {
         probes,
         mut namespaces,
@@ -32,7 +31,7 @@ pub async fn run(args: HandshakesArgs) -> anyhow::Result<()> {
         ..
     } = event_loop::attach_and_seed(
         args.ring.ring_buffer_kib,
-        namespaces,
+        &args.filter.netns,
         Existing::WithoutTimeWait,
     )?;
     let style = namespaces.style();

@@ -39,7 +39,6 @@ const LISTING_COST_FACTOR: u64 = 50;
 
 pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
     let format = Format::from_json_flag(args.json);
-    let namespaces = Namespaces::from_args(&args.filter.netns)?;
     let event_loop::Started {
         probes,
         mut namespaces,
@@ -47,7 +46,7 @@ pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
         existing,
     } = event_loop::attach_and_seed(
         args.ring.ring_buffer_kib,
-        namespaces,
+        &args.filter.netns,
         Existing::WithoutTimeWait,
     )?;
     let style = namespaces.style();

@@ -3,7 +3,6 @@ use crate::{
     cli::TraceArgs,
     event::Event,
     event_loop::{self, Consumer, Output},
-    namespaces::Namespaces,
     output::{self, Format, Style},
     seed::Existing,
     table::SocketTable,
@@ -12,7 +11,6 @@ use crate::{
 
 pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
     let format = Format::from_json_flag(args.json);
-    let namespaces = Namespaces::from_args(&args.netns)?;
     let event_loop::Started {
         probes,
         mut namespaces,
@@ -20,7 +18,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
         existing,
     } = event_loop::attach_and_seed(
         args.ring.ring_buffer_kib,
-        namespaces,
+        &args.netns,
         if args.list_existing {
             Existing::All
         } else {
