@@ -10,6 +10,15 @@ pub type NetnsInode = u32;
 #[cfg(test)]
 pub const TEST_NETNS: NetnsInode = 4026531840;
 
+/// `tuple` in a namespace other than [`TEST_NETNS`], for unit tests.
+#[cfg(test)]
+pub fn elsewhere(tuple: SocketTuple) -> SocketTuple {
+    SocketTuple {
+        netns: TEST_NETNS + 1,
+        ..tuple
+    }
+}
+
 /// Where a TCP socket lives: its network namespace and its local and remote
 /// endpoints. Two namespaces can hold sockets with the same endpoints; they
 /// are different sockets. A listener's remote endpoint is the unspecified

@@ -7,7 +7,7 @@ use crate::{
     event::{StateEvent, TaskContext},
     owner::Comm,
     table::SocketTable,
-    tuple::TEST_NETNS,
+    tuple::{TEST_NETNS, elsewhere},
 };
 
 use TcpState::*;
@@ -489,14 +489,6 @@ fn a_snapshot_discovers_half_open_connections_and_the_kernel_count() {
     );
     assert_eq!(expired[0].owner, Some(nginx()));
     assert_eq!(expired[0].duration_ns(), None);
-}
-
-/// The same 4-tuple in another network namespace.
-fn elsewhere(tuple: SocketTuple) -> SocketTuple {
-    SocketTuple {
-        netns: TEST_NETNS + 1,
-        ..tuple
-    }
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! (see PLATFORM.md): client, server, active and passive close, sockets first
 //! seen mid-life, seeded sockets, and `struct sock` address reuse.
 use super::*;
-use crate::owner::Comm;
+use crate::{owner::Comm, tuple::elsewhere};
 
 use TcpState::*;
 
@@ -439,14 +439,6 @@ fn ipv6_sockets_are_tracked_like_ipv4() {
     assert_eq!(out[1].tuple.family_name(), "ipv6");
     assert_eq!(out[1].tuple.local.port(), 50000);
     assert_eq!(out[1].old_state_ns, Some(MS));
-}
-
-/// `tuple` in another network namespace.
-fn elsewhere(tuple: SocketTuple) -> SocketTuple {
-    SocketTuple {
-        netns: crate::tuple::TEST_NETNS + 1,
-        ..tuple
-    }
 }
 
 #[test]

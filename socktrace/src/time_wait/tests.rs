@@ -9,7 +9,12 @@
 //! same bound port with `tcp_tw_reuse` starts with `CLOSE -> SYN_SENT` on
 //! the timewait socket's very 4-tuple.
 use super::*;
-use crate::{event::TaskContext, owner::Comm, table::SocketTable, tuple::TEST_NETNS};
+use crate::{
+    event::TaskContext,
+    owner::Comm,
+    table::SocketTable,
+    tuple::{TEST_NETNS, elsewhere},
+};
 
 use TcpState::*;
 
@@ -696,14 +701,6 @@ fn a_claim_after_its_timer_was_due_is_an_expiry() {
     let outcome = agent.listing(62 * S, &[]);
     assert_eq!(outcome.ended[0].end, TimeWaitEnd::Expired);
     assert_eq!(outcome.ended[0].ended_within_ns, (59_989 * MS, 61 * S));
-}
-
-/// The same 4-tuple in another network namespace.
-fn elsewhere(tuple: SocketTuple) -> SocketTuple {
-    SocketTuple {
-        netns: TEST_NETNS + 1,
-        ..tuple
-    }
 }
 
 #[test]
