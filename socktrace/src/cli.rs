@@ -1,6 +1,9 @@
 //! Command line.
 use clap::{Args, Parser, Subcommand};
 
+mod views;
+
+pub use self::views::{AgentArgs, AgentChoice, SsArgs, TopArgs};
 use crate::{cidr::Cidr, socket_filter::SocketFilter};
 
 /// socktrace: every TCP state transition on this host, from a real eBPF
@@ -68,6 +71,36 @@ pub enum Command {
     /// against ip_local_port_range, and timewait sockets the kernel refused
     /// to create (TcpExtTCPTimeWaitOverflow).
     Timewait(TimewaitArgs),
+    /// The tracer as a daemon, one per host: follows every network
+    /// namespace and serves its live state to `socktrace ss` and
+    /// `socktrace top` over a Unix socket that only root (and --group) can
+    /// use. Stops on SIGINT / SIGTERM.
+    Agent(AgentArgs),
+    /// The TCP sockets of this network namespace (or -N's) as `ss -tan`
+    /// lists them, with what ss cannot show: time in the current state
+    /// (TIME-WAIT age) and handshake retransmits so far.
+    ///
+    /// Takes ss's options and filter: -a, -l, -4, -6, -p, -o, -s, -H,
+    /// `state NAME` / `exclude NAME` (established, syn-sent, syn-recv,
+    /// fin-wait-1, fin-wait-2, time-wait, close-wait, last-ack, listening,
+    /// closing, closed, all, connected, synchronized, bucket, big), then an
+    /// expression of dst/src PREFIX[:PORT], dport/sport OP :PORT (OP: = !=
+    /// < > <= >=), and/or/not and parentheses. Without -a, -l or a state,
+    /// lists connected sockets but TIME-WAIT and SYN-RECV, as ss does.
+    ///
+    /// Uses the running agent (--agent) for the tracer's columns; without
+    /// one, lists in-process from sock_diag, where times and retries are
+    /// not known yet ("-").
+    Ss(SsArgs),
+    /// A live full-screen view, refreshed every second: sockets per state
+    /// with sparklines, new connections, handshake failures and TIME-WAIT
+    /// entries per second, the remote addresses and subnets holding or
+    /// opening the most connections. Keys: q quit, s sort, Tab switch
+    /// table, / filter, c clear the filter.
+    ///
+    /// Uses the running agent (--agent); without one, runs the tracer
+    /// in-process (root needed).
+    Top(TopArgs),
 }
 
 #[derive(Debug, Args)]

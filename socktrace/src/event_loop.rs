@@ -119,12 +119,29 @@ pub fn attach_and_seed(
     })
 }
 
-/// Runs until SIGINT, SIGTERM or a closed stdout.
-pub async fn run(
+/// What a job handed to the loop can use besides the consumer.
+pub struct JobContext<'a> {
+    pub namespaces: &'a mut Namespaces,
+    /// Records the kernel could not hand over so far.
+    pub lost_events: u64,
+}
+
+/// Work for the loop to do between two batches, with the consumer's state
+/// current: every record produced before it was picked up is handled first.
+pub type Job<C> = Box<dyn FnOnce(&mut C, JobContext<'_>) + Send>;
+
+/// Where jobs come from (the agent's clients, an in-process view). When
+/// every sender is gone, the loop ends.
+pub type Inbox<C> = tokio::sync::mpsc::Receiver<Job<C>>;
+
+/// Runs until SIGINT, SIGTERM, a closed stdout, or (with an `inbox`) until
+/// every sender of jobs is gone.
+pub async fn run<C: Consumer>(
     probes: KernelProbes,
     namespaces: &mut Namespaces,
-    consumer: &mut impl Consumer,
+    consumer: &mut C,
     out: &mut Output,
+    mut inbox: Option<&mut Inbox<C>>,
 ) -> anyhow::Result<LoopSummary> {
     // `_attached` keeps the programs attached until this function returns.
     let KernelProbes {
@@ -178,6 +195,14 @@ pub async fn run(
                     lost_seen = lost;
                 }
             }
+            job = next_job(&mut inbox) => {
+                let Some(job) = job else { break };
+                if !drain_and_settle(&mut reader, &mut decoder, consumer, out)? {
+                    break;
+                }
+                let lost_events = lost.total()?;
+                job(consumer, JobContext { namespaces: decoder.namespaces, lost_events });
+            }
             _ = interrupt.recv() => break,
             _ = terminate.recv() => break,
         }
@@ -190,6 +215,14 @@ pub async fn run(
         lost: lost.total()?,
         rejected: decoder.rejected,
     })
+}
+
+/// The next job, `None` once every sender is gone; never, without an inbox.
+async fn next_job<C>(inbox: &mut Option<&mut Inbox<C>>) -> Option<Job<C>> {
+    match inbox {
+        Some(inbox) => inbox.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Turns ring-buffer records into events for the consumer, counting the

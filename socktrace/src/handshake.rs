@@ -41,7 +41,8 @@ use std::collections::HashMap;
 use crate::{
     event::{SocketSignal, StateEvent, SynAckRetransmit},
     owner::Owner,
-    table::Transition,
+    sock_diag::DiagSocket,
+    table::{SocketTable, Transition},
     tcp_state::TcpState,
     tuple::{NetnsInode, SocketTuple},
 };
@@ -217,6 +218,35 @@ struct HalfOpen {
     last_event_ns: u64,
 }
 
+/// An attempt in progress, as the live views show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InProgress {
+    pub side: Side,
+    /// With IPv4-mapped addresses written as IPv4.
+    pub tuple: SocketTuple,
+    /// Its first SYN (or SYN-ACK), when seen.
+    pub started_ns: Option<u64>,
+    /// SYN (or SYN-ACK) retransmits seen so far.
+    pub retransmits: u32,
+    pub owner: Option<Owner>,
+}
+
+/// The request sockets (half-open connections) among a dump's `sockets`,
+/// with the owner of the listener each one came to.
+pub fn request_sockets(sockets: &[DiagSocket], table: &SocketTable) -> Vec<RequestSocket> {
+    sockets
+        .iter()
+        // Request sockets have no inode; a full socket in SYN_RECV (a Fast
+        // Open child) is not a half-open connection.
+        .filter(|s| s.state == TcpState::SynRecv && s.inode == 0)
+        .map(|s| RequestSocket {
+            tuple: s.tuple,
+            retransmits: u32::from(s.retransmits()),
+            owner: table.listener_owner(s.tuple.netns, &s.tuple.local),
+        })
+        .collect()
+}
+
 /// The tracker. See the module documentation.
 #[derive(Debug, Default)]
 pub struct HandshakeTracker {
@@ -240,6 +270,30 @@ impl HandshakeTracker {
     /// Attempts in progress: client attempts, then half-open connections.
     pub fn pending(&self) -> usize {
         self.clients.len() + self.half_open.len()
+    }
+
+    /// Half-open connections (server attempts) in progress.
+    pub fn half_open(&self) -> usize {
+        self.half_open.len()
+    }
+
+    /// Every attempt in progress, both sides, in no particular order.
+    pub fn in_progress(&self) -> impl Iterator<Item = InProgress> + '_ {
+        let clients = self.clients.values().map(|a| InProgress {
+            side: Side::Client,
+            tuple: a.tuple.canonical(),
+            started_ns: a.started_ns,
+            retransmits: a.retransmits_ns.len() as u32,
+            owner: a.owner,
+        });
+        let servers = self.half_open.iter().map(|(tuple, h)| InProgress {
+            side: Side::Server,
+            tuple: *tuple,
+            started_ns: h.started_ns,
+            retransmits: h.retransmits_ns.len() as u32,
+            owner: h.owner,
+        });
+        clients.chain(servers)
     }
 
     /// A state transition, after the socket table applied it (`t`).

@@ -8,7 +8,7 @@ use crate::{
     clock::monotonic_now_ns,
     event::Event,
     event_loop::{self, Consumer, Output},
-    handshake::{Handshake, HandshakeTracker, RequestSocket, Retrying},
+    handshake::{Handshake, HandshakeTracker, Retrying, request_sockets},
     handshake_output,
     handshake_summary::{HandshakeSummary, ListenCounters, ListenerSample},
     namespaces::{NamespaceDump, Namespaces},
@@ -53,7 +53,7 @@ pub async fn run(args: HandshakesArgs) -> anyhow::Result<()> {
         summary_every: Duration::from_secs(args.summary_every),
         last_summary_ns: monotonic_now_ns(),
     };
-    let summary = event_loop::run(probes, &mut namespaces, &mut recorder, &mut out).await?;
+    let summary = event_loop::run(probes, &mut namespaces, &mut recorder, &mut out, None).await?;
     summary.report();
     recorder.report();
     Ok(())
@@ -124,18 +124,7 @@ impl HandshakeRecorder {
     /// One namespace's request sockets: new half-open connections, and
     /// expiries.
     fn apply_dump(&mut self, dump: &NamespaceDump, taken_ns: u64, out: &mut String) {
-        let requests: Vec<RequestSocket> = dump
-            .sockets
-            .iter()
-            // Request sockets have no inode; a full socket in SYN_RECV (a
-            // Fast Open child) is not a half-open connection.
-            .filter(|s| s.state == TcpState::SynRecv && s.inode == 0)
-            .map(|s| RequestSocket {
-                tuple: s.tuple,
-                retransmits: u32::from(s.retransmits()),
-                owner: self.table.listener_owner(s.tuple.netns, &s.tuple.local),
-            })
-            .collect();
+        let requests = request_sockets(&dump.sockets, &self.table);
         for expired in self
             .tracker
             .on_request_snapshot(dump.netns, &requests, taken_ns)

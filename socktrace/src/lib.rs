@@ -6,6 +6,10 @@
 //! and CLOSE-WAIT accounting ([`time_wait`], [`time_wait_summary`],
 //! [`close_wait`]), network namespaces ([`netns`], [`namespaces`]), loading
 //! ([`loader`]) and the commands ([`trace`], [`handshakes`], [`timewait`]).
+pub mod agent;
+pub mod agent_client;
+pub mod agent_protocol;
+pub mod agent_server;
 pub mod cidr;
 pub mod cli;
 pub mod clock;
@@ -19,11 +23,16 @@ pub mod handshake_summary;
 pub mod handshakes;
 pub mod kernel_btf;
 pub mod latency_histogram;
+pub mod listed_socket;
+pub mod live;
+pub mod live_consumer;
 pub mod loader;
 pub mod namespaces;
 pub mod netns;
 pub mod netstat;
+pub mod opening_window;
 pub mod output;
+pub mod overview;
 pub mod owner;
 pub mod privileges;
 pub mod proc_owners;
@@ -31,12 +40,20 @@ pub mod ring_reader;
 pub mod seed;
 pub mod sock_diag;
 pub mod socket_filter;
+pub mod ss;
+pub mod ss_filter;
+pub mod ss_output;
 pub mod table;
 pub mod tcp_state;
 pub mod time_wait;
 pub mod time_wait_output;
 pub mod time_wait_summary;
 pub mod timewait;
+pub mod top;
+pub mod top_screen;
+pub mod top_terminal;
+pub mod top_view;
 pub mod trace;
 pub mod tracepoint_format;
 pub mod tuple;
+pub mod view_namespaces;

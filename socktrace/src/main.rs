@@ -18,6 +18,9 @@ fn main() -> ExitCode {
             Command::Trace(args) => socktrace::trace::run(args).await,
             Command::Handshakes(args) => socktrace::handshakes::run(args).await,
             Command::Timewait(args) => socktrace::timewait::run(args).await,
+            Command::Agent(args) => socktrace::agent::run(args).await,
+            Command::Ss(args) => socktrace::ss::run(args).await,
+            Command::Top(args) => socktrace::top::run(args).await,
         }
     });
     match result {

@@ -36,6 +36,10 @@ pub enum NamespacesError {
         "no network namespace has inode {0} (`lsns -t net` lists them, `ls -l /proc/PID/ns/net` shows one process's)"
     )]
     NoSuchInode(NetnsInode),
+    #[error("network namespace {0} is not followed (the agent was started with -N/--netns)")]
+    NotFollowed(NetnsInode),
+    #[error(transparent)]
+    Dump(#[from] DumpError),
 }
 
 /// Which namespaces a command reports on.
@@ -102,6 +106,8 @@ pub struct Namespaces {
     /// The last namespace passed to [`Namespaces::note`]: most records
     /// come from the same one as the record before.
     last_noted: NetnsInode,
+    /// Namespaces a scan outside [`Namespaces::rescan_if_due`] found gone.
+    gone_unreported: Vec<NetnsInode>,
 }
 
 impl Namespaces {
@@ -122,6 +128,7 @@ impl Namespaces {
             rescan_wanted: false,
             last_scan_ns: now_ns,
             last_noted: own,
+            gone_unreported: Vec::new(),
         };
         namespaces.scan(now_ns);
         if names.is_empty() && inodes.is_empty() {
@@ -186,10 +193,12 @@ impl Namespaces {
     /// Rescans if asked to or if the last scan is old, and returns the
     /// namespaces found gone (sorted).
     pub fn rescan_if_due(&mut self, now_ns: u64) -> Vec<NetnsInode> {
-        if !self.rescan_wanted && now_ns.saturating_sub(self.last_scan_ns) < RESCAN_EVERY_NS {
-            return Vec::new();
+        let mut gone = std::mem::take(&mut self.gone_unreported);
+        if self.rescan_wanted || now_ns.saturating_sub(self.last_scan_ns) >= RESCAN_EVERY_NS {
+            gone.extend(self.scan(now_ns));
         }
-        self.scan(now_ns)
+        gone.sort_unstable();
+        gone
     }
 
     fn scan(&mut self, now_ns: u64) -> Vec<NetnsInode> {
@@ -253,6 +262,40 @@ impl Namespaces {
             }
         }
         dumps
+    }
+}
+
+impl Namespaces {
+    /// Dumps `request` in each of `inodes`, all of which must be followed
+    /// and must exist (a rescan looks for one not known yet): what a view
+    /// asks for, where a namespace left out would be a lie.
+    pub fn dump_in(
+        &mut self,
+        inodes: &[NetnsInode],
+        request: &DumpRequest,
+    ) -> Result<Vec<NamespaceDump>, NamespacesError> {
+        let mut dumps = Vec::with_capacity(inodes.len());
+        for &inode in inodes {
+            if !self.selection.contains(inode) {
+                return Err(NamespacesError::NotFollowed(inode));
+            }
+            if self.registry.get(inode).is_none() {
+                let gone = self.scan(monotonic_now_ns());
+                self.gone_unreported.extend(gone);
+            }
+            let ns = self
+                .registry
+                .get(inode)
+                .ok_or(NamespacesError::NoSuchInode(inode))?
+                .clone();
+            dumps.push(dump_in(&ns, self.own, request)?);
+        }
+        Ok(dumps)
+    }
+
+    /// The agent's own network namespace.
+    pub fn own(&self) -> NetnsInode {
+        self.own
     }
 }
 

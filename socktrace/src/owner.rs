@@ -2,7 +2,9 @@
 use std::fmt;
 
 /// A task's `comm`: up to 15 bytes, NUL padded, as the kernel keeps it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct Comm([u8; 16]);
 
 impl Comm {
@@ -40,7 +42,9 @@ impl fmt::Debug for Comm {
 }
 
 /// A process that owns a socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Owner {
     /// Process id (the kernel's tgid).
     pub pid: u32,

@@ -3,7 +3,9 @@
 use std::fmt;
 
 /// A TCP state (`include/net/tcp_states.h`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[repr(u8)]
 pub enum TcpState {
     Established = 1,

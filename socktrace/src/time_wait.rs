@@ -42,6 +42,7 @@ use std::collections::{HashMap, HashSet, hash_map::Entry};
 use crate::{
     event::{SocketSignal, StateEvent},
     owner::Owner,
+    sock_diag::DiagSocket,
     table::{Opening, Transition},
     tcp_state::TcpState,
     tuple::{NetnsInode, SocketTuple},
@@ -280,6 +281,20 @@ pub struct TimeWaitStats {
     pub replaced: u64,
     /// Sockets a listing skipped and the next one showed again.
     pub relisted: u64,
+}
+
+/// The timewait sockets among a dump's `sockets` (a dump that asked for
+/// TIME-WAIT and FIN-WAIT-2 also gets full FIN-WAIT-2 sockets).
+pub fn listed_time_wait(sockets: &[DiagSocket]) -> Vec<ListedTimeWait> {
+    sockets
+        .iter()
+        .filter(|s| s.is_timewait())
+        .map(|s| ListedTimeWait {
+            tuple: s.tuple,
+            substate: s.state,
+            expires_ms: s.timer.expires_ms(),
+        })
+        .collect()
 }
 
 /// The timewait sockets being followed. See the module documentation.

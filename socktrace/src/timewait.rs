@@ -14,11 +14,11 @@ use crate::{
     netstat::TcpExt,
     output::{Format, Style},
     seed::Existing,
-    sock_diag::{DiagSocket, DumpRequest},
+    sock_diag::DumpRequest,
     socket_filter::SocketFilter,
     table::SocketTable,
     tcp_state::TcpState,
-    time_wait::{ListedTimeWait, ListingTime, TimeWaitOutcome, TimeWaitTracker},
+    time_wait::{ListedTimeWait, ListingTime, TimeWaitOutcome, TimeWaitTracker, listed_time_wait},
     time_wait_output,
     time_wait_summary::{Observed, PortRange, TimeWaitSummary},
     tuple::NetnsInode,
@@ -36,6 +36,12 @@ const OVERFLOW_COUNTER: &str = "TCPTimeWaitOverflow";
 /// 5 s instead of every second. Expiries and kills are known to within half
 /// the interval; reuses stay exact.
 const LISTING_COST_FACTOR: u64 = 50;
+
+/// How long to wait after a listing that cost `cost_ns` before the next
+/// one (see [`LISTING_COST_FACTOR`]).
+pub fn listing_interval_ns(cost_ns: u64) -> u64 {
+    (cost_ns * LISTING_COST_FACTOR).max(RECONCILE_INTERVAL.as_nanos() as u64)
+}
 
 pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
     let format = Format::from_json_flag(args.json);
@@ -80,7 +86,7 @@ pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
         last_summary_ns: started_ns,
         top: args.top,
     };
-    let summary = event_loop::run(probes, &mut namespaces, &mut recorder, &mut out).await?;
+    let summary = event_loop::run(probes, &mut namespaces, &mut recorder, &mut out, None).await?;
     summary.report();
     recorder.report();
     Ok(())
@@ -160,7 +166,7 @@ impl TimeWaitRecorder {
 
     /// The next listing after one begun at `taken_ns` that cost `cost_ns`.
     fn schedule_listing(&mut self, taken_ns: u64, cost_ns: u64) {
-        let interval_ns = (cost_ns * LISTING_COST_FACTOR).max(RECONCILE_INTERVAL.as_nanos() as u64);
+        let interval_ns = listing_interval_ns(cost_ns);
         self.next_listing_ns = taken_ns + interval_ns;
         self.observed.listing_interval_ns = interval_ns;
     }
@@ -226,7 +232,7 @@ impl Consumer for TimeWaitRecorder {
         let mut listed = Vec::new();
         for dump in namespaces.dump_each(&request) {
             match dump {
-                Ok(dump) => listed.push((dump.netns, timewait_sockets(&dump.sockets))),
+                Ok(dump) => listed.push((dump.netns, listed_time_wait(&dump.sockets))),
                 // That namespace's entries and ends wait for its next
                 // listing.
                 Err(error) => log::warn!("timewait socket listing: {error}"),
@@ -271,17 +277,4 @@ impl Consumer for TimeWaitRecorder {
         self.settle(now_ns, out);
         self.write_summary(now_ns, out);
     }
-}
-
-/// The timewait sockets of a dump that asked for two states.
-fn timewait_sockets(sockets: &[DiagSocket]) -> Vec<ListedTimeWait> {
-    sockets
-        .iter()
-        .filter(|s| s.is_timewait())
-        .map(|s| ListedTimeWait {
-            tuple: s.tuple,
-            substate: s.state,
-            expires_ms: s.timer.expires_ms(),
-        })
-        .collect()
 }

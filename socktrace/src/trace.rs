@@ -49,7 +49,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
         format,
         style,
     };
-    let summary = event_loop::run(probes, &mut namespaces, &mut printer, &mut out).await?;
+    let summary = event_loop::run(probes, &mut namespaces, &mut printer, &mut out, None).await?;
     summary.report();
     let stats = printer.table.stats();
     if stats.inconsistent > 0 {

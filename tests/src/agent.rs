@@ -88,20 +88,37 @@ impl<'ns> Agent<'ns> {
         subcommand: &str,
         extra_args: &[&str],
     ) -> Result<Self> {
+        let mut args = vec![subcommand, "--json"];
+        args.extend_from_slice(extra_args);
+        Self::spawn(ns, &args)
+    }
+
+    /// Starts `$SOCKTRACE_BIN agent --socket SOCKET EXTRA...` in `ns` (it
+    /// follows every namespace) and waits until it serves.
+    pub fn start_daemon(
+        ns: &'ns NetNs,
+        socket: &std::path::Path,
+        extra_args: &[&str],
+    ) -> Result<Self> {
+        let socket = socket.to_str().context("socket path is not UTF-8")?;
+        let mut args = vec!["agent", "--socket", socket];
+        args.extend_from_slice(extra_args);
+        Self::spawn(ns, &args)
+    }
+
+    fn spawn(ns: &'ns NetNs, args: &[&str]) -> Result<Self> {
         let binary = crate::agent_binary();
         crate::require_root();
         let mut command = ns.command(&binary)?;
         command
-            .arg(subcommand)
-            .arg("--json")
-            .args(extra_args)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let command_line = format!(
-            "{} {subcommand} --json {} (in netns {})",
+            "{} {} (in netns {})",
             binary.display(),
-            extra_args.join(" "),
+            args.join(" "),
             ns.name()
         );
         let mut child = command

@@ -13,11 +13,13 @@
 //! - [`tcp`]: small blocking-TCP helpers (listen, connect, accept, read to EOF).
 //! - [`wait`]: polling with a deadline.
 //! - [`KillOnDrop`]: a helper process that does not outlive its test.
+//! - [`SocketDir`]: where a test's agent puts its Unix socket.
 
 pub mod agent;
 pub mod child;
 pub mod netns;
 pub mod record;
+pub mod socket_dir;
 pub mod tcp;
 pub mod wait;
 
@@ -28,6 +30,7 @@ pub use agent::Agent;
 pub use child::KillOnDrop;
 pub use netns::NetNs;
 pub use record::{CloseWait, Handshake, SocketRecord, TaskContext, TimeWait, Transition};
+pub use socket_dir::SocketDir;
 pub use tcp::Family;
 
 /// How long to wait for something that should happen promptly (a record, a

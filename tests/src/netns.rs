@@ -136,6 +136,18 @@ impl NetNs {
             .context("counter value")
     }
 
+    /// Adds (`-A`) or deletes (`-D`) a rule with iptables or ip6tables.
+    pub fn firewall(&self, family: crate::Family, action: &str, rule: &str) -> Result<()> {
+        let tool = match family {
+            crate::Family::V4 => "iptables",
+            crate::Family::V6 => "ip6tables",
+        };
+        let mut args = vec![tool, action];
+        args.extend(rule.split_whitespace());
+        self.exec(&args)?;
+        Ok(())
+    }
+
     /// Runs a command inside the namespace through `ip netns exec` and
     /// returns its stdout; fails with its stderr when it fails.
     pub fn exec(&self, args: &[&str]) -> Result<String> {

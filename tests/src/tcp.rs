@@ -190,3 +190,25 @@ pub fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     };
     (storage, len as libc::socklen_t)
 }
+
+/// A socket with a non-blocking connect to `addr` in progress (call it in
+/// [`crate::NetNs::run`]); the caller closes the descriptor.
+pub fn nonblocking_connect(addr: SocketAddr) -> Result<libc::c_int> {
+    let domain = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket(2).
+    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0) };
+    anyhow::ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    let (storage, len) = sockaddr(addr);
+    // SAFETY: a sockaddr of the socket's family and its length.
+    let rc = unsafe { libc::connect(fd, (&storage as *const libc::sockaddr_storage).cast(), len) };
+    let error = std::io::Error::last_os_error();
+    anyhow::ensure!(
+        rc == 0 || error.raw_os_error() == Some(libc::EINPROGRESS),
+        "connect: {error}"
+    );
+    Ok(fd)
+}

@@ -30,8 +30,7 @@ fn syn_dropped_ipv6_times_out_after_the_kernels_retransmits() -> Result<()> {
 fn syn_dropped_times_out(family: Family) -> Result<()> {
     let ns = quick_namespace()?;
     let port = unused_port(&ns, family)?;
-    firewall(
-        &ns,
+    ns.firewall(
         family,
         "-A",
         &format!("INPUT -p tcp --dport {port} -j DROP"),
@@ -109,8 +108,7 @@ fn synack_dropped(family: Family) -> Result<()> {
     ns.sysctl("net.ipv4.tcp_synack_retries", "1")?;
     let listener = ns.run(|| tcp::listen(family))?;
     let port = tcp::local_port(&listener)?;
-    firewall(
-        &ns,
+    ns.firewall(
         family,
         "-A",
         &format!("INPUT -p tcp --sport {port} --tcp-flags SYN,ACK SYN,ACK -j DROP"),
@@ -220,8 +218,7 @@ fn icmp_host_unreachable_is_unreachable() -> Result<()> {
     let family = Family::V4;
     let ns = quick_namespace()?;
     let port = unused_port(&ns, family)?;
-    firewall(
-        &ns,
+    ns.firewall(
         family,
         "-A",
         &format!("INPUT -p tcp --dport {port} -j REJECT --reject-with icmp-host-unreachable"),
@@ -248,7 +245,7 @@ fn first_syn_lost_is_established_after_one_retransmit() -> Result<()> {
     let listener = ns.run(|| tcp::listen(family))?;
     let port = tcp::local_port(&listener)?;
     let rule = format!("INPUT -p tcp --dport {port} -j DROP");
-    firewall(&ns, family, "-A", &rule)?;
+    ns.firewall(family, "-A", &rule)?;
     let mut agent = Agent::start_command(&ns, "handshakes", &["--port", &port.to_string()])?;
     let addr = SocketAddr::new(family.loopback(), port);
 
@@ -261,7 +258,7 @@ fn first_syn_lost_is_established_after_one_retransmit() -> Result<()> {
             |r| is_type_on(r, "handshake_retransmit", "client", port),
             TIMEOUT,
         )?;
-        firewall(&ns, family, "-D", &rule)?;
+        ns.firewall(family, "-D", &rule)?;
         match client.join() {
             Ok(Ok(_stream)) => Ok(()),
             Ok(Err(error)) => Err(error).context("connecting after the rule was removed"),
@@ -316,8 +313,7 @@ fn closing_a_connecting_socket_is_aborted() -> Result<()> {
     let family = Family::V4;
     let ns = quick_namespace()?;
     let port = unused_port(&ns, family)?;
-    firewall(
-        &ns,
+    ns.firewall(
         family,
         "-A",
         &format!("INPUT -p tcp --dport {port} -j DROP"),
@@ -325,7 +321,7 @@ fn closing_a_connecting_socket_is_aborted() -> Result<()> {
     let mut agent = Agent::start_command(&ns, "handshakes", &["--port", &port.to_string()])?;
     // A non-blocking connect, abandoned once the kernel retransmitted.
     let addr = SocketAddr::new(family.loopback(), port);
-    let socket = ns.run(|| nonblocking_connect(addr))?;
+    let socket = ns.run(|| tcp::nonblocking_connect(addr))?;
     agent.wait_for(
         "the SYN retransmit",
         |r| is_type_on(r, "handshake_retransmit", "client", port),
@@ -357,7 +353,7 @@ fn a_full_accept_queue_shows_in_the_listener_summary() -> Result<()> {
     let addr = SocketAddr::new(family.loopback(), port);
     let clients = ns.run(|| {
         (0..4)
-            .map(|_| nonblocking_connect(addr))
+            .map(|_| tcp::nonblocking_connect(addr))
             .collect::<Result<Vec<_>>>()
     })?;
     let summary = agent.wait_for(
@@ -394,18 +390,6 @@ fn quick_namespace() -> Result<NetNs> {
     Ok(ns)
 }
 
-/// Adds (`-A`) or deletes (`-D`) a rule with iptables or ip6tables.
-fn firewall(ns: &NetNs, family: Family, action: &str, rule: &str) -> Result<()> {
-    let tool = match family {
-        Family::V4 => "iptables",
-        Family::V6 => "ip6tables",
-    };
-    let mut args = vec![tool, action];
-    args.extend(rule.split_whitespace());
-    ns.exec(&args)?;
-    Ok(())
-}
-
 /// A port nobody listens on in `ns` (the kernel's pick, then released).
 fn unused_port(ns: &NetNs, family: Family) -> Result<u16> {
     let listener = ns.run(|| tcp::listen(family))?;
@@ -421,27 +405,6 @@ fn connect_error(ns: &NetNs, addr: SocketAddr) -> Result<i32> {
             .raw_os_error()
             .with_context(|| format!("connect to {addr} failed without errno: {error}")),
     }
-}
-
-/// A socket with a non-blocking connect to `addr` in progress.
-fn nonblocking_connect(addr: SocketAddr) -> Result<libc::c_int> {
-    let domain = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: plain socket(2).
-    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0) };
-    ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-    let (storage, len) = tcp::sockaddr(addr);
-    // SAFETY: a sockaddr of the socket's family and its length.
-    let rc = unsafe { libc::connect(fd, (&storage as *const libc::sockaddr_storage).cast(), len) };
-    let error = std::io::Error::last_os_error();
-    ensure!(
-        rc == 0 || error.raw_os_error() == Some(libc::EINPROGRESS),
-        "connect: {error}"
-    );
-    Ok(fd)
 }
 
 fn str_of<'a>(record: &'a Value, key: &str) -> Option<&'a str> {

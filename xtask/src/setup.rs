@@ -6,9 +6,17 @@ use anyhow::{Context, Result, bail};
 
 use crate::cmd::{is_root, run};
 
-/// Debian packages: LLVM 22 for bpf-linker, and the network tools the
-/// integration tests drive (ip, ss, iptables).
-const APT_PACKAGES: [&str; 4] = ["llvm-22-dev", "libpolly-22-dev", "iproute2", "iptables"];
+/// Debian packages: LLVM 22 for bpf-linker, the network tools the
+/// integration tests drive (ip, ss, iptables), tmux for `socktrace top` in a
+/// terminal and util-linux's setpriv for a non-root client.
+const APT_PACKAGES: [&str; 6] = [
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "iproute2",
+    "iptables",
+    "tmux",
+    "util-linux",
+];
 const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const TRACEFS: &str = "/sys/kernel/tracing";

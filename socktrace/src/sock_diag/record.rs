@@ -13,13 +13,15 @@ pub(super) const INET_DIAG_MSG_LEN: usize = 72;
 
 /// `INET_DIAG_SKMEMINFO`: an array of `u32`, `SK_MEMINFO_*` order.
 const INET_DIAG_SKMEMINFO: u16 = 7;
+/// `INET_DIAG_SKV6ONLY`: a full IPv6 socket's `IPV6_V6ONLY`, one byte.
+const INET_DIAG_SKV6ONLY: u16 = 11;
 /// `SK_MEMINFO_DROPS`: index of the drop counter in that array.
 const SK_MEMINFO_DROPS: usize = 8;
 
 /// The timer pending on a socket, as `ss -o` prints it (`timer:(on,..)`,
 /// `timer:(keepalive,..)`, `timer:(timewait,..)`, `timer:(persist,..)`).
 /// Expiries are milliseconds from the moment the kernel listed the socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DiagTimer {
     Off,
     /// Retransmission (for SYN-SENT and request sockets: SYN or SYN-ACK).
@@ -99,6 +101,9 @@ pub struct DiagSocket {
     /// connections already half-open. Only when the dump asked for memory
     /// information.
     pub drops: Option<u32>,
+    /// An IPv6 socket with `IPV6_V6ONLY` set (ss prints its unspecified
+    /// address `[::]` rather than `*`).
+    pub v6only: bool,
 }
 
 impl DiagSocket {
@@ -165,6 +170,8 @@ pub(super) fn parse(payload: &[u8], netns: NetnsInode) -> Result<DiagSocket, Rec
         uid: u32_at(64),
         inode: u32_at(68),
         drops: drops(&payload[INET_DIAG_MSG_LEN..]),
+        v6only: attribute(&payload[INET_DIAG_MSG_LEN..], INET_DIAG_SKV6ONLY)
+            .is_some_and(|value| value.first() == Some(&1)),
     })
 }
 
@@ -172,17 +179,22 @@ const AF_INET: u8 = libc::AF_INET as u8;
 const AF_INET6: u8 = libc::AF_INET6 as u8;
 
 /// The drop counter of an `INET_DIAG_SKMEMINFO` attribute, if present.
-fn drops(mut attributes: &[u8]) -> Option<u32> {
+fn drops(attributes: &[u8]) -> Option<u32> {
+    let at = SK_MEMINFO_DROPS * 4;
+    let value = attribute(attributes, INET_DIAG_SKMEMINFO)?.get(at..at + 4)?;
+    Some(u32::from_ne_bytes(value.try_into().expect("4 bytes")))
+}
+
+/// The value of the first attribute of `kind`, if present and well formed.
+fn attribute(mut attributes: &[u8], kind: u16) -> Option<&[u8]> {
     while attributes.len() >= 4 {
         let length = usize::from(u16::from_ne_bytes([attributes[0], attributes[1]]));
-        let kind = u16::from_ne_bytes([attributes[2], attributes[3]]);
+        let found = u16::from_ne_bytes([attributes[2], attributes[3]]);
         if length < 4 || length > attributes.len() {
             return None;
         }
-        if kind == INET_DIAG_SKMEMINFO {
-            let at = 4 + SK_MEMINFO_DROPS * 4;
-            let value = attributes.get(at..at + 4)?;
-            return Some(u32::from_ne_bytes(value.try_into().expect("4 bytes")));
+        if found == kind {
+            return Some(&attributes[4..length]);
         }
         attributes = attributes.get(length.next_multiple_of(4)..).unwrap_or(&[]);
     }
@@ -321,6 +333,10 @@ pub(super) mod tests {
             parse(&bytes, crate::tuple::TEST_NETNS).unwrap().drops,
             Some(77)
         );
+        let mut v6only = Raw::v4(10, 80).bytes();
+        v6only.extend_from_slice(&[5, 0, 11, 0, 1, 0, 0, 0]);
+        assert!(parse(&v6only, crate::tuple::TEST_NETNS).unwrap().v6only);
+        assert!(!parse(&bytes, crate::tuple::TEST_NETNS).unwrap().v6only);
         let mut corrupt = Raw::v4(10, 80).bytes();
         corrupt.extend_from_slice(&[200, 0, 4, 0]);
         assert_eq!(

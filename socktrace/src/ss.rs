@@ -1,0 +1,106 @@
+//! `socktrace ss`: the sockets `ss -tan` lists, with ss's options and
+//! filter, from the running agent or, without one, from sock_diag in this
+//! process.
+use std::{collections::HashMap, path::Path};
+
+use anyhow::{Context as _, bail};
+
+use crate::{
+    agent_client,
+    agent_protocol::{Request, Response},
+    cli::SsArgs,
+    clock::monotonic_now_ns,
+    listed_socket::ListedSocket,
+    live::LiveState,
+    namespaces::Namespaces,
+    proc_owners::socket_owners,
+    sock_diag::{DiagSocket, DumpRequest},
+    ss_filter::{self, StateSet},
+    ss_output::{self, Columns},
+    table::SocketTable,
+    view_namespaces::ViewNamespaces,
+};
+
+pub async fn run(args: SsArgs) -> anyhow::Result<()> {
+    let default_states = if args.all {
+        StateSet::ALL
+    } else if args.listening {
+        StateSet::LISTENING
+    } else {
+        StateSet::CONNECTED_DEFAULT
+    };
+    let services = ss_filter::system_services();
+    let query = ss_filter::parse(&args.filter, default_states, &services)
+        .map_err(|error| anyhow::anyhow!("{error}\n{}", error.pointer()))?;
+    let namespaces = ViewNamespaces::resolve(&args.netns)?;
+    let request = Request::Sockets {
+        netns: namespaces.inodes(),
+        owners: args.processes,
+    };
+    let from_agent = if args.agent.no_agent {
+        None
+    } else {
+        agent_client::ask(&args.agent.agent, &request).await?
+    };
+    let sockets = match from_agent {
+        Some(Response::Sockets(sockets)) => sockets,
+        Some(_) => bail!("the agent answered something else than a socket list"),
+        None => {
+            log::info!(
+                "no agent at {}: listing in-process",
+                args.agent.agent.display()
+            );
+            in_process(&namespaces, args.processes)?
+        }
+    };
+    let selected: Vec<ListedSocket> = sockets
+        .into_iter()
+        .filter(|s| !args.ipv4 || s.is_ipv4())
+        .filter(|s| !args.ipv6 || !s.is_ipv4())
+        .filter(|s| query.matches(s.state, s.local, s.remote))
+        .collect();
+    let text = match (args.summary, args.json) {
+        (true, true) => ss_output::summary_json(&selected),
+        (true, false) => ss_output::summary(&selected),
+        (false, true) => ss_output::json(&selected),
+        (false, false) => {
+            let columns = Columns {
+                state: query.states.single().is_none(),
+                netns: namespaces.several(),
+                processes: args.processes,
+                timers: args.timers,
+                no_header: args.no_header,
+            };
+            ss_output::table(&selected, columns, |netns| namespaces.label(netns))
+        }
+    };
+    print_all(&text)
+}
+
+/// The sockets of `namespaces` listed here: what ss itself knows, and
+/// owners from /proc with `owners`. No tracer has watched them yet, so
+/// times in state and retries are unknown.
+fn in_process(namespaces: &ViewNamespaces, owners: bool) -> anyhow::Result<Vec<ListedSocket>> {
+    let mut followed = Namespaces::discover(&[], &[], monotonic_now_ns())?;
+    let dumps = followed
+        .dump_in(&namespaces.inodes(), &DumpRequest::all())
+        .context("listing sockets")?;
+    let sockets: Vec<DiagSocket> = dumps.into_iter().flat_map(|d| d.sockets).collect();
+    let owners = if owners {
+        socket_owners(Path::new("/proc"))
+    } else {
+        HashMap::new()
+    };
+    Ok(LiveState::new(SocketTable::new()).listing(&sockets, monotonic_now_ns(), &owners))
+}
+
+/// Writes `text` to stdout; a reader that went away (`| head`) is no error.
+fn print_all(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(error).context("writing to stdout")
+        }
+        _ => Ok(()),
+    }
+}

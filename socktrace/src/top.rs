@@ -1,0 +1,105 @@
+//! `socktrace top`: the full-screen live view, fed by the running agent or,
+//! without one, by a tracer started in this process.
+use std::path::PathBuf;
+
+use anyhow::bail;
+use tokio::sync::mpsc;
+
+use crate::{
+    agent_client,
+    agent_protocol::{Request, Response},
+    agent_server::ask_loop,
+    cli::TopArgs,
+    event_loop::{self, Job, Output},
+    live::LiveState,
+    live_consumer::LiveConsumer,
+    overview::Overview,
+    seed::Existing,
+    top_terminal::{self, OverviewSource},
+    view_namespaces::ViewNamespaces,
+};
+
+pub async fn run(args: TopArgs) -> anyhow::Result<()> {
+    let namespaces = ViewNamespaces::resolve(&args.netns)?;
+    let request = Request::Overview {
+        netns: namespaces.inodes(),
+    };
+    if !args.agent.no_agent
+        && let Some(response) = agent_client::ask(&args.agent.agent, &request).await?
+    {
+        let mut agent = FromAgent {
+            path: args.agent.agent,
+            request,
+            first: Some(overview_of(response)?),
+        };
+        return top_terminal::run(&mut agent, namespaces.title()).await;
+    }
+    let event_loop::Started {
+        probes,
+        namespaces: mut followed,
+        table,
+        ..
+    } = event_loop::attach_and_seed(
+        args.ring.ring_buffer_kib,
+        &namespaces.as_args(),
+        Existing::WithoutTimeWait,
+    )?;
+    let (jobs, mut inbox) = mpsc::channel(1);
+    let mut consumer = LiveConsumer::new(LiveState::new(table));
+    let mut out = Output::new();
+    let mut tracer = InProcess { jobs, request };
+    let view = top_terminal::run(&mut tracer, namespaces.title());
+    let tracing = event_loop::run(
+        probes,
+        &mut followed,
+        &mut consumer,
+        &mut out,
+        Some(&mut inbox),
+    );
+    // Whichever ends first ends both: the user quit, or the tracer stopped
+    // (SIGTERM, or an error).
+    tokio::select! {
+        viewed = view => viewed,
+        traced = tracing => traced.map(|summary| summary.report()),
+    }
+}
+
+fn overview_of(response: Response) -> anyhow::Result<Overview> {
+    match response {
+        Response::Overview(overview) => Ok(*overview),
+        Response::Refused(reason) => bail!("refused: {reason}"),
+        Response::Sockets(_) => bail!("a socket list came instead of an overview"),
+    }
+}
+
+/// Overviews from the running agent, one connection each.
+struct FromAgent {
+    path: PathBuf,
+    request: Request,
+    /// The answer to the question that found the agent.
+    first: Option<Overview>,
+}
+
+impl OverviewSource for FromAgent {
+    async fn overview(&mut self) -> anyhow::Result<Overview> {
+        if let Some(first) = self.first.take() {
+            return Ok(first);
+        }
+        match agent_client::ask(&self.path, &self.request).await? {
+            Some(response) => overview_of(response),
+            None => bail!("the agent at {} is gone", self.path.display()),
+        }
+    }
+}
+
+/// Overviews from the tracer this process runs.
+struct InProcess {
+    jobs: mpsc::Sender<Job<LiveConsumer>>,
+    request: Request,
+}
+
+impl OverviewSource for InProcess {
+    async fn overview(&mut self) -> anyhow::Result<Overview> {
+        overview_of(ask_loop(&self.jobs, self.request.clone()).await?)
+    }
+}
