@@ -151,7 +151,14 @@ fn process_column(socket: &ListedSocket, columns: Columns) -> String {
 
 /// `timer:(name,time left,retransmits)` as `ss -o` prints it.
 pub fn timer(timer: DiagTimer) -> Option<String> {
-    let (name, expires_ms, count) = match timer {
+    let (name, expires_ms, count) = timer_parts(timer)?;
+    Some(format!("timer:({name},{},{count})", ms_timer(expires_ms)))
+}
+
+/// A pending timer's ss name, milliseconds left and count (retransmits or
+/// probes).
+fn timer_parts(timer: DiagTimer) -> Option<(&'static str, u32, u8)> {
+    Some(match timer {
         DiagTimer::Off => return None,
         DiagTimer::Retransmit {
             expires_ms,
@@ -160,8 +167,7 @@ pub fn timer(timer: DiagTimer) -> Option<String> {
         DiagTimer::KeepAlive { expires_ms } => ("keepalive", expires_ms, 0),
         DiagTimer::TimeWait { expires_ms } => ("timewait", expires_ms, 0),
         DiagTimer::ZeroWindowProbe { expires_ms, probes } => ("persist", expires_ms, probes),
-    };
-    Some(format!("timer:({name},{},{count})", ms_timer(expires_ms)))
+    })
 }
 
 /// iproute2's `print_ms_timer`: `1min3sec`, `59sec`, `1.569ms` (one second
@@ -318,18 +324,6 @@ pub fn json(sockets: &[ListedSocket]) -> String {
     }
     let mut out = String::new();
     for socket in sockets {
-        let timer = match socket.timer {
-            DiagTimer::Off => None,
-            DiagTimer::Retransmit {
-                expires_ms,
-                retransmits,
-            } => Some(("on", expires_ms, retransmits)),
-            DiagTimer::KeepAlive { expires_ms } => Some(("keepalive", expires_ms, 0)),
-            DiagTimer::TimeWait { expires_ms } => Some(("timewait", expires_ms, 0)),
-            DiagTimer::ZeroWindowProbe { expires_ms, probes } => {
-                Some(("persist", expires_ms, probes))
-            }
-        };
         let tuple = SocketTuple {
             netns: socket.netns,
             local: socket.local,
@@ -343,7 +337,7 @@ pub fn json(sockets: &[ListedSocket]) -> String {
                 state: socket.state.name(),
                 recv_q: socket.recv_queue,
                 send_q: socket.send_queue,
-                timer: timer.map(|(kind, expires_ms, count)| TimerJson {
+                timer: timer_parts(socket.timer).map(|(kind, expires_ms, count)| TimerJson {
                     kind,
                     expires_ms,
                     count,
