@@ -92,7 +92,7 @@ impl CloseWaitWatch {
                     socket.id,
                     Waiting {
                         tuple: socket.tuple,
-                        owner: socket.owner,
+                        owner: socket.owner.clone(),
                         since_ns: None,
                         reported: false,
                     },
@@ -109,7 +109,7 @@ impl CloseWaitWatch {
                 t.id,
                 Waiting {
                     tuple: t.tuple,
-                    owner: t.owner,
+                    owner: t.owner.clone(),
                     since_ns: Some(t.ts_ns),
                     reported: false,
                 },
@@ -122,7 +122,7 @@ impl CloseWaitWatch {
         let waiting = self.waiting.remove(&t.id)?;
         waiting.reported.then(|| {
             // The application acted at last: the closing task owns it.
-            let owner = t.owner.or(waiting.owner);
+            let owner = t.owner.clone().or_else(|| waiting.owner.clone());
             self.report(t.id, &waiting, t.ts_ns, CloseWaitStatus::Closed, owner)
         })
     }
@@ -141,7 +141,7 @@ impl CloseWaitWatch {
         reports.sort_by_key(|(id, _)| *id);
         reports
             .into_iter()
-            .map(|(id, w)| self.report(id, &w, now_ns, CloseWaitStatus::Stuck, w.owner))
+            .map(|(id, w)| self.report(id, &w, now_ns, CloseWaitStatus::Stuck, w.owner.clone()))
             .collect()
     }
 
@@ -200,6 +200,7 @@ mod tests {
         Owner {
             pid: 77,
             comm: Comm::from_text("nginx"),
+            container: None,
         }
     }
 
@@ -218,6 +219,7 @@ mod tests {
                 Owner {
                     pid: 0,
                     comm: Comm::from_text("swapper/0"),
+                    container: None,
                 },
                 TaskContext::Softirq,
             ),

@@ -38,7 +38,7 @@ impl TaskContext {
 }
 
 /// One validated kernel record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     State(StateEvent),
     /// An active open retransmitted its SYN.
@@ -61,7 +61,7 @@ impl Event {
 }
 
 /// A validated TCP state transition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StateEvent {
     /// CLOCK_MONOTONIC nanoseconds.
     pub ts_ns: u64,
@@ -166,10 +166,7 @@ impl TryFrom<&Record> for Event {
                 tuple,
                 old_state: state(raw.oldstate)?,
                 new_state: state(raw.newstate)?,
-                task: Owner {
-                    pid: raw.tgid,
-                    comm: Comm::from_bytes(raw.comm),
-                },
+                task: Owner::new(raw.tgid, Comm::from_bytes(raw.comm)),
                 context,
             })),
             RECORD_SYN_RETRANSMIT => match state(raw.oldstate)? {

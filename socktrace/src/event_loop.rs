@@ -5,6 +5,7 @@
 //! tables and loss reports; SIGINT and SIGTERM end it cleanly.
 use std::{
     io::{self, Write},
+    path::PathBuf,
     time::Duration,
 };
 
@@ -14,7 +15,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::{
     cli::NetnsArgs,
     clock::monotonic_now_ns,
-    event::{Event, RejectCounts},
+    container::ContainerLabels,
+    event::{Event, RejectCounts, TaskContext},
     loader::{self, KernelProbes},
     namespaces::Namespaces,
     ring_reader::RingReader,
@@ -22,6 +24,10 @@ use crate::{
     table::{SocketTable, TrackedSocket},
     tuple::NetnsInode,
 };
+
+/// Processes whose container label is cached (see [`ContainerLabels`]):
+/// far more than a host runs sockets from, about 100 bytes each.
+const LABELLED_PROCESSES: usize = 65_536;
 
 /// Records handled before yielding to signals and timers.
 const BATCH: usize = 1024;
@@ -152,6 +158,7 @@ pub async fn run<C: Consumer>(
     let mut decoder = Decoder {
         rejected: RejectCounts::default(),
         namespaces,
+        labels: ContainerLabels::new(PathBuf::from("/proc"), LABELLED_PROCESSES),
     };
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
@@ -179,6 +186,7 @@ pub async fn run<C: Consumer>(
             }
             _ = reconcile.tick() => {
                 let gone = decoder.namespaces.rescan_if_due(monotonic_now_ns());
+                decoder.labels.refresh();
                 consumer.snapshot(decoder.namespaces)?;
                 if !drain_and_settle(&mut reader, &mut decoder, consumer, out)? {
                     break;
@@ -227,19 +235,26 @@ async fn next_job<C>(inbox: &mut Option<&mut Inbox<C>>) -> Option<Job<C>> {
 
 /// Turns ring-buffer records into events for the consumer, counting the
 /// rejected ones, leaving out those of namespaces not selected and telling
-/// the namespaces which ones records come from.
+/// the namespaces which ones records come from. Transitions made in
+/// process context get the container label of their process.
 struct Decoder<'a> {
     rejected: RejectCounts,
     namespaces: &'a mut Namespaces,
+    labels: ContainerLabels,
 }
 
 impl Decoder<'_> {
     fn decode(&mut self, bytes: &[u8], consumer: &mut dyn FnMut(Event)) {
         match Event::try_from(bytes) {
-            Ok(event) => {
+            Ok(mut event) => {
                 let netns = event.netns();
                 if self.namespaces.selection().contains(netns) {
                     self.namespaces.note(netns);
+                    if let Event::State(state) = &mut event
+                        && state.context == TaskContext::Process
+                    {
+                        state.task.container = self.labels.of(state.task.pid);
+                    }
                     consumer(event);
                 }
             }

@@ -219,7 +219,7 @@ struct HalfOpen {
 }
 
 /// An attempt in progress, as the live views show it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InProgress {
     pub side: Side,
     /// With IPv4-mapped addresses written as IPv4.
@@ -284,14 +284,14 @@ impl HandshakeTracker {
             tuple: a.tuple.canonical(),
             started_ns: a.started_ns,
             retransmits: a.retransmits_ns.len() as u32,
-            owner: a.owner,
+            owner: a.owner.clone(),
         });
         let servers = self.half_open.iter().map(|(tuple, h)| InProgress {
             side: Side::Server,
             tuple: *tuple,
             started_ns: h.started_ns,
             retransmits: h.retransmits_ns.len() as u32,
-            owner: h.owner,
+            owner: h.owner.clone(),
         });
         clients.chain(servers)
     }
@@ -308,7 +308,7 @@ impl HandshakeTracker {
                     skaddr,
                     ClientAttempt {
                         tuple: t.tuple,
-                        owner: t.owner,
+                        owner: t.owner.clone(),
                         started_ns: Some(t.ts_ns),
                         retransmits_ns: Vec::new(),
                         reset: false,
@@ -329,7 +329,7 @@ impl HandshakeTracker {
             _ => {
                 if let Some(attempt) = self.clients.get_mut(&skaddr) {
                     attempt.tuple = t.tuple;
-                    attempt.owner = t.owner.or(attempt.owner);
+                    attempt.owner = t.owner.clone().or(attempt.owner.take());
                 }
                 None
             }
@@ -354,7 +354,7 @@ impl HandshakeTracker {
         Retrying {
             side: Side::Client,
             tuple: attempt.tuple,
-            owner: attempt.owner,
+            owner: attempt.owner.clone(),
             at_ns: signal.ts_ns,
             retransmits: attempt.retransmits_ns.len() as u32,
             elapsed_ns: attempt.started_ns.map(|s| signal.ts_ns.saturating_sub(s)),
@@ -371,7 +371,7 @@ impl HandshakeTracker {
             .half_open
             .entry(event.tuple.canonical())
             .or_insert_with(|| HalfOpen {
-                owner,
+                owner: owner.clone(),
                 started_ns: None,
                 retransmits_ns: Vec::new(),
                 kernel_retransmits: None,
@@ -379,13 +379,13 @@ impl HandshakeTracker {
                 last_event_ns: event.ts_ns,
             });
         half_open.started_ns = half_open.started_ns.or(event.first_synack_ns);
-        half_open.owner = half_open.owner.or(owner);
+        half_open.owner = half_open.owner.take().or(owner);
         half_open.retransmits_ns.push(event.ts_ns);
         half_open.last_event_ns = event.ts_ns;
         Retrying {
             side: Side::Server,
             tuple: event.tuple,
-            owner: half_open.owner,
+            owner: half_open.owner.clone(),
             at_ns: event.ts_ns,
             retransmits: half_open.retransmits_ns.len() as u32,
             elapsed_ns: half_open.started_ns.map(|s| event.ts_ns.saturating_sub(s)),
@@ -422,7 +422,7 @@ impl HandshakeTracker {
                 .half_open
                 .entry(request.tuple.canonical())
                 .or_insert_with(|| HalfOpen {
-                    owner: request.owner,
+                    owner: request.owner.clone(),
                     started_ns: None,
                     retransmits_ns: Vec::new(),
                     kernel_retransmits: None,
@@ -430,7 +430,7 @@ impl HandshakeTracker {
                     last_event_ns: taken_ns,
                 });
             half_open.confirmed = true;
-            half_open.owner = half_open.owner.or(request.owner);
+            half_open.owner = half_open.owner.take().or(request.owner.clone());
             half_open.kernel_retransmits = Some(request.retransmits);
         }
         let gone: Vec<SocketTuple> = self
@@ -455,7 +455,7 @@ impl HandshakeTracker {
             expired.push(Handshake {
                 side: Side::Server,
                 tuple,
-                owner: half_open.owner,
+                owner: half_open.owner.clone(),
                 outcome: Outcome::Expired,
                 errno: None,
                 started_ns: half_open.started_ns,
@@ -491,9 +491,9 @@ impl HandshakeTracker {
                 h.started_ns,
                 h.retransmits_ns,
                 h.kernel_retransmits,
-                h.owner.or(t.owner),
+                h.owner.clone().or(t.owner.clone()),
             ),
-            None => (None, Vec::new(), None, t.owner),
+            None => (None, Vec::new(), None, t.owner.clone()),
         };
         Handshake {
             side: Side::Server,
@@ -537,7 +537,7 @@ fn client_outcome(
     Handshake {
         side: Side::Client,
         tuple: t.tuple,
-        owner: attempt.owner.or(t.owner),
+        owner: attempt.owner.clone().or(t.owner.clone()),
         outcome,
         errno,
         started_ns: attempt.started_ns,

@@ -10,8 +10,8 @@ use crate::{
     handshake::{Handshake, Outcome, Retrying, Side},
     handshake_summary::{Group, HandshakeSummary, RETRANSMIT_BUCKETS},
     output::{
-        Format, OwnerJson, Style, TupleJson, endpoint, ms, netns_header, owner_columns, push_json,
-        push_netns_cell,
+        Format, OwnerJson, Style, TupleJson, endpoint, ms, netns_header, owner_columns,
+        owner_header, push_json, push_netns_cell,
     },
     owner::Owner,
     tuple::SocketTuple,
@@ -20,12 +20,11 @@ use crate::{
 /// Column header of the human stream.
 pub fn header(style: &Style) -> String {
     format!(
-        "{}{:<12} {:<6} {:>7} {:<15} {:<45} {:<45} {:<28} {:>4} {:>10}  {}",
+        "{}{:<12} {:<6} {} {:<45} {:<45} {:<28} {:>4} {:>10}  {}",
         netns_header(style),
         "TIME(UTC)",
         "SIDE",
-        "PID",
-        "COMM",
+        owner_header(),
         "LOCAL",
         "REMOTE",
         "OUTCOME",
@@ -48,7 +47,7 @@ pub fn write_handshake(out: &mut String, h: &Handshake, format: Format, style: &
                 ts_ns: h.ended_ns,
                 side: h.side.name(),
                 tuple: TupleJson::from(&h.tuple),
-                owner: OwnerJson::from(h.owner),
+                owner: OwnerJson::from(h.owner.as_ref()),
                 outcome: h.outcome.name(),
                 error: h.errno.map(errno_name),
                 retransmits: h.retransmits(),
@@ -73,7 +72,7 @@ pub fn write_handshake(out: &mut String, h: &Handshake, format: Format, style: &
             let row = Row {
                 at_ns: h.ended_ns,
                 side: h.side,
-                owner: h.owner,
+                owner: h.owner.clone(),
                 tuple: &h.tuple,
                 what: &outcome,
                 retransmits: h.retransmits(),
@@ -95,7 +94,7 @@ pub fn write_retrying(out: &mut String, r: &Retrying, format: Format, style: &St
                 ts_ns: r.at_ns,
                 side: r.side.name(),
                 tuple: TupleJson::from(&r.tuple),
-                owner: OwnerJson::from(r.owner),
+                owner: OwnerJson::from(r.owner.as_ref()),
                 retransmits: r.retransmits,
                 elapsed_ms: r.elapsed_ns.map(ms),
             },
@@ -108,7 +107,7 @@ pub fn write_retrying(out: &mut String, r: &Retrying, format: Format, style: &St
             let row = Row {
                 at_ns: r.at_ns,
                 side: r.side,
-                owner: r.owner,
+                owner: r.owner.clone(),
                 tuple: &r.tuple,
                 what: state,
                 retransmits: r.retransmits,
@@ -143,7 +142,7 @@ impl Row<'_> {
             "{:<12} {:<6} {} {:<45} {:<45} {:<28} {:>4} {:>10}",
             style.clock.time_of_day(self.at_ns),
             self.side.name(),
-            owner_columns(self.owner),
+            owner_columns(self.owner.as_ref()),
             endpoint(&self.tuple.local),
             endpoint(&self.tuple.remote),
             self.what,
@@ -381,6 +380,7 @@ mod tests {
             owner: Some(Owner {
                 pid: 42,
                 comm: Comm::from_text("curl"),
+                container: None,
             }),
             outcome: Outcome::Timeout,
             errno: Some(110),

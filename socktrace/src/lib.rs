@@ -14,6 +14,7 @@ pub mod cidr;
 pub mod cli;
 pub mod clock;
 pub mod close_wait;
+pub mod container;
 pub mod errno_name;
 pub mod event;
 pub mod event_loop;

@@ -60,7 +60,10 @@ impl LiveState {
                 self.count_opening(&transition);
             }
             Event::SynRetransmit(signal) => {
-                let owner = self.table.by_skaddr(signal.skaddr).and_then(|s| s.owner);
+                let owner = self
+                    .table
+                    .by_skaddr(signal.skaddr)
+                    .and_then(|s| s.owner.clone());
                 self.handshakes.on_syn_retransmit(&signal, owner);
             }
             Event::SynAckRetransmit(synack) => {
@@ -170,7 +173,7 @@ impl LiveState {
         let time_wait: HashMap<SocketTuple, (Option<u64>, Option<Owner>)> = self
             .time_wait
             .sockets()
-            .map(|s| (s.tuple.canonical(), (s.entered_ns, s.owner)))
+            .map(|s| (s.tuple.canonical(), (s.entered_ns, s.owner.clone())))
             .collect();
         let attempts: HashMap<(Side, SocketTuple), InProgress> = self
             .handshakes
@@ -196,9 +199,10 @@ impl LiveState {
                     retries: None,
                 };
                 if socket.is_timewait() {
-                    if let Some(&(entered, owner)) = time_wait.get(&tuple) {
+                    if let Some((entered, owner)) = time_wait.get(&tuple) {
+                        let entered = *entered;
                         listed.in_state_ns = age(entered);
-                        listed.owner = owner;
+                        listed.owner = owner.clone();
                     }
                 } else if socket.state == TcpState::SynRecv && socket.inode == 0 {
                     listed.owner = self.table.listener_owner(tuple.netns, &socket.tuple.local);
@@ -206,9 +210,10 @@ impl LiveState {
                     listed.in_state_ns = age(attempt.and_then(|a| a.started_ns));
                     listed.retries = Some(retries(socket, attempt));
                 } else {
-                    if let Some(&(since, owner)) = full.get(&(tuple, socket.state)) {
+                    if let Some((since, owner)) = full.get(&(tuple, socket.state)) {
+                        let since = *since;
                         listed.in_state_ns = age(since);
-                        listed.owner = owner;
+                        listed.owner = owner.clone();
                     }
                     if socket.state == TcpState::SynSent {
                         // The table learns a connect's local port at its
@@ -218,12 +223,12 @@ impl LiveState {
                         let attempt = attempts.get(&(Side::Client, tuple));
                         if let Some(attempt) = attempt.filter(|_| listed.in_state_ns.is_none()) {
                             listed.in_state_ns = age(attempt.started_ns);
-                            listed.owner = listed.owner.or(attempt.owner);
+                            listed.owner = listed.owner.take().or_else(|| attempt.owner.clone());
                         }
                         listed.retries = Some(retries(socket, attempt));
                     }
                     if listed.owner.is_none() {
-                        listed.owner = owners.get(&socket.inode).copied();
+                        listed.owner = owners.get(&socket.inode).cloned();
                     }
                 }
                 listed
@@ -238,7 +243,12 @@ impl LiveState {
     ) -> HashMap<(SocketTuple, TcpState), (Option<u64>, Option<Owner>)> {
         self.table
             .sockets()
-            .map(|s| ((s.tuple.canonical(), s.state), (s.state_since_ns, s.owner)))
+            .map(|s| {
+                (
+                    (s.tuple.canonical(), s.state),
+                    (s.state_since_ns, s.owner.clone()),
+                )
+            })
             .collect()
     }
 

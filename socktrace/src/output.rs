@@ -64,11 +64,10 @@ pub(crate) fn push_netns_cell(out: &mut String, style: &Style, netns: NetnsInode
 /// Column header of the human transition stream.
 pub fn transition_header(style: &Style) -> String {
     format!(
-        "{}{:<12} {:>7} {:<15} {:<45} {:<45} {:<27} {:>10}",
+        "{}{:<12} {} {:<45} {:<45} {:<27} {:>10}",
         netns_header(style),
         "TIME(UTC)",
-        "PID",
-        "COMM",
+        owner_header(),
         "LOCAL",
         "REMOTE",
         "OLD -> NEW",
@@ -79,13 +78,12 @@ pub fn transition_header(style: &Style) -> String {
 /// Column header of the `--list-existing` table.
 pub fn socket_header(style: &Style) -> String {
     format!(
-        "{}{:<12} {:<45} {:<45} {:>7} {:<15}",
+        "{}{:<12} {:<45} {:<45} {}",
         netns_header(style),
         "STATE",
         "LOCAL",
         "REMOTE",
-        "PID",
-        "COMM"
+        owner_header()
     )
 }
 
@@ -100,7 +98,7 @@ pub fn write_transition(out: &mut String, t: &Transition, format: Format, style:
                 tuple: TupleJson::from(&t.tuple),
                 old_state: t.old_state.name(),
                 new_state: t.new_state.name(),
-                owner: OwnerJson::from(t.owner),
+                owner: OwnerJson::from(t.owner.as_ref()),
                 context: t.context.name(),
                 old_state_ms: t.old_state_ns.map(ms),
                 lifetime_ms: t.ended.as_ref().and_then(|e| e.lifetime_ns).map(ms),
@@ -118,7 +116,7 @@ pub fn write_transition(out: &mut String, t: &Transition, format: Format, style:
                 out,
                 "{:<12} {} {:<45} {:<45} {:<27} {:>10}",
                 style.clock.time_of_day(t.ts_ns),
-                owner_columns(t.owner),
+                owner_columns(t.owner.as_ref()),
                 endpoint(&t.tuple.local),
                 endpoint(&t.tuple.remote),
                 transition,
@@ -137,34 +135,48 @@ pub fn write_socket(out: &mut String, s: &TrackedSocket, format: Format, style: 
                 id: s.id,
                 tuple: TupleJson::from(&s.tuple),
                 state: s.state.name(),
-                owner: OwnerJson::from(s.owner),
+                owner: OwnerJson::from(s.owner.as_ref()),
             };
             push_json(out, &record);
         }
         Format::Human => {
-            let (pid, comm) = match s.owner {
-                Some(o) => (o.pid.to_string(), o.comm.to_text()),
-                None => ("-".into(), "-".into()),
-            };
             push_netns_cell(out, style, s.tuple.netns);
             let _ = writeln!(
                 out,
-                "{:<12} {:<45} {:<45} {:>7} {:<15}",
+                "{:<12} {:<45} {:<45} {}",
                 s.state.ss_name(),
                 endpoint(&s.tuple.local),
                 endpoint(&s.tuple.remote),
-                pid,
-                comm
+                owner_columns(s.owner.as_ref()).trim_end()
             );
         }
     }
 }
 
-pub(crate) fn owner_columns(owner: Option<Owner>) -> String {
+/// The owner's cells in human rows: pid, command and container (or
+/// service), `-` for what is unknown. [`owner_header`] names them.
+pub(crate) fn owner_columns(owner: Option<&Owner>) -> String {
     match owner {
-        Some(o) => format!("{:>7} {:<15}", o.pid, o.comm.to_text()),
-        None => format!("{:>7} {:<15}", "-", "-"),
+        Some(o) => format!(
+            "{:>7} {:<15} {:<CONTAINER_WIDTH$}",
+            o.pid,
+            o.comm.to_text(),
+            o.container.as_ref().map_or("-", |label| label.as_str())
+        ),
+        None => format!("{:>7} {:<15} {:<CONTAINER_WIDTH$}", "-", "-", "-"),
     }
+}
+
+/// Room for `docker:` and a short container id; longer labels (systemd
+/// units, pods) push the rest of the row right.
+const CONTAINER_WIDTH: usize = 19;
+
+/// The header of [`owner_columns`].
+pub(crate) fn owner_header() -> String {
+    format!(
+        "{:>7} {:<15} {:<CONTAINER_WIDTH$}",
+        "PID", "COMM", "CONTAINER"
+    )
 }
 
 /// `ss` style: `10.0.0.1:80`, `[::1]:80`, and `*` for an unbound port.
@@ -220,13 +232,18 @@ impl From<&SocketTuple> for TupleJson {
 pub(crate) struct OwnerJson {
     pid: Option<u32>,
     comm: Option<String>,
+    /// The container or service label (`docker:3f2a9c1b7d4e`).
+    container: Option<String>,
 }
 
-impl From<Option<Owner>> for OwnerJson {
-    fn from(owner: Option<Owner>) -> Self {
+impl From<Option<&Owner>> for OwnerJson {
+    fn from(owner: Option<&Owner>) -> Self {
         Self {
             pid: owner.map(|o| o.pid),
             comm: owner.map(|o| o.comm.to_text()),
+            container: owner
+                .and_then(|o| o.container.as_ref())
+                .map(|label| label.as_str().to_owned()),
         }
     }
 }
@@ -281,7 +298,7 @@ mod tests {
     use super::*;
     use crate::{
         event::TaskContext,
-        owner::Comm,
+        owner::{Comm, ContainerLabel},
         table::{Ended, Opening},
     };
 
@@ -301,6 +318,7 @@ mod tests {
             owner: Some(Owner {
                 pid: 42,
                 comm: Comm::from_text("curl"),
+                container: None,
             }),
             context: TaskContext::Softirq,
             old_state_ns: Some(1_500_000),
@@ -344,6 +362,7 @@ mod tests {
         write_transition(&mut out, &t, Format::Json, &test_style(false));
         let value: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
         assert!(value["pid"].is_null() && value["comm"].is_null());
+        assert!(value["container"].is_null());
         assert!(value["old_state_ms"].is_null());
         assert!(value.get("lifetime_ms").is_none());
     }
@@ -376,5 +395,22 @@ mod tests {
         assert!(out.contains("FIN_WAIT2 -> CLOSE"), "{out}");
         assert!(out.contains("1.500"), "{out}");
         assert!(out.contains("42 curl"), "{out}");
+    }
+
+    #[test]
+    fn the_container_shows_beside_the_owner_in_its_own_column() {
+        let mut t = transition();
+        if let Some(owner) = &mut t.owner {
+            owner.container = Some(ContainerLabel::new("docker:3f2a9c1b7d4e"));
+        }
+        let mut out = String::new();
+        write_transition(&mut out, &t, Format::Human, &test_style(false));
+        let header = transition_header(&test_style(false));
+        assert_eq!(header.find("CONTAINER"), out.find("docker:3f2a9c1b7d4e"));
+        assert_eq!(header.find("LOCAL"), out.find("[::1]:40000"), "aligned");
+        out.clear();
+        write_transition(&mut out, &t, Format::Json, &test_style(false));
+        let value: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
+        assert_eq!(value["container"], "docker:3f2a9c1b7d4e");
     }
 }

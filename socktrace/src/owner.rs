@@ -1,5 +1,7 @@
-//! Who owns a socket: the process that acted on it in process context.
+//! Who owns a socket: the process that acted on it in process context, and
+//! the container or service it runs in.
 use std::fmt;
+use std::sync::Arc;
 
 /// A task's `comm`: up to 15 bytes, NUL padded, as the kernel keeps it.
 #[derive(
@@ -41,14 +43,56 @@ impl fmt::Debug for Comm {
     }
 }
 
+/// The container or service a process runs in, as shown beside its owner
+/// and used as a metric label: `docker:3f2a9c1b7d4e`,
+/// `systemd:nginx.service` (see [`crate::container`]). Shared, because
+/// every socket of a workload carries the same one.
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct ContainerLabel(Arc<str>);
+
+impl ContainerLabel {
+    pub fn new(text: &str) -> Self {
+        ContainerLabel(Arc::from(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ContainerLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A process that owns a socket.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
 pub struct Owner {
     /// Process id (the kernel's tgid).
     pub pid: u32,
     pub comm: Comm,
+    /// The container or service the process ran in when it was seen;
+    /// `None` outside any (a login session, the host's init) or unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerLabel>,
+}
+
+impl Owner {
+    /// A process seen by pid and name only; its container is filled in
+    /// later by whoever can read `/proc`.
+    pub fn new(pid: u32, comm: Comm) -> Self {
+        Owner {
+            pid,
+            comm,
+            container: None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::path::Path;
 
+use crate::container;
 use crate::owner::{Comm, Owner};
 
 /// Maps every socket inode open in a process under `proc_root` (normally
@@ -41,9 +42,10 @@ fn add_process(dir: &Path, pid: u32, owners: &mut HashMap<u32, Owner>) {
     let owner = Owner {
         pid,
         comm: Comm::from_text(&comm),
+        container: container::label_of_process(dir),
     };
     for inode in inodes {
-        keep_lowest_pid(owners, inode, owner);
+        keep_lowest_pid(owners, inode, owner.clone());
     }
 }
 
@@ -139,6 +141,7 @@ mod tests {
         Owner {
             pid,
             comm: Comm::from_text(comm),
+            container: None,
         }
     }
 

@@ -61,7 +61,7 @@ pub fn existing_sockets(
         .into_iter()
         .map(|socket| SeedSocket {
             owner: (socket.inode != 0)
-                .then(|| owners.get(&socket.inode).copied())
+                .then(|| owners.get(&socket.inode).cloned())
                 .flatten(),
             kind: if socket.is_timewait() {
                 SeedKind::TimeWait

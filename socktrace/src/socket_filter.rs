@@ -52,6 +52,7 @@ mod tests {
         Owner {
             pid: 42,
             comm: Comm::from_text("curl"),
+            container: None,
         }
     }
 
@@ -100,6 +101,7 @@ mod tests {
         let wget = Owner {
             pid: 42,
             comm: Comm::from_text("wget"),
+            container: None,
         };
         assert!(!filter.matches(&tuple(), Some(&wget)));
     }

@@ -22,7 +22,9 @@ pub struct Columns {
     pub state: bool,
     /// A NETNS column first, when sockets of several namespaces show.
     pub netns: bool,
-    /// `-p`: `users:(("comm",pid=N))`.
+    /// `-p`: `users:(("comm",pid=N))`, then `container:docker:3f2a9c1b7d4e`
+    /// for a process in a container or service (as ss's `--cgroup` adds
+    /// `cgroup:PATH`).
     pub processes: bool,
     /// `-o`: `timer:(on,1.569ms,1)`.
     pub timers: bool,
@@ -137,9 +139,12 @@ pub fn endpoint(addr: SocketAddr, v6only: bool) -> String {
 fn process_column(socket: &ListedSocket, columns: Columns) -> String {
     let mut parts = Vec::new();
     if columns.processes
-        && let Some(owner) = socket.owner
+        && let Some(owner) = &socket.owner
     {
         parts.push(format!("users:((\"{}\",pid={}))", owner.comm, owner.pid));
+        if let Some(label) = &owner.container {
+            parts.push(format!("container:{label}"));
+        }
     }
     if columns.timers
         && let Some(timer) = timer(socket.timer)
@@ -342,7 +347,7 @@ pub fn json(sockets: &[ListedSocket]) -> String {
                     expires_ms,
                     count,
                 }),
-                owner: OwnerJson::from(socket.owner),
+                owner: OwnerJson::from(socket.owner.as_ref()),
                 in_state_ms: socket.in_state_ns.map(|ns| ns / 1_000_000),
                 retries: socket.retries,
             },

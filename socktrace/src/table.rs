@@ -128,7 +128,7 @@ pub struct TableStats {
 }
 
 /// A listener that passive sockets inherit their owner from.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Listener {
     id: SocketId,
     local: SocketAddr,
@@ -205,7 +205,7 @@ impl SocketTable {
         socket.state = event.new_state;
         socket.state_since_ns = Some(event.ts_ns);
         if event.context == TaskContext::Process {
-            socket.owner = Some(event.task);
+            socket.owner = Some(event.task.clone());
         }
         let ended = (event.new_state == TcpState::Close).then(|| Ended {
             lifetime_ns: socket.born_ns.map(|born| event.ts_ns.saturating_sub(born)),
@@ -218,7 +218,7 @@ impl SocketTable {
             tuple: socket.tuple,
             old_state: event.old_state,
             new_state: event.new_state,
-            owner: socket.owner,
+            owner: socket.owner.clone(),
             context: event.context,
             old_state_ns,
             ended,
@@ -344,7 +344,7 @@ impl SocketTable {
             .push(Listener {
                 id: socket.id,
                 local: socket.tuple.local,
-                owner: socket.owner,
+                owner: socket.owner.clone(),
             });
     }
 
@@ -382,7 +382,7 @@ impl SocketTable {
                 .iter()
                 .find(|l| l.local.ip().is_unspecified() && l.local.is_ipv4() == local.is_ipv4())
         };
-        exact.or_else(wildcard).and_then(|l| l.owner)
+        exact.or_else(wildcard).and_then(|l| l.owner.clone())
     }
 }
 

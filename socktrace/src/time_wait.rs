@@ -114,7 +114,7 @@ impl TimeWaitSocket {
     fn traced(t: &Transition, tuple: SocketTuple) -> Self {
         TimeWaitSocket {
             tuple,
-            owner: t.owner,
+            owner: t.owner.clone(),
             origin: TimeWaitOrigin::Traced,
             entered_ns: Some(t.ts_ns),
             entered_from: Some(t.old_state),

@@ -9,8 +9,8 @@ use serde::Serialize;
 use crate::{
     close_wait::{CloseWaitReport, CloseWaitStatus},
     output::{
-        Format, OwnerJson, Style, TupleJson, endpoint, ms, netns_header, owner_columns, push_json,
-        push_netns_cell,
+        Format, OwnerJson, Style, TupleJson, endpoint, ms, netns_header, owner_columns,
+        owner_header, push_json, push_netns_cell,
     },
     owner::Owner,
     tcp_state::TcpState,
@@ -22,12 +22,11 @@ use crate::{
 /// Column header of the human stream.
 pub fn header(style: &Style) -> String {
     format!(
-        "{}{:<12} {:<10} {:>7} {:<15} {:<45} {:<45} {:>14}  {}",
+        "{}{:<12} {:<10} {} {:<45} {:<45} {:>14}  {}",
         netns_header(style),
         "TIME(UTC)",
         "EVENT",
-        "PID",
-        "COMM",
+        owner_header(),
         "LOCAL",
         "REMOTE",
         "MS",
@@ -45,7 +44,7 @@ pub fn write_ended(out: &mut String, e: &EndedTimeWait, format: Format, style: &
                 r#type: "time_wait",
                 ts_ns: e.ended_ns(),
                 tuple: TupleJson::from(&socket.tuple),
-                owner: OwnerJson::from(socket.owner),
+                owner: OwnerJson::from(socket.owner.as_ref()),
                 end: e.end.name(),
                 lifetime_ms: e.lifetime_ns().map(ms),
                 lifetime_error_ms: ms(e.uncertainty_ns()),
@@ -67,7 +66,7 @@ pub fn write_ended(out: &mut String, e: &EndedTimeWait, format: Format, style: &
             Row {
                 at_ns: e.ended_ns(),
                 event: e.end.name(),
-                owner: socket.owner,
+                owner: socket.owner.clone(),
                 tuple: &socket.tuple,
                 ms: &lifetime,
                 detail: &detail,
@@ -89,7 +88,7 @@ pub fn write_entered(out: &mut String, socket: &TimeWaitSocket, format: Format, 
                 r#type: "time_wait_entered",
                 ts_ns: entered_ns,
                 tuple: TupleJson::from(&socket.tuple),
-                owner: OwnerJson::from(socket.owner),
+                owner: OwnerJson::from(socket.owner.as_ref()),
                 from: socket.entered_from.map(TcpState::name),
                 connection_ms: socket.connection_ns.map(ms),
                 state: socket.substate.map(TcpState::name),
@@ -100,7 +99,7 @@ pub fn write_entered(out: &mut String, socket: &TimeWaitSocket, format: Format, 
             Row {
                 at_ns: entered_ns,
                 event: "entered",
-                owner: socket.owner,
+                owner: socket.owner.clone(),
                 tuple: &socket.tuple,
                 ms: "-",
                 detail: &detail,
@@ -120,7 +119,7 @@ pub fn write_close_wait(out: &mut String, r: &CloseWaitReport, format: Format, s
                 ts_ns: r.at_ns,
                 id: r.id,
                 tuple: TupleJson::from(&r.tuple),
-                owner: OwnerJson::from(r.owner),
+                owner: OwnerJson::from(r.owner.as_ref()),
                 status: r.status.name(),
                 age_ms: ms(r.age_ns),
                 age_is_lower_bound: r.age_is_lower_bound,
@@ -143,7 +142,7 @@ pub fn write_close_wait(out: &mut String, r: &CloseWaitReport, format: Format, s
             Row {
                 at_ns: r.at_ns,
                 event,
-                owner: r.owner,
+                owner: r.owner.clone(),
                 tuple: &r.tuple,
                 ms: &age,
                 detail,
@@ -183,7 +182,7 @@ impl Row<'_> {
             "{:<12} {:<10} {} {:<45} {:<45} {:>14}  {}",
             style.clock.time_of_day(self.at_ns),
             self.event,
-            owner_columns(self.owner),
+            owner_columns(self.owner.as_ref()),
             endpoint(&self.tuple.local),
             endpoint(&self.tuple.remote),
             self.ms,
@@ -267,11 +266,20 @@ fn write_human_summary(out: &mut String, r: &TimeWaitReport, style: &Style, now_
         .top_owners
         .iter()
         .map(|(owner, n)| match owner {
-            Some(o) => format!("{}/{} {n}", o.pid, o.comm),
+            Some(o) => match &o.container {
+                Some(label) => format!("{}/{} ({label}) {n}", o.pid, o.comm),
+                None => format!("{}/{} {n}", o.pid, o.comm),
+            },
             None => format!("unknown {n}"),
         })
         .collect();
     let _ = writeln!(out, "  by process: {}", list(owners));
+    let containers = r
+        .top_containers
+        .iter()
+        .map(|(label, n)| format!("{label} {n}"))
+        .collect();
+    let _ = writeln!(out, "  by container: {}", list(containers));
     let pressure = r
         .port_pressure
         .iter()
@@ -358,6 +366,7 @@ struct SummaryJson {
     top_local_ports: Vec<PortCountJson>,
     top_remotes: Vec<RemoteCountJson>,
     top_processes: Vec<OwnerCountJson>,
+    top_containers: Vec<ContainerCountJson>,
     port_pressure: Vec<PressureJson>,
 }
 
@@ -404,7 +413,15 @@ impl SummaryJson {
                 .top_owners
                 .iter()
                 .map(|(owner, count)| OwnerCountJson {
-                    owner: OwnerJson::from(*owner),
+                    owner: OwnerJson::from(owner.as_ref()),
+                    count: *count,
+                })
+                .collect(),
+            top_containers: r
+                .top_containers
+                .iter()
+                .map(|(label, count)| ContainerCountJson {
+                    container: label.as_str().to_owned(),
                     count: *count,
                 })
                 .collect(),
@@ -441,6 +458,12 @@ struct RemoteCountJson {
 struct OwnerCountJson {
     #[serde(flatten)]
     owner: OwnerJson,
+    count: u64,
+}
+
+#[derive(Serialize)]
+struct ContainerCountJson {
+    container: String,
     count: u64,
 }
 

@@ -11,7 +11,7 @@ use std::{
 use crate::{
     close_wait::CloseWaitCounts,
     latency_histogram::LatencyHistogram,
-    owner::Owner,
+    owner::{ContainerLabel, Owner},
     table::Opening,
     time_wait::{EndedTimeWait, TimeWaitCounts, TimeWaitEnd, TimeWaitSocket},
 };
@@ -96,10 +96,11 @@ pub struct TimeWaitReport {
     pub lifetime_p99_ms: Option<f64>,
     pub lifetime_max_ms: Option<f64>,
     /// Timewait sockets (either substate) held per local port, per remote
-    /// endpoint, per owner: most first.
+    /// endpoint, per owner, per container or service: most first.
     pub top_local_ports: Vec<(u16, u64)>,
     pub top_remotes: Vec<(SocketAddr, u64)>,
     pub top_owners: Vec<(Option<Owner>, u64)>,
+    pub top_containers: Vec<(ContainerLabel, u64)>,
     /// Destinations by share of the ephemeral range held, most first.
     pub port_pressure: Vec<PortPressure>,
     pub observed: Observed,
@@ -171,13 +172,17 @@ impl TimeWaitSummary {
         let mut local_ports = HashMap::new();
         let mut remotes = HashMap::new();
         let mut owners = HashMap::new();
+        let mut containers = HashMap::new();
         let mut destinations = HashMap::new();
         for socket in sockets {
             counts.add(socket);
             let tuple = &socket.tuple;
             *local_ports.entry(tuple.local.port()).or_insert(0) += 1;
             *remotes.entry(tuple.remote).or_insert(0) += 1;
-            *owners.entry(socket.owner).or_insert(0) += 1;
+            *owners.entry(socket.owner.clone()).or_insert(0) += 1;
+            if let Some(label) = socket.owner.as_ref().and_then(|o| o.container.clone()) {
+                *containers.entry(label).or_insert(0) += 1;
+            }
             // A passive open's local port is its listener's, even when
             // that lies in the ephemeral range.
             if socket.opening != Some(Opening::Passive)
@@ -214,6 +219,7 @@ impl TimeWaitSummary {
             top_local_ports: most(local_ports, top),
             top_remotes: most(remotes, top),
             top_owners: most(owners, top),
+            top_containers: most(containers, top),
             port_pressure,
             observed,
         };
@@ -267,6 +273,7 @@ mod tests {
         Owner {
             pid,
             comm: Comm::from_text(comm),
+            container: None,
         }
     }
 
@@ -277,7 +284,7 @@ mod tests {
         let mut tracker = TimeWaitTracker::new();
         tracker.on_listing(crate::tuple::TEST_NETNS, &[], at(0));
         let mut listed = Vec::new();
-        for (i, &(local, remote, owner)) in sockets.iter().enumerate() {
+        for (i, (local, remote, owner)) in sockets.iter().enumerate() {
             let tuple = SocketTuple {
                 netns: crate::tuple::TEST_NETNS,
                 local: local.parse().unwrap(),
@@ -298,7 +305,7 @@ mod tests {
                     tuple,
                     old_state: old,
                     new_state: new,
-                    task: owner,
+                    task: owner.clone(),
                     context,
                     error: 0,
                     soft_error: 0,
@@ -327,13 +334,17 @@ mod tests {
 
     #[test]
     fn producers_are_ranked_by_timewait_sockets_held() {
-        let curl = owner(10, "curl");
+        let docker = ContainerLabel::new("docker:3f2a9c1b7d4e");
+        let curl = Owner {
+            container: Some(docker.clone()),
+            ..owner(10, "curl")
+        };
         let nginx = owner(20, "nginx");
         let tracker = tracker(&[
-            ("10.0.0.1:40001", "10.0.0.9:443", curl),
-            ("10.0.0.1:40002", "10.0.0.9:443", curl),
-            ("10.0.0.1:40003", "10.0.0.8:80", curl),
-            ("10.0.0.1:80", "10.0.0.7:50000", nginx),
+            ("10.0.0.1:40001", "10.0.0.9:443", curl.clone()),
+            ("10.0.0.1:40002", "10.0.0.9:443", curl.clone()),
+            ("10.0.0.1:40003", "10.0.0.8:80", curl.clone()),
+            ("10.0.0.1:80", "10.0.0.7:50000", nginx.clone()),
         ]);
         let mut summary = TimeWaitSummary::new(0);
         let observed = Observed {
@@ -343,6 +354,11 @@ mod tests {
         let report = summary.report(10 * S, tracker.sockets(), observed, 2);
         assert_eq!(report.counts.time_wait, 4);
         assert_eq!(report.top_owners, [(Some(curl), 3), (Some(nginx), 1)]);
+        assert_eq!(
+            report.top_containers,
+            [(docker, 3)],
+            "only labelled owners are counted by container"
+        );
         assert_eq!(
             report.top_remotes,
             [

@@ -14,8 +14,10 @@
 //! - [`wait`]: polling with a deadline.
 //! - [`KillOnDrop`]: a helper process that does not outlive its test.
 //! - [`SocketDir`]: where a test's agent puts its Unix socket.
+//! - [`cgroup::FakeContainer`]: a cgroup named like a container's.
 
 pub mod agent;
+pub mod cgroup;
 pub mod child;
 pub mod netns;
 pub mod record;

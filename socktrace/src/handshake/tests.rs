@@ -20,6 +20,7 @@ fn curl() -> Owner {
     Owner {
         pid: 4242,
         comm: Comm::from_text("curl"),
+        container: None,
     }
 }
 
@@ -27,6 +28,7 @@ fn nginx() -> Owner {
     Owner {
         pid: 77,
         comm: Comm::from_text("nginx"),
+        container: None,
     }
 }
 
@@ -93,6 +95,7 @@ impl Agent {
                 Owner {
                     pid: 0,
                     comm: Comm::from_text("swapper/1"),
+                    container: None,
                 }
             },
             context,
@@ -107,7 +110,7 @@ impl Agent {
             skaddr,
             tuple,
         };
-        let owner = self.table.by_skaddr(skaddr).and_then(|s| s.owner);
+        let owner = self.table.by_skaddr(skaddr).and_then(|s| s.owner.clone());
         self.tracker.on_syn_retransmit(&signal, owner)
     }
 

@@ -19,6 +19,7 @@ fn curl() -> Owner {
     Owner {
         pid: 4242,
         comm: Comm::from_text("curl"),
+        container: None,
     }
 }
 
@@ -198,8 +199,9 @@ fn owners_the_tracer_never_saw_come_from_proc_and_unknown_ages_stay_unknown() {
     let sshd = Owner {
         pid: 1,
         comm: Comm::from_text("sshd"),
+        container: None,
     };
-    let owners = HashMap::from([(99, sshd)]);
+    let owners = HashMap::from([(99, sshd.clone())]);
     let listed = live.listing(
         &[diag(established, Established, DiagTimer::Off, 99)],
         S,

@@ -1,6 +1,6 @@
 use super::*;
 use crate::{
-    owner::{Comm, Owner},
+    owner::{Comm, ContainerLabel, Owner},
     tuple::TEST_NETNS,
 };
 
@@ -26,6 +26,7 @@ fn sample() -> Vec<ListedSocket> {
     listener.owner = Some(Owner {
         pid: 20488,
         comm: Comm::from_text("python3"),
+        container: Some(ContainerLabel::new("systemd:demo.service")),
     });
     let mut stuck = socket(TcpState::SynSent, "10.0.0.1:40000", "192.0.2.7:443");
     stuck.timer = DiagTimer::Retransmit {
@@ -121,7 +122,8 @@ fn the_table_has_ss_columns_then_socktrace_ones() {
             "0.0.0.0:*",
             "-",
             "-",
-            "users:((\"python3\",pid=20488))"
+            "users:((\"python3\",pid=20488))",
+            "container:systemd:demo.service"
         ]
     );
     let stuck: Vec<&str> = lines[3].split_whitespace().collect();
@@ -192,6 +194,8 @@ fn json_has_one_object_per_socket_with_the_tracer_fields() {
     assert_eq!(stuck["in_state_ms"], 3200);
     assert_eq!(stuck["retries"], 1);
     assert_eq!(objects[0]["comm"], "python3");
+    assert_eq!(objects[0]["container"], "systemd:demo.service");
+    assert!(objects[1]["container"].is_null(), "no owner, no container");
     assert!(objects[1]["timer"].is_null());
 }
 

@@ -14,6 +14,7 @@ fn task(pid: u32, comm: &str) -> Owner {
     Owner {
         pid,
         comm: Comm::from_text(comm),
+        container: None,
     }
 }
 
@@ -68,7 +69,7 @@ impl Ev {
             tuple: self.tuple,
             old_state: self.old,
             new_state: self.new,
-            task: self.task,
+            task: self.task.clone(),
             context: self.context,
         }
     }
@@ -90,10 +91,10 @@ fn client_active_open_and_active_close() {
         &mut table,
         &[
             ev(0, CLIENT_SK, unbound, Close, SynSent),
-            ev(3 * MS, CLIENT_SK, bound, SynSent, Established).softirq(stranger),
+            ev(3 * MS, CLIENT_SK, bound, SynSent, Established).softirq(stranger.clone()),
             ev(100 * MS, CLIENT_SK, bound, Established, FinWait1),
-            ev(101 * MS, CLIENT_SK, bound, FinWait1, FinWait2).softirq(stranger),
-            ev(102 * MS, CLIENT_SK, bound, FinWait2, Close).softirq(stranger),
+            ev(101 * MS, CLIENT_SK, bound, FinWait1, FinWait2).softirq(stranger.clone()),
+            ev(102 * MS, CLIENT_SK, bound, FinWait2, Close).softirq(stranger.clone()),
         ],
     );
     let ids: Vec<_> = out.iter().map(|t| t.id).collect();
@@ -130,12 +131,12 @@ fn server_socket_inherits_its_listeners_owner_and_closes_passively() {
     let out = replay(
         &mut table,
         &[
-            ev(0, LISTEN_SK, listening, Close, Listen).by(server),
-            ev(10 * MS, SERVER_SK, child, Listen, SynRecv).softirq(stranger),
-            ev(11 * MS, SERVER_SK, child, SynRecv, Established).softirq(stranger),
-            ev(50 * MS, SERVER_SK, child, Established, CloseWait).softirq(stranger),
-            ev(60 * MS, SERVER_SK, child, CloseWait, LastAck).by(server),
-            ev(61 * MS, SERVER_SK, child, LastAck, Close).softirq(stranger),
+            ev(0, LISTEN_SK, listening, Close, Listen).by(server.clone()),
+            ev(10 * MS, SERVER_SK, child, Listen, SynRecv).softirq(stranger.clone()),
+            ev(11 * MS, SERVER_SK, child, SynRecv, Established).softirq(stranger.clone()),
+            ev(50 * MS, SERVER_SK, child, Established, CloseWait).softirq(stranger.clone()),
+            ev(60 * MS, SERVER_SK, child, CloseWait, LastAck).by(server.clone()),
+            ev(61 * MS, SERVER_SK, child, LastAck, Close).softirq(stranger.clone()),
         ],
     );
     let listener_id = out[0].id;
@@ -143,7 +144,7 @@ fn server_socket_inherits_its_listeners_owner_and_closes_passively() {
     for t in &out[1..] {
         assert_eq!(
             t.owner,
-            Some(server),
+            Some(server.clone()),
             "{:?}->{:?}",
             t.old_state,
             t.new_state
@@ -167,9 +168,9 @@ fn children_prefer_the_listener_bound_to_their_address() {
     replay(
         &mut table,
         &[
-            ev(0, 1, tuple("0.0.0.0:80", "0.0.0.0:0"), Close, Listen).by(wildcard_owner),
-            ev(0, 2, tuple("10.0.0.2:80", "0.0.0.0:0"), Close, Listen).by(exact_owner),
-            ev(0, 3, tuple("[::]:80", "[::]:0"), Close, Listen).by(v6_owner),
+            ev(0, 1, tuple("0.0.0.0:80", "0.0.0.0:0"), Close, Listen).by(wildcard_owner.clone()),
+            ev(0, 2, tuple("10.0.0.2:80", "0.0.0.0:0"), Close, Listen).by(exact_owner.clone()),
+            ev(0, 3, tuple("[::]:80", "[::]:0"), Close, Listen).by(v6_owner.clone()),
         ],
     );
     let child = |sk, local: &str, remote: &str| ev(1, sk, tuple(local, remote), Listen, SynRecv);
@@ -257,13 +258,13 @@ fn seeded_sockets_are_adopted_by_their_first_transition() {
             tuple: established,
             state: Established,
             kind: SeedKind::Full,
-            owner: Some(owner),
+            owner: Some(owner.clone()),
         },
         SeedSocket {
             tuple: listening,
             state: Listen,
             kind: SeedKind::Full,
-            owner: Some(owner),
+            owner: Some(owner.clone()),
         },
     ]);
     assert_eq!(table.len(), 2);
@@ -276,7 +277,7 @@ fn seeded_sockets_are_adopted_by_their_first_transition() {
     let out = replay(
         &mut table,
         &[
-            ev(MS, SERVER_SK, established, Established, CloseWait).softirq(stranger),
+            ev(MS, SERVER_SK, established, Established, CloseWait).softirq(stranger.clone()),
             ev(
                 2 * MS,
                 0x5000,
@@ -284,11 +285,11 @@ fn seeded_sockets_are_adopted_by_their_first_transition() {
                 Listen,
                 SynRecv,
             )
-            .softirq(stranger),
+            .softirq(stranger.clone()),
         ],
     );
     assert_eq!(out[0].id, seeded_id);
-    assert_eq!(out[0].owner, Some(owner), "seeded owner carried");
+    assert_eq!(out[0].owner, Some(owner.clone()), "seeded owner carried");
     assert_eq!(out[0].old_state_ns, None);
     assert_eq!(out[1].owner, Some(owner), "seeded listener lends its owner");
     assert_eq!(table.stats().mid_life, 0);
@@ -451,8 +452,8 @@ fn the_same_tuple_in_two_namespaces_is_two_sockets_each_with_its_listener() {
     let out = replay(
         &mut table,
         &[
-            ev(0, 1, listening, Close, Listen).by(here),
-            ev(0, 2, elsewhere(listening), Close, Listen).by(there),
+            ev(0, 1, listening, Close, Listen).by(here.clone()),
+            ev(0, 2, elsewhere(listening), Close, Listen).by(there.clone()),
             ev(MS, 10, child, Listen, SynRecv).softirq(task(0, "swapper")),
             ev(MS, 20, elsewhere(child), Listen, SynRecv).softirq(task(0, "swapper")),
         ],

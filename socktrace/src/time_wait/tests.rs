@@ -27,6 +27,7 @@ fn curl() -> Owner {
     Owner {
         pid: 4242,
         comm: Comm::from_text("curl"),
+        container: None,
     }
 }
 
@@ -73,6 +74,7 @@ impl Agent {
                 TaskContext::Softirq => Owner {
                     pid: 0,
                     comm: Comm::from_text("swapper/1"),
+                    container: None,
                 },
             },
             context,
