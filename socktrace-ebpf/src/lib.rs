@@ -25,8 +25,11 @@ pub const LOST_REASONS: u32 = 1;
 pub const LOST_SLOTS: u32 = LOST_REASONS * 2;
 
 /// Default size of the ring buffer (bytes, a power of two multiple of the
-/// page size). The agent can change it before load.
-pub const RING_BUFFER_BYTES: u32 = 4 << 20;
+/// page size). The agent can change it before load. 16 MiB holds about
+/// 170,000 records: a second of the top loopback churn of a 2-core VM,
+/// which is how long the agent can go unscheduled there (`cargo xtask
+/// bench` lost events with 4 MiB, none with 16).
+pub const RING_BUFFER_BYTES: u32 = 16 << 20;
 
 /// Name of the read-only global holding the wake-up threshold: the kernel
 /// wakes the agent only once this many bytes wait in the ring buffer (the

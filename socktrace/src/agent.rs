@@ -25,14 +25,11 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     };
     let event_loop::Started {
         probes,
+        recorder,
         mut namespaces,
         table,
         ..
-    } = event_loop::attach_and_seed(
-        args.ring.ring_buffer_kib,
-        &args.netns,
-        Existing::WithoutTimeWait,
-    )?;
+    } = event_loop::attach_and_seed(&args.ring, &args.netns, Existing::WithoutTimeWait)?;
     let listening = agent_server::bind(&args.socket, Access { group })?;
     let (jobs, mut inbox) = mpsc::channel(QUEUED_REQUESTS);
     let server = tokio::spawn(agent_server::serve(listening, jobs));
@@ -41,6 +38,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let mut out = Output::new();
     let summary = event_loop::run(
         probes,
+        recorder,
         &mut namespaces,
         &mut consumer,
         &mut out,

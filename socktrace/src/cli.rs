@@ -128,6 +128,11 @@ pub struct RingArgs {
     #[arg(long, default_value_t = socktrace_ebpf::RING_BUFFER_BYTES / 1024,
           value_parser = parse_ring_kib)]
     pub ring_buffer_kib: u32,
+
+    /// Also write every record the kernel hands over, raw and unfiltered,
+    /// to FILE (a socktrace recording, as the ingest benchmark replays).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

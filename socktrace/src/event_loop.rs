@@ -4,7 +4,8 @@
 //! batch. Timers drive draining, reconciliation against the kernel's own
 //! tables and loss reports; SIGINT and SIGTERM end it cleanly.
 use std::{
-    io::{self, Write},
+    fs::File,
+    io::{self, BufWriter, Write},
     path::PathBuf,
     time::Duration,
 };
@@ -13,12 +14,13 @@ use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    cli::NetnsArgs,
+    cli::{NetnsArgs, RingArgs},
     clock::monotonic_now_ns,
     container::ContainerLabels,
     event::{Event, RejectCounts, TaskContext},
     loader::{self, KernelProbes},
     namespaces::Namespaces,
+    recording::Recorder,
     ring_reader::RingReader,
     seed::{self, Existing},
     table::{SocketTable, TrackedSocket},
@@ -66,6 +68,9 @@ pub trait Consumer {
     fn finish(&mut self, _now_ns: u64, _out: &mut String) {}
 }
 
+/// A recording being written (`--record FILE`).
+pub type FileRecorder = Recorder<BufWriter<File>>;
+
 /// Counters reported at exit.
 #[derive(Debug, Default)]
 pub struct LoopSummary {
@@ -97,6 +102,8 @@ impl LoopSummary {
 /// when the programs were attached.
 pub struct Started {
     pub probes: KernelProbes,
+    /// Where raw records are also written (`--record`).
+    pub recorder: Option<FileRecorder>,
     pub namespaces: Namespaces,
     pub table: SocketTable,
     /// Every socket listed at start-up, full or not, as the table names it.
@@ -107,18 +114,28 @@ pub struct Started {
 /// then fills a socket table with the sockets that exist now in them: attached first, so
 /// that no transition falls between the listing and the tracing.
 pub fn attach_and_seed(
-    ring_buffer_kib: u32,
+    ring: &RingArgs,
     netns: &NetnsArgs,
     which: Existing,
 ) -> anyhow::Result<Started> {
     let mut namespaces = Namespaces::from_args(netns)?;
-    let probes = loader::load_and_attach(ring_buffer_kib * 1024)?;
+    let recorder = ring
+        .record
+        .as_deref()
+        .map(|path| {
+            File::create(path)
+                .and_then(|file| Recorder::new(BufWriter::new(file)))
+                .with_context(|| format!("creating the recording {}", path.display()))
+        })
+        .transpose()?;
+    let probes = loader::load_and_attach(ring.ring_buffer_kib * 1024)?;
     let mut table = SocketTable::new();
     let listed =
         seed::existing_sockets(&mut namespaces, which).context("listing existing sockets")?;
     let existing = table.seed(listed);
     Ok(Started {
         probes,
+        recorder,
         namespaces,
         table,
         existing,
@@ -144,6 +161,7 @@ pub type Inbox<C> = tokio::sync::mpsc::Receiver<Job<C>>;
 /// every sender of jobs is gone.
 pub async fn run<C: Consumer>(
     probes: KernelProbes,
+    recorder: Option<FileRecorder>,
     namespaces: &mut Namespaces,
     consumer: &mut C,
     out: &mut Output,
@@ -159,6 +177,8 @@ pub async fn run<C: Consumer>(
         rejected: RejectCounts::default(),
         namespaces,
         labels: ContainerLabels::new(PathBuf::from("/proc"), LABELLED_PROCESSES),
+        recorder,
+        record_error: None,
     };
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
@@ -175,6 +195,7 @@ pub async fn run<C: Consumer>(
                 decoder.decode(bytes, &mut |event| consumer.event(event, &mut out.buffer));
             }) => {
                 batch.context("reading the ring buffer")?;
+                decoder.check_recording()?;
                 if !out.flush()? {
                     break;
                 }
@@ -241,10 +262,30 @@ struct Decoder<'a> {
     rejected: RejectCounts,
     namespaces: &'a mut Namespaces,
     labels: ContainerLabels,
+    recorder: Option<FileRecorder>,
+    /// The first write to the recording that failed; it ends the run.
+    record_error: Option<io::Error>,
 }
 
 impl Decoder<'_> {
+    /// Fails if writing the recording failed; flushes it otherwise.
+    fn check_recording(&mut self) -> anyhow::Result<()> {
+        if let Some(error) = self.record_error.take() {
+            return Err(error).context("writing the recording");
+        }
+        if let Some(recorder) = &mut self.recorder {
+            recorder.flush().context("writing the recording")?;
+        }
+        Ok(())
+    }
+
     fn decode(&mut self, bytes: &[u8], consumer: &mut dyn FnMut(Event)) {
+        if let Some(recorder) = &mut self.recorder
+            && let Err(error) = recorder.record(bytes)
+        {
+            self.record_error.get_or_insert(error);
+            self.recorder = None;
+        }
         match Event::try_from(bytes) {
             Ok(mut event) => {
                 let netns = event.netns();
@@ -285,6 +326,7 @@ fn drain_and_settle(
             break;
         }
     }
+    decoder.check_recording()?;
     consumer.settle(monotonic_now_ns(), &mut out.buffer);
     out.flush()
 }

@@ -26,14 +26,11 @@ pub async fn run(args: HandshakesArgs) -> anyhow::Result<()> {
     let format = Format::from_json_flag(args.json);
     let event_loop::Started {
         probes,
+        recorder: recording,
         mut namespaces,
         table,
         ..
-    } = event_loop::attach_and_seed(
-        args.ring.ring_buffer_kib,
-        &args.filter.netns,
-        Existing::WithoutTimeWait,
-    )?;
+    } = event_loop::attach_and_seed(&args.ring, &args.filter.netns, Existing::WithoutTimeWait)?;
     let style = namespaces.style();
     let mut out = Output::new();
     if format == Format::Human {
@@ -53,7 +50,15 @@ pub async fn run(args: HandshakesArgs) -> anyhow::Result<()> {
         summary_every: Duration::from_secs(args.summary_every),
         last_summary_ns: monotonic_now_ns(),
     };
-    let summary = event_loop::run(probes, &mut namespaces, &mut recorder, &mut out, None).await?;
+    let summary = event_loop::run(
+        probes,
+        recording,
+        &mut namespaces,
+        &mut recorder,
+        &mut out,
+        None,
+    )
+    .await?;
     summary.report();
     recorder.report();
     Ok(())

@@ -37,6 +37,7 @@ pub mod overview;
 pub mod owner;
 pub mod privileges;
 pub mod proc_owners;
+pub mod recording;
 pub mod ring_reader;
 pub mod seed;
 pub mod sock_diag;

@@ -47,14 +47,11 @@ pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
     let format = Format::from_json_flag(args.json);
     let event_loop::Started {
         probes,
+        recorder: recording,
         mut namespaces,
         table,
         existing,
-    } = event_loop::attach_and_seed(
-        args.ring.ring_buffer_kib,
-        &args.filter.netns,
-        Existing::WithoutTimeWait,
-    )?;
+    } = event_loop::attach_and_seed(&args.ring, &args.filter.netns, Existing::WithoutTimeWait)?;
     let style = namespaces.style();
     let started_ns = monotonic_now_ns();
     let mut close_wait = CloseWaitWatch::new(
@@ -86,7 +83,15 @@ pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
         last_summary_ns: started_ns,
         top: args.top,
     };
-    let summary = event_loop::run(probes, &mut namespaces, &mut recorder, &mut out, None).await?;
+    let summary = event_loop::run(
+        probes,
+        recording,
+        &mut namespaces,
+        &mut recorder,
+        &mut out,
+        None,
+    )
+    .await?;
     summary.report();
     recorder.report();
     Ok(())

@@ -36,14 +36,11 @@ pub async fn run(args: TopArgs) -> anyhow::Result<()> {
     }
     let event_loop::Started {
         probes,
+        recorder,
         namespaces: mut followed,
         table,
         ..
-    } = event_loop::attach_and_seed(
-        args.ring.ring_buffer_kib,
-        &namespaces.as_args(),
-        Existing::WithoutTimeWait,
-    )?;
+    } = event_loop::attach_and_seed(&args.ring, &namespaces.as_args(), Existing::WithoutTimeWait)?;
     let (jobs, mut inbox) = mpsc::channel(1);
     let mut consumer = LiveConsumer::new(LiveState::new(table));
     let mut out = Output::new();
@@ -51,6 +48,7 @@ pub async fn run(args: TopArgs) -> anyhow::Result<()> {
     let view = top_terminal::run(&mut tracer, namespaces.title());
     let tracing = event_loop::run(
         probes,
+        recorder,
         &mut followed,
         &mut consumer,
         &mut out,

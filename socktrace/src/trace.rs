@@ -13,11 +13,12 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
     let format = Format::from_json_flag(args.json);
     let event_loop::Started {
         probes,
+        recorder,
         mut namespaces,
         table,
         existing,
     } = event_loop::attach_and_seed(
-        args.ring.ring_buffer_kib,
+        &args.ring,
         &args.netns,
         if args.list_existing {
             Existing::All
@@ -49,7 +50,15 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
         format,
         style,
     };
-    let summary = event_loop::run(probes, &mut namespaces, &mut printer, &mut out, None).await?;
+    let summary = event_loop::run(
+        probes,
+        recorder,
+        &mut namespaces,
+        &mut printer,
+        &mut out,
+        None,
+    )
+    .await?;
     summary.report();
     let stats = printer.table.stats();
     if stats.inconsistent > 0 {

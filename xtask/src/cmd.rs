@@ -36,11 +36,16 @@ pub fn as_root(program: &Path, args: &[String]) -> Command {
     }
 }
 
-fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+/// The cargo that runs xtask.
+pub fn cargo_program() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
-fn workspace_root() -> PathBuf {
+fn cargo() -> Command {
+    Command::new(cargo_program())
+}
+
+pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
@@ -57,6 +62,24 @@ pub fn build_agent() -> Result<PathBuf> {
         "socktrace",
     ]))?;
     let agent = workspace_root().join("target/debug/socktrace");
+    if !agent.is_file() {
+        bail!("cargo built socktrace but {} is missing", agent.display());
+    }
+    Ok(agent)
+}
+
+/// Builds the agent with optimisations (what users run) and returns its
+/// path.
+pub fn build_release_agent() -> Result<PathBuf> {
+    run(cargo().current_dir(workspace_root()).args([
+        "build",
+        "--release",
+        "--package",
+        "socktrace",
+        "--bin",
+        "socktrace",
+    ]))?;
+    let agent = workspace_root().join("target/release/socktrace");
     if !agent.is_file() {
         bail!("cargo built socktrace but {} is missing", agent.display());
     }

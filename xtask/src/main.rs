@@ -1,4 +1,5 @@
 //! socktrace's developer tasks. `cargo xtask --help` lists them.
+mod bench;
 mod cmd;
 mod setup;
 
@@ -31,6 +32,10 @@ enum Task {
     },
     /// cargo fmt --check and clippy -D warnings on every crate and target.
     Lint,
+    /// Compare socktrace's overhead with tcpstates, tcplife and bpftrace
+    /// under loopback connection churn (as root), plus the userspace
+    /// ingest and memory benchmarks; writes target/bench/results.json.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> Result<()> {
@@ -46,6 +51,10 @@ fn main() -> Result<()> {
             cmd::unit_tests(filter.as_deref())?;
             let agent = cmd::build_agent()?;
             cmd::integration_tests(&agent, filter.as_deref())
+        }
+        Task::Bench(args) => {
+            setup::ensure()?;
+            bench::run(&args)
         }
         Task::Lint => {
             setup::ensure()?;

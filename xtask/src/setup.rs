@@ -29,8 +29,14 @@ pub fn ensure() -> Result<()> {
 }
 
 fn apt_packages() -> Result<()> {
-    let missing: Vec<_> = APT_PACKAGES
-        .into_iter()
+    apt_install(&APT_PACKAGES)
+}
+
+/// Installs the Debian packages among `packages` that are missing.
+pub fn apt_install(packages: &[&str]) -> Result<()> {
+    let missing: Vec<_> = packages
+        .iter()
+        .copied()
         .filter(|p| !dpkg_installed(p))
         .collect();
     if missing.is_empty() {

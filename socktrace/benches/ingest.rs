@@ -1,0 +1,107 @@
+//! The agent's ingest ceiling without the kernel: recorded kernel records
+//! replayed, on one core, through decoding (`Event::try_from`) and the
+//! socket table (`apply` for state transitions; other kinds are decoded
+//! only). Criterion reports records per second.
+//!
+//! Input: the recording named by `SOCKTRACE_RECORDING`, by default
+//! `benches/data/churn.rec`. That file is synthetic (see `synthetic.rs`)
+//! until a real capture (`socktrace trace --record FILE`) replaces it;
+//! `SOCKTRACE_WRITE_SYNTHETIC=FILE` writes the synthetic one to `FILE` and
+//! runs no benchmark.
+//!
+//! ```text
+//! AYA_BUILD_SKIP=1 cargo bench -p socktrace --bench ingest
+//! ```
+use std::{env, fs, hint::black_box, path::PathBuf};
+
+use criterion::{Criterion, Throughput};
+use socktrace::{event::Event, recording, table::SocketTable};
+
+mod synthetic;
+
+const DEFAULT_RECORDING: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/data/churn.rec");
+
+/// What `benches/data/churn.rec` was made from: about 8,000 records.
+const SYNTHETIC_CONNECTIONS: usize = 1600;
+const SYNTHETIC_SEED: u64 = 0x50c7_7ace;
+
+fn main() {
+    if let Some(path) = env::var_os("SOCKTRACE_WRITE_SYNTHETIC") {
+        let bytes = synthetic::recording(SYNTHETIC_CONNECTIONS, SYNTHETIC_SEED);
+        let records = synthetic::verify(&bytes);
+        let path = PathBuf::from(path);
+        fs::write(&path, &bytes)
+            .unwrap_or_else(|error| panic!("cannot write {}: {error}", path.display()));
+        eprintln!(
+            "wrote {records} synthetic records ({} bytes) to {}",
+            bytes.len(),
+            path.display()
+        );
+        return;
+    }
+    let mut criterion = Criterion::default().configure_from_args();
+    ingest(&mut criterion);
+    criterion.final_summary();
+}
+
+fn ingest(criterion: &mut Criterion) {
+    let path = env::var_os("SOCKTRACE_RECORDING")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| DEFAULT_RECORDING.into());
+    let bytes = fs::read(&path)
+        .unwrap_or_else(|error| panic!("cannot read recording {}: {error}", path.display()));
+    let count = recording::records(&bytes)
+        .unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+        .len();
+
+    let mut group = criterion.benchmark_group("ingest");
+    group.throughput(Throughput::Elements(count as u64));
+    // One table for every pass: a stream of whole lives leaves it (nearly)
+    // empty, and a reused table is the agent's steady state.
+    let mut table = SocketTable::new();
+    group.bench_function("decode_apply", |bencher| {
+        bencher.iter(|| decode_apply(black_box(&bytes), &mut table))
+    });
+    group.bench_function("decode_only", |bencher| {
+        bencher.iter(|| decode_only(black_box(&bytes)))
+    });
+    group.finish();
+}
+
+/// Decodes every record and applies the transitions; returns how many
+/// records were rejected.
+fn decode_apply(bytes: &[u8], table: &mut SocketTable) -> u64 {
+    let mut rejected = 0;
+    for raw in recording::records(bytes).expect("checked when loaded") {
+        match Event::try_from(raw) {
+            Ok(Event::State(event)) => {
+                black_box(table.apply(&event));
+            }
+            Ok(other) => {
+                black_box(other);
+            }
+            Err(error) => {
+                black_box(error);
+                rejected += 1;
+            }
+        }
+    }
+    rejected
+}
+
+/// Decoding alone, to tell its share from the table's.
+fn decode_only(bytes: &[u8]) -> u64 {
+    let mut rejected = 0;
+    for raw in recording::records(bytes).expect("checked when loaded") {
+        match Event::try_from(raw) {
+            Ok(event) => {
+                black_box(event);
+            }
+            Err(error) => {
+                black_box(error);
+                rejected += 1;
+            }
+        }
+    }
+    rejected
+}

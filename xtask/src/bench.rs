@@ -1,0 +1,199 @@
+//! `cargo xtask bench`: socktrace against the tracers users would pick
+//! instead, in one run on one machine. Connection churn runs in a network
+//! namespace throughout; each configuration (no tracer, socktrace's agent,
+//! `socktrace trace`, tcpstates, tcplife, bpftrace's tcplife.bt) gets a
+//! measurement window in turn, in an order rotated every round, and the
+//! report takes medians over rounds. See README "Performance".
+mod churn;
+mod peers;
+mod programs;
+mod report;
+mod tracer;
+
+use std::{fs, path::Path, process::Command, time::Duration};
+
+use anyhow::{Context, Result, bail};
+
+use crate::cmd::{self, is_root};
+use churn::Churn;
+use report::{Measurement, Outcome, Report};
+use tracer::{Running, TracerSpec};
+
+/// What `cargo xtask bench` was asked for.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Seconds of churn measured per configuration and round.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
+    /// Rounds: every configuration is measured once per round.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Replace the table in README.md's performance section.
+    #[arg(long)]
+    pub update_readme: bool,
+    /// Skip the userspace benchmarks (criterion ingest, table memory).
+    #[arg(long)]
+    pub kernel_only: bool,
+}
+
+/// Churn not counted after a tracer attaches, while caches settle.
+const WARMUP: Duration = Duration::from_secs(1);
+/// Client thread counts tried to find this machine's top churn rate.
+const CLIENT_COUNTS: [usize; 4] = [1, 2, 4, 8];
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    if !is_root() {
+        bail!(
+            "cargo xtask bench loads BPF programs and creates a network namespace: run it as root \
+             (sudo -E cargo xtask bench)"
+        );
+    }
+    let agent = cmd::build_release_agent()?;
+    let (mut specs, mut unavailable) = peers::specs(&agent)?;
+    let _stats = BpfStats::enable()?;
+    let netns = BenchNetns::create()?;
+
+    let clients = fastest_client_count(&netns)?;
+    eprintln!("xtask: bench: churning with {clients} client threads");
+    let churn = Churn::start(&netns.path(), clients)?;
+    let mut measurements: Vec<Measurement> = Vec::new();
+    for round in 0..args.rounds {
+        let mut order: Vec<Option<usize>> = std::iter::once(None)
+            .chain((0..specs.len()).map(Some))
+            .collect();
+        let turn = round % order.len();
+        order.rotate_left(turn);
+        for config in order {
+            let spec = config.map(|index| &specs[index]);
+            match measure(&churn, spec, Duration::from_secs(args.seconds)) {
+                Ok(measurement) => {
+                    eprintln!("xtask: bench: round {round}: {measurement}");
+                    measurements.push(measurement.in_round(round));
+                }
+                Err(error) => {
+                    let spec = spec.expect("the untraced window cannot fail to start");
+                    eprintln!("xtask: bench: {} could not run: {error:#}", spec.name);
+                    unavailable.push((spec.name.clone(), format!("{error:#}")));
+                }
+            }
+        }
+        // A tracer that could not start is not retried.
+        specs.retain(|spec| !unavailable.iter().any(|(name, _)| *name == spec.name));
+    }
+    drop(churn);
+
+    let userspace = if args.kernel_only {
+        None
+    } else {
+        Some(report::userspace_benchmarks()?)
+    };
+    let report = Report::new(clients, args, measurements, unavailable, userspace);
+    let directory = cmd::workspace_root().join("target/bench");
+    fs::create_dir_all(&directory)?;
+    let json = directory.join("results.json");
+    fs::write(&json, serde_json::to_string_pretty(&report.to_json())?)?;
+    let table = report.markdown();
+    fs::write(directory.join("results.md"), &table)?;
+    println!("{table}");
+    eprintln!("xtask: bench: results in {}", json.display());
+    if args.update_readme {
+        report::update_readme(&cmd::workspace_root().join("README.md"), &table)?;
+        eprintln!("xtask: bench: README.md's performance table replaced");
+    }
+    Ok(())
+}
+
+/// One window of churn under `spec` (or no tracer).
+fn measure(churn: &Churn, spec: Option<&TracerSpec>, length: Duration) -> Result<Measurement> {
+    let Some(spec) = spec else {
+        std::thread::sleep(WARMUP);
+        return Ok(Measurement::untraced(churn.window(length)));
+    };
+    let mut running = Running::start(spec)?;
+    std::thread::sleep(WARMUP);
+    running.check_running(&spec.name)?;
+    let programs_before = programs::of_process(running.pid())?;
+    let cpu_before = running.cpu_seconds()?;
+    let window = churn.window(length);
+    running.check_running(&spec.name)?;
+    let cpu = running.cpu_seconds()? - cpu_before;
+    let programs = programs::delta(&programs_before, &programs::of_process(running.pid())?);
+    let lost = running.stop(spec.lost)?;
+    Ok(Measurement::traced(
+        spec,
+        window,
+        Outcome {
+            programs,
+            cpu_seconds: cpu,
+            lost,
+        },
+    ))
+}
+
+/// The client thread count giving the most connections per second without
+/// a tracer, tried for two seconds each.
+fn fastest_client_count(netns: &BenchNetns) -> Result<usize> {
+    let mut best = (0.0, CLIENT_COUNTS[0]);
+    for clients in CLIENT_COUNTS {
+        let churn = Churn::start(&netns.path(), clients)?;
+        std::thread::sleep(WARMUP);
+        let rate = churn.window(Duration::from_secs(2)).rate();
+        eprintln!("xtask: bench: {clients} clients: {rate:.0} connections/s untraced");
+        if rate > best.0 {
+            best = (rate, clients);
+        }
+    }
+    Ok(best.1)
+}
+
+/// `kernel.bpf_stats_enabled` on while it lives, restored on drop.
+struct BpfStats {
+    before: String,
+}
+
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+impl BpfStats {
+    fn enable() -> Result<Self> {
+        let before =
+            fs::read_to_string(BPF_STATS).with_context(|| format!("reading {BPF_STATS}"))?;
+        fs::write(BPF_STATS, "1").with_context(|| format!("enabling {BPF_STATS}"))?;
+        Ok(BpfStats { before })
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = fs::write(BPF_STATS, self.before.trim());
+    }
+}
+
+/// The namespace the churn runs in, deleted on drop.
+struct BenchNetns {
+    name: String,
+}
+
+impl BenchNetns {
+    fn create() -> Result<Self> {
+        let name = format!("socktrace-bench-{}", std::process::id());
+        cmd::run(Command::new("ip").args(["netns", "add", &name]))?;
+        let netns = BenchNetns { name };
+        cmd::run(Command::new("ip").args(["-n", &netns.name, "link", "set", "lo", "up"]))?;
+        Ok(netns)
+    }
+
+    fn path(&self) -> String {
+        Path::new("/run/netns")
+            .join(&self.name)
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+impl Drop for BenchNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}

@@ -1,0 +1,454 @@
+//! What the bench measured, reduced to medians over rounds, checked against
+//! issue 5's targets, and written as JSON and as the README's table.
+use std::{fmt, fs, path::Path, process::Command};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use super::{BenchArgs, churn::Window, programs::Programs, tracer::TracerSpec};
+use crate::cmd;
+
+/// The configuration name of the window without a tracer.
+const UNTRACED: &str = "no tracer";
+
+/// The targets.
+const TARGET_CHURN_RATIO: f64 = 0.97;
+const TARGET_INGEST_PER_SECOND: f64 = 2e6;
+const TARGET_BYTES_PER_SOCKET: f64 = 160.0;
+
+/// README markers around the generated table.
+const README_BEGIN: &str = "<!-- bench:begin (cargo xtask bench --update-readme) -->";
+const README_END: &str = "<!-- bench:end -->";
+
+/// What a tracer cost during a window.
+pub struct Outcome {
+    pub programs: Programs,
+    pub cpu_seconds: f64,
+    pub lost: u64,
+}
+
+/// One window of one configuration.
+pub struct Measurement {
+    config: String,
+    round: usize,
+    window: Window,
+    state_program: &'static str,
+    outcome: Option<Outcome>,
+}
+
+impl Measurement {
+    pub fn untraced(window: Window) -> Self {
+        Measurement {
+            config: UNTRACED.into(),
+            round: 0,
+            window,
+            state_program: "",
+            outcome: None,
+        }
+    }
+
+    pub fn traced(spec: &TracerSpec, window: Window, outcome: Outcome) -> Self {
+        Measurement {
+            config: spec.name.clone(),
+            round: 0,
+            window,
+            state_program: spec.state_program,
+            outcome: Some(outcome),
+        }
+    }
+
+    pub fn in_round(self, round: usize) -> Self {
+        Measurement { round, ..self }
+    }
+
+    /// Transitions the tracer saw: the run count of its state program (the
+    /// kernel keeps 15 characters of a program's name).
+    fn transitions(&self) -> Option<u64> {
+        let programs = &self.outcome.as_ref()?.programs;
+        programs
+            .values()
+            .find(|p| !p.name.is_empty() && self.state_program.starts_with(&p.name))
+            .map(|p| p.run_count)
+    }
+
+    /// Nanoseconds of every program of the tracer per transition.
+    fn kernel_ns_per_transition(&self) -> Option<f64> {
+        let total: u64 = self
+            .outcome
+            .as_ref()?
+            .programs
+            .values()
+            .map(|p| p.run_time_ns)
+            .sum();
+        per(total as f64, self.transitions()?)
+    }
+
+    /// Nanoseconds per run of the state program alone.
+    fn state_ns_per_run(&self) -> Option<f64> {
+        let programs = &self.outcome.as_ref()?.programs;
+        let state = programs
+            .values()
+            .find(|p| !p.name.is_empty() && self.state_program.starts_with(&p.name))?;
+        per(state.run_time_ns as f64, state.run_count)
+    }
+
+    /// Tracer CPU seconds (user + system) per million transitions.
+    fn cpu_per_million(&self) -> Option<f64> {
+        let cpu = self.outcome.as_ref()?.cpu_seconds;
+        per(cpu * 1e6, self.transitions()?)
+    }
+}
+
+fn per(amount: f64, count: u64) -> Option<f64> {
+    (count > 0).then(|| amount / count as f64)
+}
+
+impl fmt::Display for Measurement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {:.0} connections/s",
+            self.config,
+            self.window.rate()
+        )?;
+        if self.window.failures > 0 {
+            write!(f, " ({} connects failed)", self.window.failures)?;
+        }
+        if let Some(outcome) = &self.outcome {
+            write!(
+                f,
+                ", {} transitions, {} ns each in the kernel, {:.2} s CPU, {} lost",
+                self.transitions().unwrap_or(0),
+                self.kernel_ns_per_transition()
+                    .map_or("?".into(), |ns| format!("{ns:.0}")),
+                outcome.cpu_seconds,
+                outcome.lost
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The userspace benchmarks' results.
+pub struct Userspace {
+    pub ingest_per_second: f64,
+    pub bytes_per_socket: f64,
+}
+
+/// Runs the criterion ingest benchmark and the table memory benchmark.
+pub fn userspace_benchmarks() -> Result<Userspace> {
+    let root = cmd::workspace_root();
+    cmd::run(Command::new(cmd::cargo_program()).current_dir(&root).args([
+        "bench",
+        "--package",
+        "socktrace",
+        "--bench",
+        "ingest",
+        "--",
+        "--noplot",
+    ]))?;
+    let ingest_per_second = criterion_throughput(&root.join("target/criterion"))?;
+    let output = Command::new(cmd::cargo_program())
+        .current_dir(&root)
+        .env("SOCKTRACE_BENCH_JSON", "1")
+        .args(["bench", "--package", "socktrace", "--bench", "table_memory"])
+        .output()
+        .context("running the table memory benchmark")?;
+    if !output.status.success() {
+        bail!(
+            "the table memory benchmark failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find(|line| line.starts_with('{'))
+        .context("the table memory benchmark printed no JSON line")?;
+    let memory: Value = serde_json::from_str(line)?;
+    Ok(Userspace {
+        ingest_per_second,
+        bytes_per_socket: memory["bytes_per_socket"]
+            .as_f64()
+            .context("bytes_per_socket")?,
+    })
+}
+
+/// The criterion benchmark that measures ingest: decoding and the table.
+const INGEST_BENCHMARK: &str = "decode_apply";
+
+/// Elements per second of the ingest benchmark (its element throughput
+/// over its mean time per iteration).
+fn criterion_throughput(directory: &Path) -> Result<f64> {
+    let mut found = None;
+    let mut stack = vec![directory.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir)?.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.ends_with("new/benchmark.json")
+                && path.components().any(|c| c.as_os_str() == INGEST_BENCHMARK)
+            {
+                let benchmark: Value = serde_json::from_str(&fs::read_to_string(&path)?)?;
+                let Some(elements) = benchmark["throughput"]["Elements"].as_f64() else {
+                    continue;
+                };
+                let estimates: Value = serde_json::from_str(&fs::read_to_string(
+                    path.with_file_name("estimates.json"),
+                )?)?;
+                let mean_ns = estimates["mean"]["point_estimate"]
+                    .as_f64()
+                    .context("criterion mean")?;
+                found = Some(elements / (mean_ns / 1e9));
+            }
+        }
+    }
+    found.context("no criterion benchmark with an element throughput was found")
+}
+
+/// Medians per configuration, and the targets.
+pub struct Report {
+    clients: usize,
+    seconds: u64,
+    rounds: usize,
+    rows: Vec<Row>,
+    unavailable: Vec<(String, String)>,
+    userspace: Option<Userspace>,
+}
+
+struct Row {
+    config: String,
+    rate: f64,
+    ratio: Option<f64>,
+    kernel_ns: Option<f64>,
+    state_ns: Option<f64>,
+    lost: Option<u64>,
+    cpu_per_million: Option<f64>,
+    transitions_per_second: Option<f64>,
+}
+
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    Some(if values.len() % 2 == 1 {
+        values[middle]
+    } else {
+        (values[middle - 1] + values[middle]) / 2.0
+    })
+}
+
+impl Report {
+    pub fn new(
+        clients: usize,
+        args: &BenchArgs,
+        measurements: Vec<Measurement>,
+        unavailable: Vec<(String, String)>,
+        userspace: Option<Userspace>,
+    ) -> Self {
+        let mut configs: Vec<String> = Vec::new();
+        for m in &measurements {
+            if !configs.contains(&m.config) {
+                configs.push(m.config.clone());
+            }
+        }
+        configs.sort_by_key(|c| c != UNTRACED);
+        let untraced_in = |round: usize| {
+            measurements
+                .iter()
+                .find(|m| m.round == round && m.config == UNTRACED)
+                .map(|m| m.window.rate())
+        };
+        let rows = configs
+            .into_iter()
+            .map(|config| {
+                let of: Vec<&Measurement> =
+                    measurements.iter().filter(|m| m.config == config).collect();
+                let collect = |f: &dyn Fn(&Measurement) -> Option<f64>| {
+                    median(of.iter().filter_map(|m| f(m)).collect())
+                };
+                Row {
+                    rate: collect(&|m| Some(m.window.rate())).unwrap_or(0.0),
+                    ratio: (config != UNTRACED)
+                        .then(|| collect(&|m| Some(m.window.rate() / untraced_in(m.round)?)))
+                        .flatten(),
+                    kernel_ns: collect(&Measurement::kernel_ns_per_transition),
+                    state_ns: collect(&Measurement::state_ns_per_run),
+                    lost: (config != UNTRACED).then(|| {
+                        of.iter()
+                            .filter_map(|m| m.outcome.as_ref())
+                            .map(|o| o.lost)
+                            .sum()
+                    }),
+                    cpu_per_million: collect(&Measurement::cpu_per_million),
+                    transitions_per_second: collect(&|m| {
+                        Some(m.transitions()? as f64 / m.window.seconds)
+                    }),
+                    config,
+                }
+            })
+            .collect();
+        Report {
+            clients,
+            seconds: args.seconds,
+            rounds: args.rounds,
+            rows,
+            unavailable,
+            userspace,
+        }
+    }
+
+    fn row(&self, config: &str) -> Option<&Row> {
+        self.rows.iter().find(|r| r.config == config)
+    }
+
+    /// Each target with the figure measured and whether it is met.
+    fn targets(&self) -> Vec<(String, String, bool)> {
+        let mut targets = Vec::new();
+        let agent = self.row("socktrace agent");
+        let peers: Vec<&Row> = self
+            .rows
+            .iter()
+            .filter(|r| r.config != UNTRACED && !r.config.starts_with("socktrace"))
+            .collect();
+        if let Some(ratio) = agent.and_then(|a| a.ratio) {
+            let best_peer = peers.iter().filter_map(|p| p.ratio).fold(0.0, f64::max);
+            targets.push((
+                format!(
+                    "churn with the agent >= {:.0}% of untraced, above every peer",
+                    TARGET_CHURN_RATIO * 100.0
+                ),
+                format!(
+                    "{:.1}% (best peer {:.1}%)",
+                    ratio * 100.0,
+                    best_peer * 100.0
+                ),
+                ratio >= TARGET_CHURN_RATIO && ratio > best_peer,
+            ));
+        }
+        let tcpstates = self.row("tcpstates").and_then(|r| r.kernel_ns);
+        if let (Some(ours), Some(theirs)) = (agent.and_then(|a| a.kernel_ns), tcpstates) {
+            targets.push((
+                "kernel ns per transition <= tcpstates'".into(),
+                format!("{ours:.0} ns vs {theirs:.0} ns"),
+                ours <= theirs,
+            ));
+        }
+        if let Some(lost) = agent.and_then(|a| a.lost) {
+            targets.push((
+                "zero lost events at this machine's top churn".into(),
+                format!("{lost} lost"),
+                lost == 0,
+            ));
+        }
+        if let Some(userspace) = &self.userspace {
+            targets.push((
+                "ingest >= 2M events/s on one core".into(),
+                format!("{:.2}M events/s", userspace.ingest_per_second / 1e6),
+                userspace.ingest_per_second >= TARGET_INGEST_PER_SECOND,
+            ));
+            targets.push((
+                "<= 160 B per tracked socket (1M sockets)".into(),
+                format!("{:.0} B", userspace.bytes_per_socket),
+                userspace.bytes_per_socket <= TARGET_BYTES_PER_SOCKET,
+            ));
+        }
+        targets
+    }
+
+    pub fn markdown(&self) -> String {
+        let optional = |value: Option<f64>, digits: usize| {
+            value.map_or("-".to_owned(), |v| format!("{v:.digits$}"))
+        };
+        let mut out = format!(
+            "Churn: {} client threads on loopback in a namespace; {} rounds of {} s per \
+             configuration, medians.\n\n\
+             | configuration | connections/s | vs untraced | transitions/s | kernel ns per transition (all programs) | state program ns per run | lost events | tracer CPU s per M transitions |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+            self.clients, self.rounds, self.seconds
+        );
+        for row in &self.rows {
+            out.push_str(&format!(
+                "| {} | {:.0} | {} | {} | {} | {} | {} | {} |\n",
+                row.config,
+                row.rate,
+                row.ratio
+                    .map_or("-".to_owned(), |r| format!("{:.1}%", r * 100.0)),
+                optional(row.transitions_per_second, 0),
+                optional(row.kernel_ns, 0),
+                optional(row.state_ns, 0),
+                row.lost.map_or("-".to_owned(), |l| l.to_string()),
+                optional(row.cpu_per_million, 2),
+            ));
+        }
+        out.push_str("\n| target | measured | met |\n| --- | --- | --- |\n");
+        for (target, measured, met) in self.targets() {
+            out.push_str(&format!(
+                "| {target} | {measured} | {} |\n",
+                if met { "yes" } else { "**no**" }
+            ));
+        }
+        if !self.unavailable.is_empty() {
+            out.push('\n');
+            for (name, why) in &self.unavailable {
+                out.push_str(&format!("- not run: {name}: {why}\n"));
+            }
+        }
+        out
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "clients": self.clients,
+            "seconds_per_window": self.seconds,
+            "rounds": self.rounds,
+            "configurations": self.rows.iter().map(|r| json!({
+                "name": r.config,
+                "connections_per_second": r.rate,
+                "ratio_to_untraced": r.ratio,
+                "transitions_per_second": r.transitions_per_second,
+                "kernel_ns_per_transition": r.kernel_ns,
+                "state_program_ns_per_run": r.state_ns,
+                "lost_events": r.lost,
+                "tracer_cpu_seconds_per_million_transitions": r.cpu_per_million,
+            })).collect::<Vec<_>>(),
+            "ingest_events_per_second": self.userspace.as_ref().map(|u| u.ingest_per_second),
+            "table_bytes_per_socket": self.userspace.as_ref().map(|u| u.bytes_per_socket),
+            "targets": self.targets().into_iter().map(|(target, measured, met)| json!({
+                "target": target, "measured": measured, "met": met,
+            })).collect::<Vec<_>>(),
+            "not_run": self.unavailable.iter().map(|(name, why)| json!({
+                "name": name, "why": why,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// Replaces the text between the README's bench markers with `table`.
+pub fn update_readme(readme: &Path, table: &str) -> Result<()> {
+    let text = fs::read_to_string(readme)?;
+    let (Some(begin), Some(end)) = (text.find(README_BEGIN), text.find(README_END)) else {
+        bail!(
+            "{} has no `{README_BEGIN}` ... `{README_END}` markers",
+            readme.display()
+        );
+    };
+    let updated = format!("{}{README_BEGIN}\n{table}{}", &text[..begin], &text[end..]);
+    fs::write(readme, updated)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_of_odd_and_even_counts() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(vec![]), None);
+    }
+}
