@@ -12,17 +12,11 @@
 pub const MAP_EVENTS: &str = "EVENTS";
 /// Name of the per-CPU array counting records the kernel could not deliver.
 pub const MAP_LOST: &str = "LOST";
-/// Name of the per-CPU array that says whether a CPU is running softirqs.
-pub const MAP_IN_SOFTIRQ: &str = "IN_SOFTIRQ";
 
 /// Reason index in [`MAP_LOST`]: the ring buffer was full.
 pub const LOST_RESERVE_FAILED: u32 = 0;
-/// Number of loss reasons.
+/// Number of loss reasons: one slot each in [`MAP_LOST`].
 pub const LOST_REASONS: u32 = 1;
-/// Slots in [`MAP_LOST`]: two per reason, `reason * 2` counted in process
-/// context and `reason * 2 + 1` in softirq context (so that neither
-/// increment can interrupt the other). Readers add both.
-pub const LOST_SLOTS: u32 = LOST_REASONS * 2;
 
 /// Default size of the ring buffer (bytes, a power of two multiple of the
 /// page size). The agent can change it before load. 16 MiB holds about
@@ -61,11 +55,17 @@ pub const RECORD_SYNACK_RETRANSMIT: u8 = 3;
 /// `skaddr` and endpoints are the socket's; states and `value` are 0.
 pub const RECORD_RESET_RECEIVED: u8 = 4;
 
-/// [`Record::task_context`]: the event ran in process context, so the
-/// current task (pid/comm) is the one acting on the socket.
+/// [`Record::task_context`]: the current task holds the socket's lock
+/// (`sk_lock.owned`): a system call acting on the socket, or the socket's
+/// own backlog processed as its owner releases it. `tgid` and `comm` name
+/// that task.
 pub const CONTEXT_PROCESS: u8 = 1;
-/// [`Record::task_context`]: the event ran in softirq context; the current
-/// task is whatever was interrupted and must not be trusted.
+/// [`Record::task_context`]: nobody holds the socket's lock, which is how
+/// softirq (packet receive) and timers find a socket they change (they
+/// defer to an owner), and also how a kernel path treats a socket no task
+/// locked (a closing listener's unaccepted children). The current task
+/// there is unrelated: `tgid` and `comm` are left zero. Records other than
+/// [`RECORD_STATE`] carry no task and always have this value.
 pub const CONTEXT_SOFTIRQ: u8 = 2;
 
 /// Address families as the kernel numbers them.
@@ -100,6 +100,10 @@ pub const GLOBAL_SK_ERR_SOFT_OFFSET: &str = "SK_ERR_SOFT_OFFSET";
 pub const GLOBAL_SK_NET_OFFSET: &str = "SK_NET_OFFSET";
 pub const GLOBAL_NET_INUM_OFFSET: &str = "NET_INUM_OFFSET";
 
+/// Name of the read-only global holding the offset of `sk_lock.owned` in
+/// `struct sock`: whether a task holds the socket (see [`CONTEXT_PROCESS`]).
+pub const GLOBAL_SK_LOCK_OWNED_OFFSET: &str = "SK_LOCK_OWNED_OFFSET";
+
 /// One kernel event. Every kind shares this layout; the constants
 /// `RECORD_*` say which fields each kind fills.
 #[repr(C)]
@@ -111,7 +115,8 @@ pub struct Record {
     pub task_context: u8,
     /// [`AF_INET`] or [`AF_INET6`].
     pub family: u16,
-    /// Thread group id (the process id) of the current task.
+    /// Thread group id (the process id) of the current task, 0 unless
+    /// [`CONTEXT_PROCESS`].
     pub tgid: u32,
     /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC nanoseconds.
     pub ts_ns: u64,
@@ -130,7 +135,8 @@ pub struct Record {
     pub saddr: [u8; 16],
     /// Remote address, laid out as `saddr`.
     pub daddr: [u8; 16],
-    /// `comm` of the current task, NUL padded.
+    /// `comm` of the current task, NUL padded; zero unless
+    /// [`CONTEXT_PROCESS`].
     pub comm: [u8; 16],
     /// Kernel TCP state numbers (`TCP_ESTABLISHED` = 1 ... `TCP_NEW_SYN_RECV` = 12).
     pub oldstate: u8,

@@ -17,8 +17,11 @@
 //! tracepoint 0.92, inside that machine's ±20 % run-to-run noise; this
 //! program costs 566 ns per event (bpf_stats) with batched wake-ups (below)
 //! against 6.2 µs with a wake-up per record, which was the cost that mattered.
-//! The cheap BTF variant is used where the hook runs far more often and
-//! needs no fields at all: softirq entry/exit (about 75 ns each).
+//!
+//! Whether the current task acts on the socket is read from the socket's
+//! lock ([`task_context`]) rather than tracked with hooks on softirq entry
+//! and exit: those ran on every softirq of the host, TCP or not, and cost
+//! more per transition than the state program itself (`cargo xtask bench`).
 #![no_std]
 #![no_main]
 
@@ -27,13 +30,13 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
     },
-    macros::{btf_tracepoint, map, tracepoint},
+    macros::{map, tracepoint},
     maps::{PerCpuArray, RingBuf},
-    programs::{BtfTracePointContext, TracePointContext},
+    programs::TracePointContext,
 };
 use socktrace_ebpf::{
-    AF_INET, AF_INET6, CONTEXT_PROCESS, CONTEXT_SOFTIRQ, IPPROTO_TCP, LOST_RESERVE_FAILED,
-    LOST_SLOTS, RECORD_RESET_RECEIVED, RECORD_STATE, RECORD_SYN_RETRANSMIT,
+    AF_INET, AF_INET6, CONTEXT_PROCESS, CONTEXT_SOFTIRQ, IPPROTO_TCP, LOST_REASONS,
+    LOST_RESERVE_FAILED, RECORD_RESET_RECEIVED, RECORD_STATE, RECORD_SYN_RETRANSMIT,
     RECORD_SYNACK_RETRANSMIT, RING_BUFFER_BYTES, Record, TCP_CLOSE, TCP_SYN_SENT,
     tracepoints::{
         Endpoints, RECEIVE_RESET_ENDPOINTS, RECEIVE_RESET_SKADDR, RETRANSMIT_SKB_ENDPOINTS,
@@ -59,6 +62,8 @@ static SK_ERR_SOFT_OFFSET: u64 = 0;
 static SK_NET_OFFSET: u64 = 0;
 #[unsafe(no_mangle)]
 static NET_INUM_OFFSET: u64 = 0;
+#[unsafe(no_mangle)]
+static SK_LOCK_OWNED_OFFSET: u64 = 0;
 
 /// Set by the agent before load (`GLOBAL_RETRANSMIT_HAS_ERR`).
 #[unsafe(no_mangle)]
@@ -68,39 +73,30 @@ static RETRANSMIT_HAS_ERR: u64 = 0;
 static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BUFFER_BYTES, 0);
 
 #[map]
-static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(LOST_SLOTS, 0);
+static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(LOST_REASONS, 0);
 
-/// Per CPU: 1 while that CPU runs softirq handlers, 0 otherwise. Softirqs do
-/// not nest on a CPU, so a flag is enough.
-#[map]
-static IN_SOFTIRQ: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
-
-#[btf_tracepoint(function = "softirq_entry")]
-pub fn softirq_entry(_ctx: BtfTracePointContext) -> i32 {
-    set_in_softirq(1);
-    0
-}
-
-#[btf_tracepoint(function = "softirq_exit")]
-pub fn softirq_exit(_ctx: BtfTracePointContext) -> i32 {
-    set_in_softirq(0);
-    0
-}
-
+/// Whether the current task holds the lock of the socket at `skaddr`
+/// (`sk->sk_lock.owned`): then it is the task acting on the socket (a
+/// system call, or its own backlog being processed in `release_sock`).
+/// Softirq and timer code never changes the state of a socket a task holds:
+/// they defer to the owner (`sock_owned_by_user`), so a transition of an
+/// unowned socket ran in softirq, a timer, or a kernel path acting on a
+/// socket nobody locked (a listener's unaccepted children), and `current`
+/// there says nothing. One read of the socket, instead of hooks on every
+/// softirq of the host.
 #[inline(always)]
-fn set_in_softirq(value: u32) {
-    if let Some(flag) = IN_SOFTIRQ.get_ptr_mut(0) {
-        // SAFETY: the map value is this CPU's slot; softirq entry/exit on a
-        // CPU cannot run concurrently with each other.
-        unsafe { *flag = value };
+fn task_context(skaddr: u64) -> u8 {
+    // SAFETY: read of a plain global set at load time (volatile: not the
+    // compile-time 0).
+    let offset = unsafe { core::ptr::read_volatile(&SK_LOCK_OWNED_OFFSET) };
+    if offset == 0 {
+        return CONTEXT_SOFTIRQ;
     }
-}
-
-#[inline(always)]
-fn task_context() -> u8 {
-    match IN_SOFTIRQ.get(0) {
-        Some(&1) => CONTEXT_SOFTIRQ,
-        _ => CONTEXT_PROCESS,
+    // SAFETY: bpf_probe_read_kernel checks the address; `skaddr` is the live
+    // socket the tracepoint was called with.
+    match unsafe { bpf_probe_read_kernel((skaddr + offset) as *const i32) } {
+        Ok(0) | Err(_) => CONTEXT_SOFTIRQ,
+        Ok(_) => CONTEXT_PROCESS,
     }
 }
 
@@ -279,20 +275,33 @@ fn emit_endpoints(kind: u8, skaddr: u64, ends: &Endpoints, state: u8, value: u64
     );
 }
 
-/// Stamps `fields` with time, task and context and queues the record.
+/// Stamps `fields` with time, task and context and queues the record. Only
+/// state records carry a task, and only when it acts on the socket (see
+/// [`task_context`]); the others leave it zero.
 #[inline(always)]
 fn emit(kind: u8, fields: &Fields) {
-    let context = task_context();
+    let context = if kind == RECORD_STATE {
+        task_context(fields.skaddr)
+    } else {
+        CONTEXT_SOFTIRQ
+    };
     let Some(mut entry) = EVENTS.reserve::<Record>(0) else {
-        count_lost(LOST_RESERVE_FAILED, context);
+        count_lost(LOST_RESERVE_FAILED);
         return;
     };
-    let pid_tgid = bpf_get_current_pid_tgid();
+    let (tgid, comm) = if context == CONTEXT_PROCESS {
+        (
+            (bpf_get_current_pid_tgid() >> 32) as u32,
+            bpf_get_current_comm().unwrap_or_default(),
+        )
+    } else {
+        (0, [0; 16])
+    };
     entry.write(Record {
         kind,
         task_context: context,
         family: fields.family,
-        tgid: (pid_tgid >> 32) as u32,
+        tgid,
         // SAFETY: plain helper call, no arguments.
         ts_ns: unsafe { bpf_ktime_get_ns() },
         skaddr: fields.skaddr,
@@ -301,7 +310,7 @@ fn emit(kind: u8, fields: &Fields) {
         dport: fields.dport,
         saddr: fields.saddr,
         daddr: fields.daddr,
-        comm: bpf_get_current_comm().unwrap_or_default(),
+        comm,
         oldstate: fields.oldstate,
         newstate: fields.newstate,
         _pad: [0; 6],
@@ -380,14 +389,13 @@ fn addresses(
 }
 
 #[inline(always)]
-fn count_lost(slot: u32, context: u8) {
-    // One slot per context: a softirq may interrupt a process-context run
-    // on this CPU, but neither context interrupts itself, so a plain
-    // increment of its own slot cannot race (the BPF target has no atomic
-    // read-modify-write in `core`).
-    let index = slot * 2 + u32::from(context == CONTEXT_SOFTIRQ);
-    if let Some(counter) = LOST.get_ptr_mut(index) {
-        // SAFETY: this CPU's slot of a per-CPU array, see above.
+fn count_lost(reason: u32) {
+    if let Some(counter) = LOST.get_ptr_mut(reason) {
+        // SAFETY: this CPU's slot of a per-CPU array. Classic tracepoint
+        // programs never nest on a CPU (the kernel's `bpf_prog_active`
+        // guard skips a program that would run inside another), so a plain
+        // increment cannot race (the BPF target has no atomic
+        // read-modify-write in `core`).
         unsafe { *counter += 1 };
     }
 }

@@ -19,7 +19,7 @@ use std::{
 use socktrace::{
     event::{StateEvent, TaskContext},
     owner::{Comm, Owner},
-    table::{SocketTable, TrackedSocket},
+    table::SocketTable,
     tcp_state::TcpState,
     tuple::SocketTuple,
 };
@@ -128,8 +128,7 @@ fn main() {
     let per_socket = bytes as f64 / sockets as f64;
     println!(
         "table_memory: {sockets} ESTABLISHED sockets: {bytes} heap bytes, {per_socket:.1} bytes per socket \
-         (size_of TrackedSocket {}, peak while building {:.1} bytes per socket)",
-        std::mem::size_of::<TrackedSocket>(),
+         (peak while building {:.1} bytes per socket)",
         peak.saturating_sub(before) as f64 / sockets as f64,
     );
     if env::var_os("SOCKTRACE_BENCH_JSON").is_some() {

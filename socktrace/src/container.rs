@@ -13,12 +13,11 @@
 //! `systemd-run` units and other scopes get no label, and the instances
 //! that socket-activated services spawn per connection are folded into
 //! their template.
-use std::collections::HashMap;
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::owner::ContainerLabel;
+use crate::{fast_hash::FastMap, owner::ContainerLabel};
 
 /// Who created the cgroup a process runs in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -374,7 +373,7 @@ struct Cached {
 pub struct ContainerLabels {
     proc_root: PathBuf,
     capacity: usize,
-    entries: HashMap<u32, Cached>,
+    entries: FastMap<u32, Cached>,
 }
 
 impl ContainerLabels {
@@ -384,7 +383,7 @@ impl ContainerLabels {
         ContainerLabels {
             proc_root,
             capacity: capacity.max(1),
-            entries: HashMap::new(),
+            entries: FastMap::default(),
         }
     }
 

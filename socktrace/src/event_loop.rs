@@ -18,7 +18,7 @@ use crate::{
     clock::monotonic_now_ns,
     container::ContainerLabels,
     event::{Event, RejectCounts, TaskContext},
-    loader::{self, KernelProbes},
+    loader::{self, KernelProbes, Lost},
     namespaces::Namespaces,
     recording::Recorder,
     ring_reader::RingReader,
@@ -74,18 +74,15 @@ pub type FileRecorder = Recorder<BufWriter<File>>;
 /// Counters reported at exit.
 #[derive(Debug, Default)]
 pub struct LoopSummary {
-    pub lost: u64,
+    pub lost: Lost,
     pub rejected: RejectCounts,
 }
 
 impl LoopSummary {
     /// Tells the user on stderr what did not reach the output.
     pub fn report(&self) {
-        if self.lost > 0 {
-            eprintln!(
-                "socktrace: {} events lost (kernel ring buffer full; try a larger --ring-buffer-kib)",
-                self.lost
-            );
+        if self.lost.total() > 0 {
+            eprintln!("socktrace: {}", self.lost);
         }
         if self.rejected.total() > 0 {
             eprintln!(
@@ -218,10 +215,10 @@ pub async fn run<C: Consumer>(
                 if !out.flush()? {
                     break;
                 }
-                let lost = lost.total()?;
-                if lost > lost_seen {
-                    eprintln!("socktrace: {lost} events lost so far (kernel ring buffer full)");
-                    lost_seen = lost;
+                let lost = lost.read()?;
+                if lost.total() > lost_seen {
+                    eprintln!("socktrace: so far {lost}");
+                    lost_seen = lost.total();
                 }
             }
             job = next_job(&mut inbox) => {
@@ -229,7 +226,7 @@ pub async fn run<C: Consumer>(
                 if !drain_and_settle(&mut reader, &mut decoder, consumer, out)? {
                     break;
                 }
-                let lost_events = lost.total()?;
+                let lost_events = lost.read()?.total();
                 job(consumer, JobContext { namespaces: decoder.namespaces, lost_events });
             }
             _ = interrupt.recv() => break,
@@ -241,7 +238,7 @@ pub async fn run<C: Consumer>(
     consumer.finish(monotonic_now_ns(), &mut out.buffer);
     out.flush()?;
     Ok(LoopSummary {
-        lost: lost.total()?,
+        lost: lost.read()?,
         rejected: decoder.rejected,
     })
 }

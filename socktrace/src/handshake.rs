@@ -36,10 +36,10 @@
 //! that namespace's attempts. An entry never confirmed by a snapshot of its
 //! namespace and then missing from one is dropped and counted, not guessed
 //! at; attempts of a namespace that is gone are dropped and counted too.
-use std::collections::HashMap;
 
 use crate::{
     event::{SocketSignal, StateEvent, SynAckRetransmit},
+    fast_hash::FastMap,
     owner::Owner,
     sock_diag::DiagSocket,
     table::{SocketTable, Transition},
@@ -250,11 +250,11 @@ pub fn request_sockets(sockets: &[DiagSocket], table: &SocketTable) -> Vec<Reque
 /// The tracker. See the module documentation.
 #[derive(Debug, Default)]
 pub struct HandshakeTracker {
-    clients: HashMap<u64, ClientAttempt>,
-    half_open: HashMap<SocketTuple, HalfOpen>,
+    clients: FastMap<u64, ClientAttempt>,
+    half_open: FastMap<SocketTuple, HalfOpen>,
     /// Server completions since the last snapshot was taken, by canonical
     /// tuple: a snapshot may still list their request sockets.
-    recent_completions: HashMap<SocketTuple, u64>,
+    recent_completions: FastMap<SocketTuple, u64>,
     stats: HandshakeStats,
 }
 

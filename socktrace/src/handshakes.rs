@@ -195,10 +195,7 @@ impl Consumer for HandshakeRecorder {
                 }
             }
             Event::SynRetransmit(signal) => {
-                let owner = self
-                    .table
-                    .by_skaddr(signal.skaddr)
-                    .and_then(|s| s.owner.clone());
+                let owner = self.table.by_skaddr(signal.skaddr).and_then(|s| s.owner);
                 let retrying = self.tracker.on_syn_retransmit(&signal, owner);
                 self.retrying(retrying, out);
             }

@@ -18,6 +18,7 @@ pub mod container;
 pub mod errno_name;
 pub mod event;
 pub mod event_loop;
+pub mod fast_hash;
 pub mod handshake;
 pub mod handshake_output;
 pub mod handshake_summary;

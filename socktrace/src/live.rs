@@ -60,10 +60,7 @@ impl LiveState {
                 self.count_opening(&transition);
             }
             Event::SynRetransmit(signal) => {
-                let owner = self
-                    .table
-                    .by_skaddr(signal.skaddr)
-                    .and_then(|s| s.owner.clone());
+                let owner = self.table.by_skaddr(signal.skaddr).and_then(|s| s.owner);
                 self.handshakes.on_syn_retransmit(&signal, owner);
             }
             Event::SynAckRetransmit(synack) => {
@@ -243,12 +240,7 @@ impl LiveState {
     ) -> HashMap<(SocketTuple, TcpState), (Option<u64>, Option<Owner>)> {
         self.table
             .sockets()
-            .map(|s| {
-                (
-                    (s.tuple.canonical(), s.state),
-                    (s.state_since_ns, s.owner.clone()),
-                )
-            })
+            .map(|s| ((s.tuple.canonical(), s.state), (s.state_since_ns, s.owner)))
             .collect()
     }
 

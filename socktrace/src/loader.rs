@@ -1,14 +1,19 @@
 //! Loads socktrace's BPF object and attaches its programs. Dropping the
 //! returned [`KernelProbes`] detaches everything.
+use std::{
+    fmt,
+    os::fd::{AsFd, AsRawFd, RawFd},
+};
+
 use aya::{
-    Btf, Ebpf, EbpfLoader,
+    Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, TracePoint},
+    programs::TracePoint,
 };
 use socktrace_ebpf::{
     GLOBAL_NET_INUM_OFFSET, GLOBAL_RETRANSMIT_HAS_ERR, GLOBAL_SK_ERR_OFFSET,
-    GLOBAL_SK_ERR_SOFT_OFFSET, GLOBAL_SK_NET_OFFSET, GLOBAL_SYNACK_STAMP_OFFSET,
-    GLOBAL_WAKEUP_BYTES, MAP_EVENTS, MAP_LOST,
+    GLOBAL_SK_ERR_SOFT_OFFSET, GLOBAL_SK_LOCK_OWNED_OFFSET, GLOBAL_SK_NET_OFFSET,
+    GLOBAL_SYNACK_STAMP_OFFSET, GLOBAL_WAKEUP_BYTES, MAP_EVENTS, MAP_LOST,
     tracepoints::{LAYOUTS, RETRANSMIT_SKB},
 };
 
@@ -27,8 +32,6 @@ pub enum LoadError {
     Privileges(#[from] privileges::MissingPrivileges),
     #[error(transparent)]
     Format(#[from] tracepoint_format::FormatError),
-    #[error("kernel BTF (/sys/kernel/btf/vmlinux) is required for the softirq hooks: {0}")]
-    Btf(#[source] aya::BtfError),
     #[error("cannot locate kernel struct fields the BPF programs read: {0}")]
     Offsets(#[from] kernel_btf::BtfError),
     #[error("this socktrace binary was built with AYA_BUILD_SKIP=1 and holds no BPF program")]
@@ -59,16 +62,27 @@ pub struct KernelProbes {
     pub lost: LostCounter,
 }
 
-/// The kernel's count of records it could not deliver.
-pub struct LostCounter(PerCpuArray<MapData, u64>);
+/// The kernel's counts of records that never reached the ring buffer.
+pub struct LostCounter {
+    /// Per CPU and reason, counted by the programs ([`MAP_LOST`]).
+    ring_full: PerCpuArray<MapData, u64>,
+    /// The attached programs' descriptors, for their `recursion_misses`.
+    programs: Vec<RawFd>,
+}
 
-/// BTF tracepoints that tell the state program whether it runs in softirq.
-/// Exit first: were entry attached first, a softirq already running would
-/// set the flag with no attached exit to clear it.
-const SOFTIRQ_HOOKS: [&str; 2] = ["softirq_exit", "softirq_entry"];
+/// Records that never reached the agent, by why.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lost {
+    /// The ring buffer was full when the program tried to reserve a record.
+    pub ring_full: u64,
+    /// The kernel skipped the program: a tracepoint fired while a BPF
+    /// program (socktrace's or another tool's) was running on that CPU,
+    /// typically a softirq interrupting it (`recursion_misses`).
+    pub skipped: u64,
+}
 
-/// Checks privileges and the tracepoint layout, loads, and attaches:
-/// softirq hooks first so the first transition already knows its context.
+/// Checks privileges, the tracepoint layouts and the kernel struct offsets,
+/// then loads and attaches.
 pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError> {
     let wakeup_bytes = wakeup_threshold(ring_buffer_bytes);
     if BPF_OBJECT.is_empty() {
@@ -78,10 +92,8 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
     let optional_fields = tracepoint_format::check_all()?;
     let retransmit_has_err = u64::from(optional_fields.has(&RETRANSMIT_SKB, "err"));
     raise_memlock_limit();
-    let btf = Btf::from_sys_fs().map_err(LoadError::Btf)?;
     let offsets = FieldOffsets::resolve()?;
     let mut ebpf = EbpfLoader::new()
-        .btf(Some(&btf))
         .map_max_entries(MAP_EVENTS, ring_buffer_bytes)
         .override_global(GLOBAL_WAKEUP_BYTES, &wakeup_bytes, true)
         .override_global(GLOBAL_SYNACK_STAMP_OFFSET, &offsets.synack_stamp, true)
@@ -89,20 +101,12 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
         .override_global(GLOBAL_SK_ERR_SOFT_OFFSET, &offsets.sk_err_soft, true)
         .override_global(GLOBAL_SK_NET_OFFSET, &offsets.sk_net, true)
         .override_global(GLOBAL_NET_INUM_OFFSET, &offsets.net_inum, true)
+        .override_global(GLOBAL_SK_LOCK_OWNED_OFFSET, &offsets.sk_lock_owned, true)
         .override_global(GLOBAL_RETRANSMIT_HAS_ERR, &retransmit_has_err, true)
         .load(BPF_OBJECT)
         .map_err(LoadError::Object)?;
 
-    for hook in SOFTIRQ_HOOKS {
-        let program: &mut BtfTracePoint = ebpf
-            .program_mut(hook)
-            .ok_or(LoadError::Missing("softirq hook"))?
-            .try_into()
-            .map_err(program_error(hook))?;
-        program.load(hook, &btf).map_err(program_error(hook))?;
-        program.attach().map_err(program_error(hook))?;
-    }
-
+    let mut programs = Vec::with_capacity(LAYOUTS.len());
     for layout in LAYOUTS {
         let program: &mut TracePoint = ebpf
             .program_mut(layout.name)
@@ -113,6 +117,8 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
         program
             .attach(layout.category, layout.name)
             .map_err(program_error(layout.name))?;
+        let fd = program.fd().map_err(program_error(layout.name))?;
+        programs.push(fd.as_fd().as_raw_fd());
     }
 
     let events = take_map(&mut ebpf, MAP_EVENTS)?;
@@ -128,7 +134,10 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
     Ok(KernelProbes {
         attached: ebpf,
         events,
-        lost: LostCounter(lost),
+        lost: LostCounter {
+            ring_full: lost,
+            programs,
+        },
     })
 }
 
@@ -145,6 +154,8 @@ struct FieldOffsets {
     /// namespaces (`CONFIG_NET_NS` off).
     sk_net: u64,
     net_inum: u64,
+    /// `sock.sk_lock.owned`: non-zero while a task holds the socket.
+    sk_lock_owned: u64,
 }
 
 impl FieldOffsets {
@@ -159,6 +170,9 @@ impl FieldOffsets {
                 .member_offset("sock", &["__sk_common", "skc_net", "net"])
                 .map(u64::from)?,
             net_inum: btf.member_offset("net", &["ns", "inum"]).map(u64::from)?,
+            sk_lock_owned: btf
+                .member_offset("sock", &["sk_lock", "owned"])
+                .map(u64::from)?,
         })
     }
 }
@@ -197,13 +211,60 @@ fn raise_memlock_limit() {
 }
 
 impl LostCounter {
-    /// Records the kernel could not deliver so far, all CPUs and reasons.
-    pub fn total(&self) -> Result<u64, aya::maps::MapError> {
-        let mut total = 0u64;
-        for per_cpu in self.0.iter() {
-            total += per_cpu?.iter().sum::<u64>();
+    /// Records lost so far, all CPUs and programs. The descriptors belong
+    /// to the [`Ebpf`] of the same [`KernelProbes`], open while it lives.
+    pub fn read(&self) -> Result<Lost, aya::maps::MapError> {
+        let mut ring_full = 0u64;
+        for per_cpu in self.ring_full.iter() {
+            ring_full += per_cpu?.iter().sum::<u64>();
         }
-        Ok(total)
+        let skipped = self
+            .programs
+            .iter()
+            .filter_map(|fd| std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok())
+            .map(|fdinfo| recursion_misses(&fdinfo))
+            .sum();
+        Ok(Lost { ring_full, skipped })
+    }
+}
+
+/// `recursion_misses` from a BPF program's fdinfo (Linux 5.12+; 0 before).
+fn recursion_misses(fdinfo: &str) -> u64 {
+    fdinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("recursion_misses:"))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+impl Lost {
+    pub fn total(&self) -> u64 {
+        self.ring_full + self.skipped
+    }
+}
+
+/// `N events lost (why)`, with what to do about a full ring.
+impl fmt::Display for Lost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} events lost (", self.total())?;
+        if self.ring_full > 0 {
+            write!(
+                f,
+                "kernel ring buffer full: {}, try a larger --ring-buffer-kib",
+                self.ring_full
+            )?;
+        }
+        if self.skipped > 0 {
+            if self.ring_full > 0 {
+                f.write_str("; ")?;
+            }
+            write!(
+                f,
+                "skipped by the kernel while another BPF program ran on the CPU: {}",
+                self.skipped
+            )?;
+        }
+        f.write_str(")")
     }
 }
 
@@ -215,5 +276,34 @@ mod tests {
     fn the_wakeup_threshold_leaves_room_in_small_and_large_rings() {
         assert_eq!(wakeup_threshold(4096), 512);
         assert_eq!(wakeup_threshold(4 << 20), 64 * 1024);
+    }
+
+    #[test]
+    fn recursion_misses_come_from_fdinfo_and_default_to_zero() {
+        let fdinfo = "pos:\t0\nflags:\t02000002\nprog_type:\t5\nrun_time_ns:\t0\n\
+                      run_cnt:\t0\nrecursion_misses:\t17\nverified_insns:\t300\n";
+        assert_eq!(recursion_misses(fdinfo), 17);
+        assert_eq!(recursion_misses("pos:\t0\nprog_type:\t5\n"), 0);
+    }
+
+    #[test]
+    fn lost_events_say_why() {
+        let full = Lost {
+            ring_full: 3,
+            skipped: 0,
+        };
+        assert_eq!(
+            full.to_string(),
+            "3 events lost (kernel ring buffer full: 3, try a larger --ring-buffer-kib)"
+        );
+        let both = Lost {
+            ring_full: 3,
+            skipped: 2,
+        };
+        assert_eq!(
+            both.to_string(),
+            "5 events lost (kernel ring buffer full: 3, try a larger --ring-buffer-kib; \
+             skipped by the kernel while another BPF program ran on the CPU: 2)"
+        );
     }
 }

@@ -37,10 +37,11 @@
 //! Between two listings only bounds are known: an end is reported as the
 //! middle of the interval in which it happened, with that interval's half
 //! width as its uncertainty.
-use std::collections::{HashMap, HashSet, hash_map::Entry};
+use std::collections::hash_map::Entry;
 
 use crate::{
     event::{SocketSignal, StateEvent},
+    fast_hash::{FastMap, FastSet},
     owner::Owner,
     sock_diag::DiagSocket,
     table::{Opening, Transition},
@@ -302,12 +303,12 @@ pub fn listed_time_wait(sockets: &[DiagSocket]) -> Vec<ListedTimeWait> {
 pub struct TimeWaitTracker {
     /// By canonical tuple: a v4-mapped IPv6 socket's entry and listing
     /// name the same socket.
-    sockets: HashMap<SocketTuple, TimeWaitSocket>,
+    sockets: FastMap<SocketTuple, TimeWaitSocket>,
     /// Sockets (by kernel address) that received a RST, and when.
-    resets: HashMap<u64, u64>,
+    resets: FastMap<u64, u64>,
     /// Namespaces listed at least once: their first listing shows what
     /// existed before.
-    listed_namespaces: HashSet<NetnsInode>,
+    listed_namespaces: FastSet<NetnsInode>,
     stats: TimeWaitStats,
 }
 

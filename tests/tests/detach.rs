@@ -7,8 +7,15 @@ use socktrace_integration_tests::{
     wait::{self, Poll},
 };
 
-/// The agent's programs, as the kernel names them (cut to 15 bytes).
-const PROGRAMS: [&str; 3] = ["inet_sock_set_s", "softirq_entry", "softirq_exit"];
+/// The agent's programs, as the kernel names them (cut to 15 bytes: both
+/// `tcp_retransmit_skb` and `tcp_retransmit_synack` become
+/// `tcp_retransmit_`).
+const PROGRAMS: [&str; 4] = [
+    "inet_sock_set_s",
+    "tcp_receive_res",
+    "tcp_retransmit_",
+    "tcp_retransmit_",
+];
 
 fn socktrace_programs() -> Vec<(u32, String)> {
     aya::programs::loaded_programs()

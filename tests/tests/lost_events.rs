@@ -95,7 +95,7 @@ fn the_loss_total_is_repeated_at_exit() {
     let summary = agent
         .wait_for_stderr(
             "the exit summary",
-            |l| l.contains("events lost (kernel ring buffer full"),
+            |l| l.contains("events lost (kernel ring buffer full: "),
             Duration::from_secs(10),
         )
         .unwrap();

@@ -110,7 +110,7 @@ impl Agent {
             skaddr,
             tuple,
         };
-        let owner = self.table.by_skaddr(skaddr).and_then(|s| s.owner.clone());
+        let owner = self.table.by_skaddr(skaddr).and_then(|s| s.owner);
         self.tracker.on_syn_retransmit(&signal, owner)
     }
 

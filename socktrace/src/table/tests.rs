@@ -501,3 +501,177 @@ fn a_namespace_torn_down_leaves_nothing_behind_and_is_counted() {
     );
     assert!(table.by_skaddr(1).is_some());
 }
+
+/// The connect and close of a client socket at `skaddr`, owned by `owner`.
+fn connect_and_close(skaddr: u64, at_ns: u64, owner: Owner) -> [Ev; 2] {
+    let t = tuple("10.0.0.1:40000", "10.0.0.2:443");
+    [
+        ev(at_ns, skaddr, t, Close, SynSent).by(owner),
+        ev(at_ns + MS, skaddr, t, SynSent, Close).softirq(task(0, "swapper")),
+    ]
+}
+
+#[test]
+fn a_freed_slot_holds_the_next_socket_with_nothing_left_of_the_last() {
+    let mut table = SocketTable::new();
+    let first = replay(&mut table, &connect_and_close(CLIENT_SK, 0, task(1, "old")));
+    assert_eq!(table.slab.vacant, [0], "CLOSE freed the slot");
+    let t = tuple("10.0.0.2:80", "10.0.0.1:5000");
+    let out = table.apply(
+        &ev(5 * MS, SERVER_SK, t, Established, CloseWait)
+            .softirq(task(0, "swapper"))
+            .event(),
+    );
+    assert_eq!(table.slab.entries.len(), 1, "the slot was reused");
+    assert!(table.slab.vacant.is_empty());
+    assert_ne!(out.id, first[0].id);
+    assert_eq!(table.by_skaddr(CLIENT_SK), None);
+    assert_eq!(
+        table.by_skaddr(SERVER_SK),
+        Some(TrackedSocket {
+            id: out.id,
+            tuple: t,
+            state: CloseWait,
+            state_since_ns: Some(5 * MS),
+            born_ns: None,
+            owner: None,
+            origin: Origin::MidLife,
+            time_in_state_ns: [0; 12],
+            opening: None,
+        })
+    );
+}
+
+#[test]
+fn tear_down_frees_the_slots_and_owners_of_its_sockets() {
+    let gone = crate::tuple::TEST_NETNS + 1;
+    let mut table = SocketTable::new();
+    table.seed([SeedSocket {
+        tuple: elsewhere(tuple("127.0.0.1:22", "0.0.0.0:0")),
+        state: Listen,
+        kind: SeedKind::Full,
+        owner: Some(task(2, "sshd")),
+    }]);
+    replay(
+        &mut table,
+        &[
+            ev(0, 1, tuple("127.0.0.1:80", "0.0.0.0:0"), Close, Listen),
+            ev(
+                0,
+                2,
+                elsewhere(tuple("127.0.0.1:80", "0.0.0.0:0")),
+                Close,
+                Listen,
+            )
+            .by(task(3, "nginx")),
+        ],
+    );
+    table.tear_down(gone);
+    let mut vacant = table.slab.vacant.clone();
+    vacant.sort();
+    assert_eq!(vacant, [0, 2], "the seeded listener's and the named one's");
+    assert_eq!((table.by_skaddr.len(), table.seeded.len()), (1, 0));
+    assert!(
+        table
+            .owners
+            .interned
+            .iter()
+            .filter(|o| o.pid != 100)
+            .all(|o| Arc::strong_count(o) == 1),
+        "no socket holds the torn down sockets' owners"
+    );
+    table.apply(&ev(MS, 3, tuple("127.0.0.1:81", "0.0.0.0:0"), Close, Listen).event());
+    assert_eq!(table.slab.entries.len(), 3, "a freed slot was reused");
+}
+
+#[test]
+fn tuples_come_back_as_they_went_in() {
+    for (local, remote) in [
+        ("10.0.0.1:40000", "192.0.2.7:443"),
+        ("[2001:db8::1]:40000", "[2001:db8::2]:443"),
+        ("[::ffff:10.0.0.1]:40000", "[::ffff:192.0.2.7]:443"),
+        ("0.0.0.0:80", "0.0.0.0:0"),
+        ("[::]:80", "[::]:0"),
+    ] {
+        let t = tuple(local, remote);
+        let entry = Entry::new(CLIENT_SK, 1, &t, Established, Origin::MidLife);
+        assert_eq!(entry.tuple(), t, "{local} {remote}");
+        assert_eq!(entry.tuple().local.is_ipv4(), t.local.is_ipv4());
+        assert_eq!(entry.tuple().remote.is_ipv4(), t.remote.is_ipv4());
+    }
+    let mapped = tuple("[::ffff:10.0.0.1]:40000", "[::ffff:192.0.2.7]:443");
+    let mut table = SocketTable::new();
+    table.apply(&ev(0, CLIENT_SK, mapped, Established, FinWait1).event());
+    assert_eq!(table.by_skaddr(CLIENT_SK).unwrap().tuple, mapped);
+}
+
+#[test]
+fn sockets_of_one_owner_share_one_interned_owner() {
+    let mut table = SocketTable::new();
+    let unbound = |remote| tuple("10.0.0.1:0", remote);
+    replay(
+        &mut table,
+        &[
+            ev(0, 1, unbound("10.0.0.2:443"), Close, SynSent),
+            ev(0, 2, unbound("10.0.0.3:443"), Close, SynSent),
+            ev(
+                MS,
+                2,
+                tuple("10.0.0.1:40000", "10.0.0.3:443"),
+                SynSent,
+                Established,
+            ),
+        ],
+    );
+    let owner_at = |skaddr| {
+        let slot = table.find(skaddr).unwrap();
+        Arc::clone(table.slab[slot].owner.as_ref().unwrap())
+    };
+    assert!(Arc::ptr_eq(&owner_at(1), &owner_at(2)));
+    assert_eq!(table.owners.interned.len(), 1);
+    assert_eq!(*owner_at(1), task(100, "client"));
+}
+
+#[test]
+fn the_interner_sweeps_owners_no_socket_references() {
+    let mut table = SocketTable::new();
+    let dead = Owners::SWEEP_FROM as u32 - 1;
+    for pid in 0..dead {
+        replay(
+            &mut table,
+            &connect_and_close(CLIENT_SK, u64::from(pid) * 10 * MS, task(pid, "short")),
+        );
+    }
+    assert_eq!(table.owners.interned.len(), dead as usize, "not swept yet");
+    let live = task(5000, "long");
+    table.apply(&connect_and_close(SERVER_SK, 0, live.clone())[0].event());
+    assert_eq!(
+        table.owners.interned.len(),
+        1,
+        "swept at {}",
+        Owners::SWEEP_FROM
+    );
+    assert_eq!(table.by_skaddr(SERVER_SK).unwrap().owner, Some(live));
+}
+
+#[test]
+fn a_long_stay_is_timed_within_f32_precision() {
+    let hour_ns = 3_600_000_000_007;
+    let t = tuple("10.0.0.1:40000", "10.0.0.2:443");
+    let mut table = SocketTable::new();
+    let out = replay(
+        &mut table,
+        &[
+            ev(0, CLIENT_SK, t, Close, SynSent),
+            ev(MS, CLIENT_SK, t, SynSent, Established),
+            ev(MS + hour_ns, CLIENT_SK, t, Established, Close),
+        ],
+    );
+    assert_eq!(
+        out[2].old_state_ns,
+        Some(hour_ns),
+        "the stay itself is exact"
+    );
+    let kept = out[2].ended.as_ref().unwrap().time_in_state_ns[Established.index()];
+    assert!(kept.abs_diff(hour_ns) <= hour_ns >> 24, "{kept}");
+}

@@ -257,9 +257,14 @@ mod tests {
     fn lost_counts_are_read_the_way_each_tool_reports_them() {
         let socktrace = [
             "socktrace: ready: agent serving /run/x".to_owned(),
-            "socktrace: 120 events lost so far (kernel ring buffer full)".to_owned(),
-            "socktrace: 480 events lost so far (kernel ring buffer full)".to_owned(),
-            "socktrace: 480 events lost (kernel ring buffer full; try a larger --ring-buffer-kib)"
+            "socktrace: so far 120 events lost (kernel ring buffer full: 120, try a larger \
+             --ring-buffer-kib)"
+                .to_owned(),
+            "socktrace: so far 480 events lost (kernel ring buffer full: 470, try a larger \
+             --ring-buffer-kib; skipped by the kernel while another BPF program ran on the CPU: 10)"
+                .to_owned(),
+            "socktrace: 480 events lost (kernel ring buffer full: 470, try a larger \
+             --ring-buffer-kib; skipped by the kernel while another BPF program ran on the CPU: 10)"
                 .to_owned(),
         ];
         assert_eq!(lost_events(&socktrace, LostReport::Cumulative), 480);
