@@ -31,7 +31,7 @@ pub const RING_BUFFER_BYTES: u32 = 16 << 20;
 /// inter-processor interrupt per transition; see `trace.rs`.
 pub const GLOBAL_WAKEUP_BYTES: &str = "WAKEUP_BYTES";
 
-/// [`Record::kind`]: a TCP state transition (`sock:inet_sock_set_state`).
+/// [`Record::kind`]: a TCP state transition (`inet_sock_set_state`).
 /// `oldstate` and `newstate` are the kernel's state numbers. For
 /// `SYN_SENT -> CLOSE` (a connect that failed or was abandoned), `value`
 /// holds the socket's errors at that moment: `sk_err` in the low 32 bits
@@ -99,6 +99,25 @@ pub const GLOBAL_SK_ERR_SOFT_OFFSET: &str = "SK_ERR_SOFT_OFFSET";
 /// above; every record carries the inode they lead to.
 pub const GLOBAL_SK_NET_OFFSET: &str = "SK_NET_OFFSET";
 pub const GLOBAL_NET_INUM_OFFSET: &str = "NET_INUM_OFFSET";
+
+/// Names of the read-only globals locating what the state programs read of
+/// a socket (from BTF, like the offsets above), the fields the classic
+/// tracepoint reports: `skc_daddr`, `skc_dport`, `inet_saddr` and
+/// `inet_sport` (of `struct inet_sock`, which begins with the `struct
+/// sock`), `skc_family`, `skc_v6_daddr` followed by `skc_v6_rcv_saddr`
+/// (the agent checks they are adjacent), and `sk_protocol`.
+pub const GLOBAL_SKC_DADDR_OFFSET: &str = "SKC_DADDR_OFFSET";
+pub const GLOBAL_SKC_DPORT_OFFSET: &str = "SKC_DPORT_OFFSET";
+pub const GLOBAL_INET_SADDR_OFFSET: &str = "INET_SADDR_OFFSET";
+pub const GLOBAL_INET_SPORT_OFFSET: &str = "INET_SPORT_OFFSET";
+pub const GLOBAL_SKC_FAMILY_OFFSET: &str = "SKC_FAMILY_OFFSET";
+pub const GLOBAL_SKC_V6_DADDR_OFFSET: &str = "SKC_V6_DADDR_OFFSET";
+pub const GLOBAL_SK_PROTOCOL_OFFSET: &str = "SK_PROTOCOL_OFFSET";
+
+/// Names of the two programs on `inet_sock_set_state` (BTF tracepoint):
+/// transitions of sockets a task holds, and the others.
+pub const PROGRAM_STATE_OWNED: &str = "tcp_state_owned";
+pub const PROGRAM_STATE_OTHER: &str = "tcp_state_other";
 
 /// Name of the read-only global holding the offset of `sk_lock.owned` in
 /// `struct sock`: whether a task holds the socket (see [`CONTEXT_PROCESS`]).

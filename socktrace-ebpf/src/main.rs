@@ -3,25 +3,31 @@
 //! buffer. Filtering and stamping only; all
 //! reasoning about sockets happens in userspace.
 //!
-//! Why the classic `sock:inet_sock_set_state` tracepoint and not its BTF
-//! (`tp_btf`) twin: the classic record already holds the addresses, ports and
-//! family in a layout the kernel has kept stable since 4.16 (the agent checks
-//! it against the format file), read with one `bpf_probe_read`. The BTF
-//! tracepoint hands over only the `struct sock *`, and aya-ebpf has no CO-RE,
-//! so every `skc_*` offset would have to be resolved from the running
-//! kernel's BTF at load time. What it saves is the perf trace buffer
-//! assembly, tens of nanoseconds per transition, a few transitions per
-//! connection. Measured on the 2-core VM (loopback connect/accept/close
-//! churn, 7 alternations of 3 s): a bpftrace counter on the classic
-//! tracepoint kept 0.87 of the untraced connection rate, one on the raw
-//! tracepoint 0.92, inside that machine's ±20 % run-to-run noise; this
-//! program costs 566 ns per event (bpf_stats) with batched wake-ups (below)
-//! against 6.2 µs with a wake-up per record, which was the cost that mattered.
+//! Transitions come from the BTF twin of `sock:inet_sock_set_state`
+//! (`tp_btf`), which hands over the `struct sock *` and the two states; the
+//! addresses, ports and family are read from the socket at offsets the agent
+//! resolves from the running kernel's BTF before load (aya-ebpf has no
+//! CO-RE). Two reasons, both measured with `cargo xtask bench`:
+//! - Nothing is lost to nesting. The kernel runs a classic tracepoint's
+//!   program only if no other classic tracepoint or kprobe program runs on
+//!   that CPU (`bpf_prog_active`), so a softirq transition that interrupts a
+//!   process-context run is dropped (`recursion_misses`): about 0.5 % of
+//!   transitions under loopback churn. A BTF tracepoint skips only a nested
+//!   run of the same program, and there are two: [`tcp_state_owned`] takes
+//!   the transitions of sockets a task holds, [`tcp_state_other`] the rest,
+//!   which is all a softirq can interrupt the first with. What is left is a
+//!   softirq interrupting [`tcp_state_other`] itself, mostly in the few
+//!   instructions it takes to pass over an owned socket's transition:
+//!   74 of 664,000 transitions in the same churn, counted and reported.
+//! - No perf trace record is assembled for a program that reads four fields.
 //!
 //! Whether the current task acts on the socket is read from the socket's
 //! lock ([`task_context`]) rather than tracked with hooks on softirq entry
 //! and exit: those ran on every softirq of the host, TCP or not, and cost
-//! more per transition than the state program itself (`cargo xtask bench`).
+//! more per transition than the state program itself.
+//!
+//! The rarer events (retransmits, resets) keep their classic tracepoints,
+//! whose records carry the endpoints.
 #![no_std]
 #![no_main]
 
@@ -30,9 +36,9 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
     },
-    macros::{map, tracepoint},
+    macros::{btf_tracepoint, map, tracepoint},
     maps::{PerCpuArray, RingBuf},
-    programs::TracePointContext,
+    programs::{BtfTracePointContext, TracePointContext},
 };
 use socktrace_ebpf::{
     AF_INET, AF_INET6, CONTEXT_PROCESS, CONTEXT_SOFTIRQ, IPPROTO_TCP, LOST_REASONS,
@@ -42,7 +48,6 @@ use socktrace_ebpf::{
         Endpoints, RECEIVE_RESET_ENDPOINTS, RECEIVE_RESET_SKADDR, RETRANSMIT_SKB_ENDPOINTS,
         RETRANSMIT_SKB_ERR, RETRANSMIT_SKB_SKADDR, RETRANSMIT_SKB_STATE,
         RETRANSMIT_SYNACK_ENDPOINTS, RETRANSMIT_SYNACK_REQ, RETRANSMIT_SYNACK_SKADDR,
-        SET_STATE_OFFSET, SetState,
     },
 };
 
@@ -64,6 +69,24 @@ static SK_NET_OFFSET: u64 = 0;
 static NET_INUM_OFFSET: u64 = 0;
 #[unsafe(no_mangle)]
 static SK_LOCK_OWNED_OFFSET: u64 = 0;
+
+/// Set by the agent before load (`GLOBAL_SKC_*_OFFSET`,
+/// `GLOBAL_INET_*_OFFSET`, `GLOBAL_SK_PROTOCOL_OFFSET`); the agent refuses to load without them, so
+/// 0 is a real offset here (`skc_daddr` opens `struct sock`).
+#[unsafe(no_mangle)]
+static SKC_DADDR_OFFSET: u64 = 0;
+#[unsafe(no_mangle)]
+static SKC_DPORT_OFFSET: u64 = 0;
+#[unsafe(no_mangle)]
+static INET_SADDR_OFFSET: u64 = 0;
+#[unsafe(no_mangle)]
+static INET_SPORT_OFFSET: u64 = 0;
+#[unsafe(no_mangle)]
+static SKC_FAMILY_OFFSET: u64 = 0;
+#[unsafe(no_mangle)]
+static SKC_V6_DADDR_OFFSET: u64 = 0;
+#[unsafe(no_mangle)]
+static SK_PROTOCOL_OFFSET: u64 = 0;
 
 /// Set by the agent before load (`GLOBAL_RETRANSMIT_HAS_ERR`).
 #[unsafe(no_mangle)]
@@ -113,42 +136,99 @@ struct Fields {
     value: u64,
 }
 
-#[tracepoint]
-pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
-    // SAFETY (all `read_at` below): offsets and layouts are the tracepoint's
-    // format, checked by the agent against the running kernel before load.
-    let Ok(tp) = (unsafe { ctx.read_at::<SetState>(SET_STATE_OFFSET) }) else {
-        return 0;
+/// Transitions of sockets a task holds: a system call's, with its task.
+#[btf_tracepoint(function = "inet_sock_set_state")]
+pub fn tcp_state_owned(ctx: BtfTracePointContext) -> i32 {
+    on_set_state(&ctx, CONTEXT_PROCESS);
+    0
+}
+
+/// Transitions of sockets no task holds: softirq and timers (see the module
+/// documentation for why this is a program of its own).
+#[btf_tracepoint(function = "inet_sock_set_state")]
+pub fn tcp_state_other(ctx: BtfTracePointContext) -> i32 {
+    on_set_state(&ctx, CONTEXT_SOFTIRQ);
+    0
+}
+
+/// `inet_sock_set_state(const struct sock *sk, int oldstate, int newstate)`
+/// for the transitions whose [`task_context`] is `handles`.
+#[inline(always)]
+fn on_set_state(ctx: &BtfTracePointContext, handles: u8) {
+    let skaddr: u64 = ctx.arg(0);
+    if task_context(skaddr) != handles
+        || read_sk::<u16>(skaddr, &SK_PROTOCOL_OFFSET) != Some(IPPROTO_TCP)
+    {
+        return;
+    }
+    let oldstate: i32 = ctx.arg(1);
+    let newstate: i32 = ctx.arg(2);
+    let Some(family) = read_sk::<u16>(skaddr, &SKC_FAMILY_OFFSET) else {
+        return;
     };
-    if tp.protocol != IPPROTO_TCP {
-        return 0;
+    // What the classic tracepoint reports: the local port and IPv4 address
+    // are `inet_sport` and `inet_saddr`, which a CLOSE leaves in place
+    // (`skc_num` is already 0 by then: the transition is traced after the
+    // port was released). Both ports in network order.
+    let sport = read_sk::<[u8; 2]>(skaddr, &INET_SPORT_OFFSET).unwrap_or_default();
+    let dport = read_sk::<[u8; 2]>(skaddr, &SKC_DPORT_OFFSET).unwrap_or_default();
+    let mut saddr = [0u8; 16];
+    let mut daddr = [0u8; 16];
+    match family {
+        AF_INET => {
+            if let Some(local) = read_sk::<[u8; 4]>(skaddr, &INET_SADDR_OFFSET) {
+                saddr[..4].copy_from_slice(&local);
+            }
+            if let Some(remote) = read_sk::<[u8; 4]>(skaddr, &SKC_DADDR_OFFSET) {
+                daddr[..4].copy_from_slice(&remote);
+            }
+        }
+        AF_INET6 => {
+            // `skc_v6_daddr` then `skc_v6_rcv_saddr`.
+            if let Some(pair) = read_sk::<[[u8; 16]; 2]>(skaddr, &SKC_V6_DADDR_OFFSET) {
+                daddr = pair[0];
+                saddr = pair[1];
+            }
+        }
+        // Unknown families still go out; the agent counts and skips them.
+        _ => {}
     }
     // A connect that failed or was abandoned: the kernel set the verdict in
     // `sk_err` before closing; `sk_err_soft` holds an ICMP error that came
     // while the socket was busy.
-    let value = if tp.oldstate == TCP_SYN_SENT && tp.newstate == TCP_CLOSE {
-        let err = read_int_at(tp.skaddr, &SK_ERR_OFFSET);
-        let soft = read_int_at(tp.skaddr, &SK_ERR_SOFT_OFFSET);
+    let value = if oldstate == TCP_SYN_SENT && newstate == TCP_CLOSE {
+        let err = read_int_at(skaddr, &SK_ERR_OFFSET);
+        let soft = read_int_at(skaddr, &SK_ERR_SOFT_OFFSET);
         u64::from(err) | u64::from(soft) << 32
     } else {
         0
     };
-    let (saddr, daddr) = addresses(tp.family, &tp.saddr, &tp.daddr, &tp.saddr_v6, &tp.daddr_v6);
     emit(
         RECORD_STATE,
         &Fields {
-            skaddr: tp.skaddr,
-            family: tp.family,
-            sport: tp.sport,
-            dport: tp.dport,
+            skaddr,
+            family,
+            sport: u16::from_be_bytes(sport),
+            dport: u16::from_be_bytes(dport),
             saddr,
             daddr,
-            oldstate: tp.oldstate as u8,
-            newstate: tp.newstate as u8,
+            oldstate: oldstate as u8,
+            newstate: newstate as u8,
             value,
         },
+        handles,
     );
-    0
+}
+
+/// The `T` at `skaddr + *offset`, an offset the agent resolved (0 is one).
+#[inline(always)]
+fn read_sk<T>(skaddr: u64, offset: &u64) -> Option<T> {
+    // SAFETY: read of a plain global set at load time (volatile: not the
+    // compile-time value).
+    let offset = unsafe { core::ptr::read_volatile(offset) };
+    // SAFETY: bpf_probe_read_kernel checks the address; `skaddr` is the
+    // live socket the tracepoint was called with.
+    unsafe { bpf_probe_read_kernel((skaddr + offset) as *const T) }.ok()
 }
 
 /// The `int` at `base + *offset` as a positive number (errnos are stored
@@ -272,19 +352,15 @@ fn emit_endpoints(kind: u8, skaddr: u64, ends: &Endpoints, state: u8, value: u64
             newstate: state,
             value,
         },
+        CONTEXT_SOFTIRQ,
     );
 }
 
 /// Stamps `fields` with time, task and context and queues the record. Only
 /// state records carry a task, and only when it acts on the socket (see
-/// [`task_context`]); the others leave it zero.
+/// [`task_context`]); the others pass [`CONTEXT_SOFTIRQ`] and leave it zero.
 #[inline(always)]
-fn emit(kind: u8, fields: &Fields) {
-    let context = if kind == RECORD_STATE {
-        task_context(fields.skaddr)
-    } else {
-        CONTEXT_SOFTIRQ
-    };
+fn emit(kind: u8, fields: &Fields, context: u8) {
     let Some(mut entry) = EVENTS.reserve::<Record>(0) else {
         count_lost(LOST_RESERVE_FAILED);
         return;

@@ -64,48 +64,6 @@ const fn with_endpoints<const N: usize, const M: usize>(
     all
 }
 
-/// `sock:inet_sock_set_state` after its 8-byte common header (stable since
-/// Linux 4.16). Read whole: it has a `protocol` among the endpoint fields.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct SetState {
-    pub skaddr: u64,
-    pub oldstate: i32,
-    pub newstate: i32,
-    pub sport: u16,
-    pub dport: u16,
-    pub family: u16,
-    pub protocol: u16,
-    pub saddr: [u8; 4],
-    pub daddr: [u8; 4],
-    pub saddr_v6: [u8; 16],
-    pub daddr_v6: [u8; 16],
-}
-
-/// Offset of [`SetState`] in the tracepoint record.
-pub const SET_STATE_OFFSET: usize = 8;
-
-const _: () = assert!(core::mem::size_of::<SetState>() == 64);
-
-pub const SET_STATE: Layout = Layout {
-    category: "sock",
-    name: "inet_sock_set_state",
-    fields: &[
-        ("skaddr", 8, 8),
-        ("oldstate", 16, 4),
-        ("newstate", 20, 4),
-        ("sport", 24, 2),
-        ("dport", 26, 2),
-        ("family", 28, 2),
-        ("protocol", 30, 2),
-        ("saddr", 32, 4),
-        ("daddr", 36, 4),
-        ("saddr_v6", 40, 16),
-        ("daddr_v6", 56, 16),
-    ],
-    optional: &[],
-};
-
 /// `tcp:tcp_retransmit_skb`: `skaddr` at 16, `state` at 24, endpoints at 28;
 /// since Linux 6.17 `err` at 76, non-zero when the retransmit failed (the
 /// tracepoint then fires although nothing was sent).
@@ -160,10 +118,6 @@ pub const RECEIVE_RESET: Layout = Layout {
     optional: &[],
 };
 
-/// Every tracepoint the BPF program attaches to, with what it reads.
-pub const LAYOUTS: [&Layout; 4] = [
-    &SET_STATE,
-    &RETRANSMIT_SKB,
-    &RETRANSMIT_SYNACK,
-    &RECEIVE_RESET,
-];
+/// Every classic tracepoint the BPF programs attach to, with what they read
+/// (`sock:inet_sock_set_state` is attached as a BTF tracepoint).
+pub const LAYOUTS: [&Layout; 3] = [&RETRANSMIT_SKB, &RETRANSMIT_SYNACK, &RECEIVE_RESET];

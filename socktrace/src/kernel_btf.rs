@@ -47,6 +47,8 @@ pub enum BtfError {
     NoMember { owner: String, member: String },
     #[error("member {0} is a bitfield or not byte aligned")]
     Unaligned(String),
+    #[error("this kernel's struct sock_common does not keep {second} right after {first}")]
+    NotAdjacent { first: String, second: String },
 }
 
 /// A parsed BTF blob: the type section indexed by type id.

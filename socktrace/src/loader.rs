@@ -6,14 +6,17 @@ use std::{
 };
 
 use aya::{
-    Ebpf, EbpfLoader,
+    Btf, Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::TracePoint,
+    programs::{BtfTracePoint, TracePoint},
 };
 use socktrace_ebpf::{
-    GLOBAL_NET_INUM_OFFSET, GLOBAL_RETRANSMIT_HAS_ERR, GLOBAL_SK_ERR_OFFSET,
-    GLOBAL_SK_ERR_SOFT_OFFSET, GLOBAL_SK_LOCK_OWNED_OFFSET, GLOBAL_SK_NET_OFFSET,
-    GLOBAL_SYNACK_STAMP_OFFSET, GLOBAL_WAKEUP_BYTES, MAP_EVENTS, MAP_LOST,
+    GLOBAL_INET_SADDR_OFFSET, GLOBAL_INET_SPORT_OFFSET, GLOBAL_NET_INUM_OFFSET,
+    GLOBAL_RETRANSMIT_HAS_ERR, GLOBAL_SK_ERR_OFFSET, GLOBAL_SK_ERR_SOFT_OFFSET,
+    GLOBAL_SK_LOCK_OWNED_OFFSET, GLOBAL_SK_NET_OFFSET, GLOBAL_SK_PROTOCOL_OFFSET,
+    GLOBAL_SKC_DADDR_OFFSET, GLOBAL_SKC_DPORT_OFFSET, GLOBAL_SKC_FAMILY_OFFSET,
+    GLOBAL_SKC_V6_DADDR_OFFSET, GLOBAL_SYNACK_STAMP_OFFSET, GLOBAL_WAKEUP_BYTES, MAP_EVENTS,
+    MAP_LOST, PROGRAM_STATE_OTHER, PROGRAM_STATE_OWNED,
     tracepoints::{LAYOUTS, RETRANSMIT_SKB},
 };
 
@@ -34,6 +37,8 @@ pub enum LoadError {
     Format(#[from] tracepoint_format::FormatError),
     #[error("cannot locate kernel struct fields the BPF programs read: {0}")]
     Offsets(#[from] kernel_btf::BtfError),
+    #[error("kernel BTF (/sys/kernel/btf/vmlinux) is required for the state programs: {0}")]
+    Btf(#[source] aya::BtfError),
     #[error("this socktrace binary was built with AYA_BUILD_SKIP=1 and holds no BPF program")]
     NoObject,
     #[error("loading the BPF object: {0}")]
@@ -66,7 +71,8 @@ pub struct KernelProbes {
 pub struct LostCounter {
     /// Per CPU and reason, counted by the programs ([`MAP_LOST`]).
     ring_full: PerCpuArray<MapData, u64>,
-    /// The attached programs' descriptors, for their `recursion_misses`.
+    /// Descriptors of the attached programs whose `recursion_misses` are
+    /// lost records: all but the owned state program's.
     programs: Vec<RawFd>,
 }
 
@@ -75,11 +81,15 @@ pub struct LostCounter {
 pub struct Lost {
     /// The ring buffer was full when the program tried to reserve a record.
     pub ring_full: u64,
-    /// The kernel skipped the program: a tracepoint fired while a BPF
-    /// program (socktrace's or another tool's) was running on that CPU,
-    /// typically a softirq interrupting it (`recursion_misses`).
+    /// The kernel skipped the program (`recursion_misses`): a softirq
+    /// interrupted it on that CPU and fired its tracepoint again, or, for
+    /// the classic tracepoints, fired any while a kprobe or tracepoint
+    /// program of any tool ran there.
     pub skipped: u64,
 }
+
+/// The BTF tracepoint both state programs attach to.
+const STATE_TRACEPOINT: &str = "inet_sock_set_state";
 
 /// Checks privileges, the tracepoint layouts and the kernel struct offsets,
 /// then loads and attaches.
@@ -93,7 +103,9 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
     let retransmit_has_err = u64::from(optional_fields.has(&RETRANSMIT_SKB, "err"));
     raise_memlock_limit();
     let offsets = FieldOffsets::resolve()?;
+    let btf = Btf::from_sys_fs().map_err(LoadError::Btf)?;
     let mut ebpf = EbpfLoader::new()
+        .btf(Some(&btf))
         .map_max_entries(MAP_EVENTS, ring_buffer_bytes)
         .override_global(GLOBAL_WAKEUP_BYTES, &wakeup_bytes, true)
         .override_global(GLOBAL_SYNACK_STAMP_OFFSET, &offsets.synack_stamp, true)
@@ -102,11 +114,35 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
         .override_global(GLOBAL_SK_NET_OFFSET, &offsets.sk_net, true)
         .override_global(GLOBAL_NET_INUM_OFFSET, &offsets.net_inum, true)
         .override_global(GLOBAL_SK_LOCK_OWNED_OFFSET, &offsets.sk_lock_owned, true)
+        .override_global(GLOBAL_SKC_DADDR_OFFSET, &offsets.skc_daddr, true)
+        .override_global(GLOBAL_SKC_DPORT_OFFSET, &offsets.skc_dport, true)
+        .override_global(GLOBAL_INET_SADDR_OFFSET, &offsets.inet_saddr, true)
+        .override_global(GLOBAL_INET_SPORT_OFFSET, &offsets.inet_sport, true)
+        .override_global(GLOBAL_SKC_FAMILY_OFFSET, &offsets.skc_family, true)
+        .override_global(GLOBAL_SKC_V6_DADDR_OFFSET, &offsets.skc_v6_daddr, true)
+        .override_global(GLOBAL_SK_PROTOCOL_OFFSET, &offsets.sk_protocol, true)
         .override_global(GLOBAL_RETRANSMIT_HAS_ERR, &retransmit_has_err, true)
         .load(BPF_OBJECT)
         .map_err(LoadError::Object)?;
 
-    let mut programs = Vec::with_capacity(LAYOUTS.len());
+    let mut programs = Vec::with_capacity(LAYOUTS.len() + 2);
+    for name in [PROGRAM_STATE_OWNED, PROGRAM_STATE_OTHER] {
+        let program: &mut BtfTracePoint = ebpf
+            .program_mut(name)
+            .ok_or(LoadError::Missing(name))?
+            .try_into()
+            .map_err(program_error(name))?;
+        program
+            .load(STATE_TRACEPOINT, &btf)
+            .map_err(program_error(name))?;
+        program.attach().map_err(program_error(name))?;
+        // A skipped run of the owned program is a transition nested in it,
+        // which softirq made: the other program took it.
+        if name == PROGRAM_STATE_OTHER {
+            let fd = program.fd().map_err(program_error(name))?;
+            programs.push(fd.as_fd().as_raw_fd());
+        }
+    }
     for layout in LAYOUTS {
         let program: &mut TracePoint = ebpf
             .program_mut(layout.name)
@@ -156,12 +192,26 @@ struct FieldOffsets {
     net_inum: u64,
     /// `sock.sk_lock.owned`: non-zero while a task holds the socket.
     sk_lock_owned: u64,
+    /// Where the state programs read a socket's endpoints: `skc_daddr`,
+    /// `skc_dport`, `inet_sock.inet_saddr` and `inet_sport`, `skc_family`,
+    /// `skc_v6_daddr` (then `skc_v6_rcv_saddr`), and `sk_protocol`.
+    skc_daddr: u64,
+    skc_dport: u64,
+    inet_saddr: u64,
+    inet_sport: u64,
+    skc_family: u64,
+    skc_v6_daddr: u64,
+    sk_protocol: u64,
 }
 
 impl FieldOffsets {
     fn resolve() -> Result<Self, kernel_btf::BtfError> {
         let btf = KernelBtf::load()?;
         let offset = |owner, field| btf.member_offset(owner, &[field]).map(u64::from);
+        let common = |field| {
+            btf.member_offset("sock", &["__sk_common", field])
+                .map(u64::from)
+        };
         Ok(FieldOffsets {
             synack_stamp: offset("tcp_request_sock", "snt_synack")?,
             sk_err: offset("sock", "sk_err")?,
@@ -173,8 +223,35 @@ impl FieldOffsets {
             sk_lock_owned: btf
                 .member_offset("sock", &["sk_lock", "owned"])
                 .map(u64::from)?,
+            skc_daddr: common("skc_daddr")?,
+            skc_dport: common("skc_dport")?,
+            inet_saddr: offset("inet_sock", "inet_saddr")?,
+            inet_sport: offset("inet_sock", "inet_sport")?,
+            skc_family: common("skc_family")?,
+            skc_v6_daddr: pair(&btf, "skc_v6_daddr", "skc_v6_rcv_saddr", 16)?,
+            sk_protocol: offset("sock", "sk_protocol")?,
         })
     }
+}
+
+/// The offset of `first` in `struct sock`'s `__sk_common`, checked to be
+/// followed by `second` `size` bytes later: the state programs read both
+/// with one copy.
+fn pair(
+    btf: &KernelBtf,
+    first: &str,
+    second: &str,
+    size: u32,
+) -> Result<u64, kernel_btf::BtfError> {
+    let at = btf.member_offset("sock", &["__sk_common", first])?;
+    let next = btf.member_offset("sock", &["__sk_common", second])?;
+    if next != at + size {
+        return Err(kernel_btf::BtfError::NotAdjacent {
+            first: first.to_owned(),
+            second: second.to_owned(),
+        });
+    }
+    Ok(u64::from(at))
 }
 
 /// Bytes waiting in the ring before the kernel wakes the agent: an eighth
@@ -260,7 +337,7 @@ impl fmt::Display for Lost {
             }
             write!(
                 f,
-                "skipped by the kernel while another BPF program ran on the CPU: {}",
+                "skipped by the kernel, nested in a BPF program running on the CPU: {}",
                 self.skipped
             )?;
         }
@@ -303,7 +380,7 @@ mod tests {
         assert_eq!(
             both.to_string(),
             "5 events lost (kernel ring buffer full: 3, try a larger --ring-buffer-kib; \
-             skipped by the kernel while another BPF program ran on the CPU: 2)"
+             skipped by the kernel, nested in a BPF program running on the CPU: 2)"
         );
     }
 }

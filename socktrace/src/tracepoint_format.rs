@@ -137,31 +137,7 @@ fn find_field(format: &str, name: &str) -> Option<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use socktrace_ebpf::tracepoints::{
-        RECEIVE_RESET, RETRANSMIT_SKB, RETRANSMIT_SYNACK, SET_STATE,
-    };
-
-    /// The format file of Linux 6.18, as read on this project's machines.
-    const LINUX_6_18: &str = "name: inet_sock_set_state
-ID: 2287
-format:
-\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
-\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
-\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
-\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
-
-\tfield:const void * skaddr;\toffset:8;\tsize:8;\tsigned:0;
-\tfield:int oldstate;\toffset:16;\tsize:4;\tsigned:1;
-\tfield:int newstate;\toffset:20;\tsize:4;\tsigned:1;
-\tfield:__u16 sport;\toffset:24;\tsize:2;\tsigned:0;
-\tfield:__u16 dport;\toffset:26;\tsize:2;\tsigned:0;
-\tfield:__u16 family;\toffset:28;\tsize:2;\tsigned:0;
-\tfield:__u16 protocol;\toffset:30;\tsize:2;\tsigned:0;
-\tfield:__u8 saddr[4];\toffset:32;\tsize:4;\tsigned:0;
-\tfield:__u8 daddr[4];\toffset:36;\tsize:4;\tsigned:0;
-\tfield:__u8 saddr_v6[16];\toffset:40;\tsize:16;\tsigned:0;
-\tfield:__u8 daddr_v6[16];\toffset:56;\tsize:16;\tsigned:0;
-";
+    use socktrace_ebpf::tracepoints::{RECEIVE_RESET, RETRANSMIT_SKB, RETRANSMIT_SYNACK};
 
     const RETRANSMIT_SKB_6_18: &str = "\tfield:const void * skbaddr;\toffset:8;\tsize:8;\tsigned:0;
 \tfield:const void * skaddr;\toffset:16;\tsize:8;\tsigned:0;
@@ -201,19 +177,19 @@ format:
 
     #[test]
     fn the_known_layout_passes() {
-        check_layout(&SET_STATE, LINUX_6_18).unwrap();
+        check_layout(&RECEIVE_RESET, RECEIVE_RESET_6_18).unwrap();
     }
 
     #[test]
     fn a_moved_field_is_named() {
-        let moved = LINUX_6_18.replace("sport;\toffset:24", "sport;\toffset:26");
-        let error = check_layout(&SET_STATE, &moved).unwrap_err();
+        let moved = RECEIVE_RESET_6_18.replace("sport;\toffset:16", "sport;\toffset:18");
+        let error = check_layout(&RECEIVE_RESET, &moved).unwrap_err();
         assert!(
             matches!(
                 error,
                 FormatError::Moved {
                     field: "sport",
-                    found_offset: 26,
+                    found_offset: 18,
                     ..
                 }
             ),
@@ -223,9 +199,9 @@ format:
 
     #[test]
     fn a_missing_field_is_named() {
-        let missing = LINUX_6_18.replace("daddr_v6[16]", "dst6[16]");
+        let missing = RECEIVE_RESET_6_18.replace("daddr_v6[16]", "dst6[16]");
         assert!(matches!(
-            check_layout(&SET_STATE, &missing),
+            check_layout(&RECEIVE_RESET, &missing),
             Err(FormatError::Missing {
                 field: "daddr_v6",
                 ..

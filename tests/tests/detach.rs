@@ -10,8 +10,9 @@ use socktrace_integration_tests::{
 /// The agent's programs, as the kernel names them (cut to 15 bytes: both
 /// `tcp_retransmit_skb` and `tcp_retransmit_synack` become
 /// `tcp_retransmit_`).
-const PROGRAMS: [&str; 4] = [
-    "inet_sock_set_s",
+const PROGRAMS: [&str; 5] = [
+    "tcp_state_owned",
+    "tcp_state_other",
     "tcp_receive_res",
     "tcp_retransmit_",
     "tcp_retransmit_",

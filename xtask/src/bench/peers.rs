@@ -4,6 +4,8 @@ use std::path::Path;
 
 use anyhow::Result;
 
+use socktrace_ebpf::{PROGRAM_STATE_OTHER, PROGRAM_STATE_OWNED};
+
 use super::tracer::{LostReport, Ready, TracerSpec, find};
 use crate::setup;
 
@@ -31,7 +33,7 @@ pub fn specs(agent: &Path) -> Result<(Vec<TracerSpec>, Vec<NotRun>)> {
             ],
             ready: Ready::StderrPrefix("socktrace: ready:"),
             lost: LostReport::Cumulative,
-            state_program: "inet_sock_set_state",
+            state_programs: &[PROGRAM_STATE_OWNED, PROGRAM_STATE_OTHER],
         },
         TracerSpec {
             name: "socktrace trace --json".into(),
@@ -39,7 +41,7 @@ pub fn specs(agent: &Path) -> Result<(Vec<TracerSpec>, Vec<NotRun>)> {
             args: vec!["trace".into(), "--json".into()],
             ready: Ready::StderrPrefix("socktrace: ready:"),
             lost: LostReport::Cumulative,
-            state_program: "inet_sock_set_state",
+            state_programs: &[PROGRAM_STATE_OWNED, PROGRAM_STATE_OTHER],
         },
     ];
     let mut unavailable = Vec::new();
@@ -49,18 +51,24 @@ pub fn specs(agent: &Path) -> Result<(Vec<TracerSpec>, Vec<NotRun>)> {
             "tcpstates",
             vec![],
             "SKADDR",
-            "handle_set_state",
+            &["handle_set_state"],
         ),
-        ("tcplife", "tcplife", vec![], "PID", "inet_sock_set_state"),
+        (
+            "tcplife",
+            "tcplife",
+            vec![],
+            "PID",
+            &["inet_sock_set_state"],
+        ),
         (
             "bpftrace tcplife.bt",
             "bpftrace",
             vec!["/usr/sbin/tcplife.bt".to_owned()],
             "PID",
-            "tcp_set_state",
+            &["tcp_set_state"],
         ),
     ];
-    for (name, program, args, header, state_program) in peers {
+    for (name, program, args, header, state_programs) in peers {
         let missing_script = args.iter().find(|arg| !Path::new(arg).is_file());
         match (find(program), missing_script) {
             (Some(program), None) => specs.push(TracerSpec {
@@ -69,7 +77,7 @@ pub fn specs(agent: &Path) -> Result<(Vec<TracerSpec>, Vec<NotRun>)> {
                 args,
                 ready: Ready::StdoutContains(header),
                 lost: LostReport::PerLine,
-                state_program,
+                state_programs,
             }),
             (None, _) => unavailable.push((name.into(), format!("{program} is not installed"))),
             (_, Some(script)) => unavailable.push((name.into(), format!("{script} is missing"))),

@@ -27,12 +27,18 @@ pub struct Outcome {
     pub lost: u64,
 }
 
+/// Whether the kernel's `name` for a program (its first 15 characters) is
+/// `program`'s.
+fn names(program: &str, name: &str) -> bool {
+    !name.is_empty() && program.starts_with(name)
+}
+
 /// One window of one configuration.
 pub struct Measurement {
     config: String,
     round: usize,
     window: Window,
-    state_program: &'static str,
+    state_programs: &'static [&'static str],
     outcome: Option<Outcome>,
 }
 
@@ -42,7 +48,7 @@ impl Measurement {
             config: UNTRACED.into(),
             round: 0,
             window,
-            state_program: "",
+            state_programs: &[],
             outcome: None,
         }
     }
@@ -52,7 +58,7 @@ impl Measurement {
             config: spec.name.clone(),
             round: 0,
             window,
-            state_program: spec.state_program,
+            state_programs: spec.state_programs,
             outcome: Some(outcome),
         }
     }
@@ -61,13 +67,14 @@ impl Measurement {
         Measurement { round, ..self }
     }
 
-    /// Transitions the tracer saw: the run count of its state program (the
-    /// kernel keeps 15 characters of a program's name).
+    /// Transitions the tracer saw: the run count of its first state
+    /// program.
     fn transitions(&self) -> Option<u64> {
+        let first = self.state_programs.first()?;
         let programs = &self.outcome.as_ref()?.programs;
         programs
             .values()
-            .find(|p| !p.name.is_empty() && self.state_program.starts_with(&p.name))
+            .find(|p| names(first, &p.name))
             .map(|p| p.run_count)
     }
 
@@ -83,13 +90,15 @@ impl Measurement {
         per(total as f64, self.transitions()?)
     }
 
-    /// Nanoseconds per run of the state program alone.
-    fn state_ns_per_run(&self) -> Option<f64> {
+    /// Nanoseconds of the state programs alone per transition.
+    fn state_ns_per_transition(&self) -> Option<f64> {
         let programs = &self.outcome.as_ref()?.programs;
-        let state = programs
+        let total: u64 = programs
             .values()
-            .find(|p| !p.name.is_empty() && self.state_program.starts_with(&p.name))?;
-        per(state.run_time_ns as f64, state.run_count)
+            .filter(|p| self.state_programs.iter().any(|s| names(s, &p.name)))
+            .map(|p| p.run_time_ns)
+            .sum();
+        per(total as f64, self.transitions()?)
     }
 
     /// Tracer CPU seconds (user + system) per million transitions.
@@ -276,7 +285,7 @@ impl Report {
                         .then(|| collect(&|m| Some(m.window.rate() / untraced_in(m.round)?)))
                         .flatten(),
                     kernel_ns: collect(&Measurement::kernel_ns_per_transition),
-                    state_ns: collect(&Measurement::state_ns_per_run),
+                    state_ns: collect(&Measurement::state_ns_per_transition),
                     lost: (config != UNTRACED).then(|| {
                         of.iter()
                             .filter_map(|m| m.outcome.as_ref())
@@ -366,7 +375,7 @@ impl Report {
         let mut out = format!(
             "Churn: {} client threads on loopback in a namespace; {} rounds of {} s per \
              configuration, medians.\n\n\
-             | configuration | connections/s | vs untraced | transitions/s | kernel ns per transition (all programs) | state program ns per run | lost events | tracer CPU s per M transitions |\n\
+             | configuration | connections/s | vs untraced | transitions/s | kernel ns per transition (all programs) | state programs ns per transition | lost events | tracer CPU s per M transitions |\n\
              | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
             self.clients, self.rounds, self.seconds
         );
@@ -411,7 +420,7 @@ impl Report {
                 "ratio_to_untraced": r.ratio,
                 "transitions_per_second": r.transitions_per_second,
                 "kernel_ns_per_transition": r.kernel_ns,
-                "state_program_ns_per_run": r.state_ns,
+                "state_programs_ns_per_transition": r.state_ns,
                 "lost_events": r.lost,
                 "tracer_cpu_seconds_per_million_transitions": r.cpu_per_million,
             })).collect::<Vec<_>>(),

@@ -47,9 +47,10 @@ pub struct TracerSpec {
     pub args: Vec<String>,
     pub ready: Ready,
     pub lost: LostReport,
-    /// The name of its program on `sock:inet_sock_set_state`, whose run
-    /// count is the number of transitions it saw.
-    pub state_program: &'static str,
+    /// The names of its programs on `inet_sock_set_state`, each run once
+    /// per transition: the first one's run count is the number of
+    /// transitions it saw.
+    pub state_programs: &'static [&'static str],
 }
 
 /// A tracer running.
@@ -261,10 +262,10 @@ mod tests {
              --ring-buffer-kib)"
                 .to_owned(),
             "socktrace: so far 480 events lost (kernel ring buffer full: 470, try a larger \
-             --ring-buffer-kib; skipped by the kernel while another BPF program ran on the CPU: 10)"
+             --ring-buffer-kib; skipped by the kernel, nested in a BPF program running on the CPU: 10)"
                 .to_owned(),
             "socktrace: 480 events lost (kernel ring buffer full: 470, try a larger \
-             --ring-buffer-kib; skipped by the kernel while another BPF program ran on the CPU: 10)"
+             --ring-buffer-kib; skipped by the kernel, nested in a BPF program running on the CPU: 10)"
                 .to_owned(),
         ];
         assert_eq!(lost_events(&socktrace, LostReport::Cumulative), 480);
