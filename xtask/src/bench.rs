@@ -118,7 +118,12 @@ fn measure(churn: &Churn, spec: Option<&TracerSpec>, length: Duration) -> Result
     running.check_running(&spec.name)?;
     let cpu = running.cpu_seconds()? - cpu_before;
     let programs = programs::delta(&programs_before, &programs::of_process(running.pid())?);
-    let lost = running.stop(spec.lost)?;
+    let skipped = if spec.reports_skipped_runs {
+        0
+    } else {
+        programs.values().map(|p| p.recursion_misses).sum()
+    };
+    let lost = running.stop(spec.lost)? + skipped;
     Ok(Measurement::traced(
         spec,
         window,

@@ -34,6 +34,9 @@ pub fn specs(agent: &Path) -> Result<(Vec<TracerSpec>, Vec<NotRun>)> {
             ready: Ready::StderrPrefix("socktrace: ready:"),
             lost: LostReport::Cumulative,
             state_programs: &[PROGRAM_STATE_OWNED, PROGRAM_STATE_OTHER],
+            // The agent adds the skips that lose events (not those of the
+            // owned program: the other takes what nests in it).
+            reports_skipped_runs: true,
         },
         TracerSpec {
             name: "socktrace trace --json".into(),
@@ -42,6 +45,9 @@ pub fn specs(agent: &Path) -> Result<(Vec<TracerSpec>, Vec<NotRun>)> {
             ready: Ready::StderrPrefix("socktrace: ready:"),
             lost: LostReport::Cumulative,
             state_programs: &[PROGRAM_STATE_OWNED, PROGRAM_STATE_OTHER],
+            // The agent adds the skips that lose events (not those of the
+            // owned program: the other takes what nests in it).
+            reports_skipped_runs: true,
         },
     ];
     let mut unavailable = Vec::new();
@@ -78,6 +84,7 @@ pub fn specs(agent: &Path) -> Result<(Vec<TracerSpec>, Vec<NotRun>)> {
                 ready: Ready::StdoutContains(header),
                 lost: LostReport::PerLine,
                 state_programs,
+                reports_skipped_runs: false,
             }),
             (None, _) => unavailable.push((name.into(), format!("{program} is not installed"))),
             (_, Some(script)) => unavailable.push((name.into(), format!("{script} is missing"))),

@@ -12,6 +12,10 @@ pub struct ProgramStats {
     pub name: String,
     pub run_time_ns: u64,
     pub run_count: u64,
+    /// Runs the kernel skipped because the program would have nested in
+    /// another on that CPU (for classic tracepoints and kprobes: in any
+    /// other tracing program): events the tool never saw.
+    pub recursion_misses: u64,
 }
 
 /// Programs by id.
@@ -53,7 +57,8 @@ fn names() -> Result<BTreeMap<u32, String>> {
     Ok(names)
 }
 
-/// `prog_id`, `run_time_ns` and `run_cnt` of a program descriptor's fdinfo.
+/// `prog_id`, `run_time_ns`, `run_cnt` and `recursion_misses` of a program
+/// descriptor's fdinfo.
 fn parse_fdinfo(text: &str) -> Option<(u32, ProgramStats)> {
     let field = |name: &str| -> Option<u64> {
         text.lines()
@@ -68,6 +73,7 @@ fn parse_fdinfo(text: &str) -> Option<(u32, ProgramStats)> {
             name: String::new(),
             run_time_ns: field("run_time_ns").unwrap_or(0),
             run_count: field("run_cnt").unwrap_or(0),
+            recursion_misses: field("recursion_misses").unwrap_or(0),
         },
     ))
 }
@@ -84,6 +90,7 @@ pub fn delta(before: &Programs, after: &Programs) -> Programs {
                     name: now.name.clone(),
                     run_time_ns: now.run_time_ns.saturating_sub(then.run_time_ns),
                     run_count: now.run_count.saturating_sub(then.run_count),
+                    recursion_misses: now.recursion_misses.saturating_sub(then.recursion_misses),
                 },
             )
         })
@@ -98,10 +105,11 @@ mod tests {
     fn fdinfo_fields_are_read_by_name() {
         let text = "pos:\t0\nflags:\t02000002\nmnt_id:\t15\nino:\t1057\nprog_type:\t5\n\
                     prog_jited:\t1\nprog_tag:\t6deef7357e7b4530\nmemlock:\t4096\nprog_id:\t342\n\
-                    run_time_ns:\t123456\nrun_cnt:\t789\nrecursion_misses:\t0\nverified_insns:\t40\n";
+                    run_time_ns:\t123456\nrun_cnt:\t789\nrecursion_misses:\t7\nverified_insns:\t40\n";
         let (id, stats) = parse_fdinfo(text).unwrap();
         assert_eq!(id, 342);
         assert_eq!((stats.run_time_ns, stats.run_count), (123456, 789));
+        assert_eq!(stats.recursion_misses, 7);
         assert_eq!(parse_fdinfo("pos:\t0\n"), None);
     }
 
@@ -111,6 +119,7 @@ mod tests {
             name: "p".into(),
             run_time_ns: time,
             run_count: count,
+            recursion_misses: count / 5,
         };
         let before = Programs::from([(1, stats(100, 10))]);
         let after = Programs::from([(1, stats(350, 15)), (2, stats(40, 4))]);

@@ -51,6 +51,10 @@ pub struct TracerSpec {
     /// per transition: the first one's run count is the number of
     /// transitions it saw.
     pub state_programs: &'static [&'static str],
+    /// Whether the tool counts the runs the kernel skipped among the events
+    /// it reports lost; if not, the harness adds its programs'
+    /// `recursion_misses`.
+    pub reports_skipped_runs: bool,
 }
 
 /// A tracer running.
