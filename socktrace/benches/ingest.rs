@@ -4,10 +4,9 @@
 //! only). Criterion reports records per second.
 //!
 //! Input: the recording named by `SOCKTRACE_RECORDING`, by default
-//! `benches/data/churn.rec`. That file is synthetic (see `synthetic.rs`)
-//! until a real capture (`socktrace trace --record FILE`) replaces it;
-//! `SOCKTRACE_WRITE_SYNTHETIC=FILE` writes the synthetic one to `FILE` and
-//! runs no benchmark.
+//! `benches/data/churn.rec`: 8,002 real records, 800 loopback connections
+//! opened and closed in a namespace, captured with `socktrace trace
+//! --record` by `tests/data/capture.sh churn` (see `tests/data/README.md`).
 //!
 //! ```text
 //! AYA_BUILD_SKIP=1 cargo bench -p socktrace --bench ingest
@@ -17,28 +16,10 @@ use std::{env, fs, hint::black_box, path::PathBuf};
 use criterion::{Criterion, Throughput};
 use socktrace::{event::Event, recording, table::SocketTable};
 
-mod synthetic;
-
+/// The recording replayed unless `SOCKTRACE_RECORDING` names another.
 const DEFAULT_RECORDING: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/data/churn.rec");
 
-/// What `benches/data/churn.rec` was made from: about 8,000 records.
-const SYNTHETIC_CONNECTIONS: usize = 1600;
-const SYNTHETIC_SEED: u64 = 0x50c7_7ace;
-
 fn main() {
-    if let Some(path) = env::var_os("SOCKTRACE_WRITE_SYNTHETIC") {
-        let bytes = synthetic::recording(SYNTHETIC_CONNECTIONS, SYNTHETIC_SEED);
-        let records = synthetic::verify(&bytes);
-        let path = PathBuf::from(path);
-        fs::write(&path, &bytes)
-            .unwrap_or_else(|error| panic!("cannot write {}: {error}", path.display()));
-        eprintln!(
-            "wrote {records} synthetic records ({} bytes) to {}",
-            bytes.len(),
-            path.display()
-        );
-        return;
-    }
     let mut criterion = Criterion::default().configure_from_args();
     ingest(&mut criterion);
     criterion.final_summary();
