@@ -12,6 +12,11 @@ use crate::setup;
 /// Debian packages holding the peers.
 const PEER_PACKAGES: [&str; 2] = ["libbpf-tools", "bpftrace"];
 
+/// The reference configuration: a bpftrace program that only counts the
+/// tracepoint's events, the least any tracer of every transition costs.
+/// Not a peer: the targets compare socktrace with it separately.
+pub const FLOOR: &str = "floor: bpftrace count() only";
+
 /// A configuration left out, and why.
 pub type NotRun = (String, String);
 
@@ -73,9 +78,21 @@ pub fn specs(agent: &Path) -> Result<(Vec<TracerSpec>, Vec<NotRun>)> {
             "PID",
             &["tcp_set_state"],
         ),
+        (
+            FLOOR,
+            "bpftrace",
+            vec![
+                "-e".to_owned(),
+                "tracepoint:sock:inet_sock_set_state { @n = count(); }".to_owned(),
+            ],
+            "Attaching",
+            &["inet_sock_set_state"],
+        ),
     ];
     for (name, program, args, header, state_programs) in peers {
-        let missing_script = args.iter().find(|arg| !Path::new(arg).is_file());
+        let missing_script = args
+            .iter()
+            .find(|arg| arg.ends_with(".bt") && !Path::new(arg).is_file());
         match (find(program), missing_script) {
             (Some(program), None) => specs.push(TracerSpec {
                 name: name.into(),

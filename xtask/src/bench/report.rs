@@ -5,7 +5,7 @@ use std::{fmt, fs, path::Path, process::Command};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use super::{BenchArgs, churn::Window, programs::Programs, tracer::TracerSpec};
+use super::{BenchArgs, churn::Window, peers::FLOOR, programs::Programs, tracer::TracerSpec};
 use crate::cmd;
 
 /// The configuration name of the window without a tracer.
@@ -321,8 +321,11 @@ impl Report {
         let peers: Vec<&Row> = self
             .rows
             .iter()
-            .filter(|r| r.config != UNTRACED && !r.config.starts_with("socktrace"))
+            .filter(|r| {
+                r.config != UNTRACED && r.config != FLOOR && !r.config.starts_with("socktrace")
+            })
             .collect();
+        let floor = self.row(FLOOR).and_then(|r| r.ratio);
         if let Some(ratio) = agent.and_then(|a| a.ratio) {
             let best_peer = peers.iter().filter_map(|p| p.ratio).fold(0.0, f64::max);
             targets.push((
@@ -330,11 +333,19 @@ impl Report {
                     "churn with the agent >= {:.0}% of untraced, above every peer",
                     TARGET_CHURN_RATIO * 100.0
                 ),
-                format!(
-                    "{:.1}% (best peer {:.1}%)",
-                    ratio * 100.0,
-                    best_peer * 100.0
-                ),
+                match floor {
+                    Some(floor) => format!(
+                        "{:.1}% (best peer {:.1}%; a bare count() on the tracepoint {:.1}%)",
+                        ratio * 100.0,
+                        best_peer * 100.0,
+                        floor * 100.0
+                    ),
+                    None => format!(
+                        "{:.1}% (best peer {:.1}%)",
+                        ratio * 100.0,
+                        best_peer * 100.0
+                    ),
+                },
                 ratio >= TARGET_CHURN_RATIO && ratio > best_peer,
             ));
         }
