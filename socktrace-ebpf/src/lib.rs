@@ -10,13 +10,21 @@
 
 /// Name of the BPF ring buffer map that carries records to the agent.
 pub const MAP_EVENTS: &str = "EVENTS";
-/// Name of the per-CPU array counting records the kernel could not deliver.
+/// Name of the per-CPU array counting records the programs could not put in
+/// the ring buffer (it was full). Readers add every slot.
 pub const MAP_LOST: &str = "LOST";
 
-/// Reason index in [`MAP_LOST`]: the ring buffer was full.
-pub const LOST_RESERVE_FAILED: u32 = 0;
-/// Number of loss reasons: one slot each in [`MAP_LOST`].
-pub const LOST_REASONS: u32 = 1;
+/// Slots in [`MAP_LOST`], one per group of programs that can interrupt each
+/// other on a CPU, so that a plain increment never races (the BPF target
+/// has no atomic read-modify-write in `core`). The two state programs are
+/// BTF tracepoints, which the kernel lets nest in any other program (only
+/// a run of the same program is skipped): one slot each. The classic
+/// tracepoint programs never nest in one another (`bpf_prog_active`): one
+/// slot for all of them.
+pub const LOST_SLOT_STATE_OWNED: u32 = 0;
+pub const LOST_SLOT_STATE_OTHER: u32 = 1;
+pub const LOST_SLOT_CLASSIC: u32 = 2;
+pub const LOST_SLOTS: u32 = 3;
 
 /// Default size of the ring buffer (bytes, a power of two multiple of the
 /// page size). The agent can change it before load. 16 MiB holds about

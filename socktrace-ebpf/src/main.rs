@@ -41,9 +41,10 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, TracePointContext},
 };
 use socktrace_ebpf::{
-    AF_INET, AF_INET6, CONTEXT_PROCESS, CONTEXT_SOFTIRQ, IPPROTO_TCP, LOST_REASONS,
-    LOST_RESERVE_FAILED, RECORD_RESET_RECEIVED, RECORD_STATE, RECORD_SYN_RETRANSMIT,
-    RECORD_SYNACK_RETRANSMIT, RING_BUFFER_BYTES, Record, TCP_CLOSE, TCP_SYN_SENT,
+    AF_INET, AF_INET6, CONTEXT_PROCESS, CONTEXT_SOFTIRQ, IPPROTO_TCP, LOST_SLOT_CLASSIC,
+    LOST_SLOT_STATE_OTHER, LOST_SLOT_STATE_OWNED, LOST_SLOTS, RECORD_RESET_RECEIVED, RECORD_STATE,
+    RECORD_SYN_RETRANSMIT, RECORD_SYNACK_RETRANSMIT, RING_BUFFER_BYTES, Record, TCP_CLOSE,
+    TCP_SYN_SENT,
     tracepoints::{
         Endpoints, RECEIVE_RESET_ENDPOINTS, RECEIVE_RESET_SKADDR, RETRANSMIT_SKB_ENDPOINTS,
         RETRANSMIT_SKB_ERR, RETRANSMIT_SKB_SKADDR, RETRANSMIT_SKB_STATE,
@@ -96,7 +97,7 @@ static RETRANSMIT_HAS_ERR: u64 = 0;
 static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BUFFER_BYTES, 0);
 
 #[map]
-static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(LOST_REASONS, 0);
+static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(LOST_SLOTS, 0);
 
 /// Whether the current task holds the lock of the socket at `skaddr`
 /// (`sk->sk_lock.owned`): then it is the task acting on the socket (a
@@ -362,7 +363,11 @@ fn emit_endpoints(kind: u8, skaddr: u64, ends: &Endpoints, state: u8, value: u64
 #[inline(always)]
 fn emit(kind: u8, fields: &Fields, context: u8) {
     let Some(mut entry) = EVENTS.reserve::<Record>(0) else {
-        count_lost(LOST_RESERVE_FAILED);
+        count_lost(match (kind, context) {
+            (RECORD_STATE, CONTEXT_PROCESS) => LOST_SLOT_STATE_OWNED,
+            (RECORD_STATE, _) => LOST_SLOT_STATE_OTHER,
+            _ => LOST_SLOT_CLASSIC,
+        });
         return;
     };
     let (tgid, comm) = if context == CONTEXT_PROCESS {
@@ -464,14 +469,13 @@ fn addresses(
     (saddr, daddr)
 }
 
+/// Counts a record the ring buffer had no room for, in the slot of the
+/// program group that lost it (see [`LOST_SLOTS`]).
 #[inline(always)]
-fn count_lost(reason: u32) {
-    if let Some(counter) = LOST.get_ptr_mut(reason) {
-        // SAFETY: this CPU's slot of a per-CPU array. Classic tracepoint
-        // programs never nest on a CPU (the kernel's `bpf_prog_active`
-        // guard skips a program that would run inside another), so a plain
-        // increment cannot race (the BPF target has no atomic
-        // read-modify-write in `core`).
+fn count_lost(slot: u32) {
+    if let Some(counter) = LOST.get_ptr_mut(slot) {
+        // SAFETY: this CPU's slot of a per-CPU array, which only programs
+        // that cannot interrupt each other increment.
         unsafe { *counter += 1 };
     }
 }

@@ -69,7 +69,7 @@ pub struct KernelProbes {
 
 /// The kernel's counts of records that never reached the ring buffer.
 pub struct LostCounter {
-    /// Per CPU and reason, counted by the programs ([`MAP_LOST`]).
+    /// Per CPU and program group, counted by the programs ([`MAP_LOST`]).
     ring_full: PerCpuArray<MapData, u64>,
     /// Descriptors of the attached programs whose `recursion_misses` are
     /// lost records: all but the owned state program's.

@@ -483,8 +483,7 @@ impl SocketTable {
             entry.owner = Some(self.owners.intern(&event.task));
         }
         let id = entry.id;
-        let shared_owner = entry.owner.clone();
-        let owner = shared_owner.as_deref().cloned();
+        let owner = entry.owner.as_deref().cloned();
         let ended = (event.new_state == TcpState::Close).then(|| Ended {
             lifetime_ns: entry
                 .born
@@ -497,6 +496,7 @@ impl SocketTable {
             self.remove_listener(&tuple, id);
         }
         if event.new_state == TcpState::Listen {
+            let shared_owner = self.slab[slot].owner.clone();
             self.add_listener(&tuple, id, shared_owner);
         }
         if event.new_state == TcpState::Close {
