@@ -21,10 +21,17 @@ pub const MAP_LOST: &str = "LOST";
 /// a run of the same program is skipped): one slot each. The classic
 /// tracepoint programs never nest in one another (`bpf_prog_active`): one
 /// slot for all of them.
-pub const LOST_SLOT_STATE_OWNED: u32 = 0;
-pub const LOST_SLOT_STATE_OTHER: u32 = 1;
+pub const LOST_SLOT_STATE: u32 = 0;
+pub const LOST_SLOT_STATE_NESTED: u32 = 1;
 pub const LOST_SLOT_CLASSIC: u32 = 2;
 pub const LOST_SLOTS: u32 = 3;
+
+/// Name of the per-CPU array (one slot) counting the transitions
+/// [`PROGRAM_STATE_NESTED`] took because the kernel skipped
+/// [`PROGRAM_STATE`] for them. Every skipped run of [`PROGRAM_STATE`]
+/// (its `recursion_misses`) that this count does not cover is a lost
+/// transition.
+pub const MAP_NESTED_TAKEN: &str = "NESTED_TAKEN";
 
 /// Default size of the ring buffer (bytes, a power of two multiple of the
 /// page size). The agent can change it before load. 16 MiB holds about
@@ -122,10 +129,13 @@ pub const GLOBAL_SKC_FAMILY_OFFSET: &str = "SKC_FAMILY_OFFSET";
 pub const GLOBAL_SKC_V6_DADDR_OFFSET: &str = "SKC_V6_DADDR_OFFSET";
 pub const GLOBAL_SK_PROTOCOL_OFFSET: &str = "SK_PROTOCOL_OFFSET";
 
-/// Names of the two programs on `inet_sock_set_state` (BTF tracepoint):
-/// transitions of sockets a task holds, and the others.
-pub const PROGRAM_STATE_OWNED: &str = "tcp_state_owned";
-pub const PROGRAM_STATE_OTHER: &str = "tcp_state_other";
+/// Names of the two programs on `inet_sock_set_state` (BTF tracepoint),
+/// attached in this order: [`PROGRAM_STATE`] takes every transition;
+/// [`PROGRAM_STATE_NESTED`] takes only those the kernel skipped the first
+/// for (a softirq transition nested in one of its runs, which the kernel
+/// does not run the same program for) and passes over the others.
+pub const PROGRAM_STATE: &str = "tcp_state";
+pub const PROGRAM_STATE_NESTED: &str = "tcp_state_nested";
 
 /// Name of the read-only global holding the offset of `sk_lock.owned` in
 /// `struct sock`: whether a task holds the socket (see [`CONTEXT_PROCESS`]).

@@ -13,12 +13,14 @@
 //!   that CPU (`bpf_prog_active`), so a softirq transition that interrupts a
 //!   process-context run is dropped (`recursion_misses`): about 0.5 % of
 //!   transitions under loopback churn. A BTF tracepoint skips only a nested
-//!   run of the same program, and there are two: [`tcp_state_owned`] takes
-//!   the transitions of sockets a task holds, [`tcp_state_other`] the rest,
-//!   which is all a softirq can interrupt the first with. What is left is a
-//!   softirq interrupting [`tcp_state_other`] itself, mostly in the few
-//!   instructions it takes to pass over an owned socket's transition:
-//!   74 of 664,000 transitions in the same churn, counted and reported.
+//!   run of the same program, so two programs are attached, in order:
+//!   [`tcp_state`] takes every transition and notes each one it finished in
+//!   a per-CPU list ([`HANDLED`]); [`tcp_state_nested`], which the
+//!   tracepoint calls next, takes a transition only when it is not on that
+//!   list, which happens exactly when the kernel skipped [`tcp_state`] for
+//!   it (a softirq transition nested in one of its runs, anywhere from the
+//!   kernel's entry into the program to its exit). A softirq never nests in
+//!   a softirq, so the two are never skipped for the same transition.
 //! - No perf trace record is assembled for a program that reads four fields.
 //!
 //! Whether the current task acts on the socket is read from the socket's
@@ -42,7 +44,7 @@ use aya_ebpf::{
 };
 use socktrace_ebpf::{
     AF_INET, AF_INET6, CONTEXT_PROCESS, CONTEXT_SOFTIRQ, IPPROTO_TCP, LOST_SLOT_CLASSIC,
-    LOST_SLOT_STATE_OTHER, LOST_SLOT_STATE_OWNED, LOST_SLOTS, RECORD_RESET_RECEIVED, RECORD_STATE,
+    LOST_SLOT_STATE, LOST_SLOT_STATE_NESTED, LOST_SLOTS, RECORD_RESET_RECEIVED, RECORD_STATE,
     RECORD_SYN_RETRANSMIT, RECORD_SYNACK_RETRANSMIT, RING_BUFFER_BYTES, Record, TCP_CLOSE,
     TCP_SYN_SENT,
     tracepoints::{
@@ -137,33 +139,98 @@ struct Fields {
     value: u64,
 }
 
-/// Transitions of sockets a task holds: a system call's, with its task.
-#[btf_tracepoint(function = "inet_sock_set_state")]
-pub fn tcp_state_owned(ctx: BtfTracePointContext) -> i32 {
-    on_set_state(&ctx, CONTEXT_PROCESS);
-    0
+/// Transitions [`tcp_state`] finished on this CPU, the latest
+/// [`HANDLED_SLOTS`], for [`tcp_state_nested`] to tell which ones the kernel
+/// skipped it for.
+#[map]
+static HANDLED: PerCpuArray<Handled> = PerCpuArray::with_max_entries(1, 0);
+
+/// Transitions [`tcp_state_nested`] took (`MAP_NESTED_TAKEN`).
+#[map]
+static NESTED_TAKEN: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// How many finished transitions [`HANDLED`] remembers per CPU. Between the
+/// end of [`tcp_state`] and the start of [`tcp_state_nested`] for the same
+/// transition, a softirq may finish others on that CPU; the list must not
+/// wrap around before the second program reads it.
+const HANDLED_SLOTS: usize = 8;
+
+/// A ring of transition identities ([`identity`]); all-zero slots are free
+/// or already claimed.
+#[repr(C)]
+struct Handled {
+    transitions: [[u64; 2]; HANDLED_SLOTS],
+    next: u64,
 }
 
-/// Transitions of sockets no task holds: softirq and timers (see the module
-/// documentation for why this is a program of its own).
-#[btf_tracepoint(function = "inet_sock_set_state")]
-pub fn tcp_state_other(ctx: BtfTracePointContext) -> i32 {
-    on_set_state(&ctx, CONTEXT_SOFTIRQ);
-    0
-}
-
-/// `inet_sock_set_state(const struct sock *sk, int oldstate, int newstate)`
-/// for the transitions whose [`task_context`] is `handles`.
+/// A transition as both programs see it: the socket and the two states. A
+/// socket never makes the same transition twice in a row, so while the
+/// entry lives it names one transition.
 #[inline(always)]
-fn on_set_state(ctx: &BtfTracePointContext, handles: u8) {
-    let skaddr: u64 = ctx.arg(0);
-    if task_context(skaddr) != handles
-        || read_sk::<u16>(skaddr, &SK_PROTOCOL_OFFSET) != Some(IPPROTO_TCP)
-    {
+fn identity(skaddr: u64, oldstate: i32, newstate: i32) -> [u64; 2] {
+    [
+        skaddr,
+        1 << 63 | u64::from(oldstate as u32) << 32 | u64::from(newstate as u32),
+    ]
+}
+
+/// Every transition, then noted as finished on this CPU (last, so that a
+/// transition nested anywhere in this run is not mistaken for it).
+#[btf_tracepoint(function = "inet_sock_set_state")]
+pub fn tcp_state(ctx: BtfTracePointContext) -> i32 {
+    let (skaddr, oldstate, newstate) = (ctx.arg(0), ctx.arg(1), ctx.arg(2));
+    on_set_state(skaddr, oldstate, newstate, LOST_SLOT_STATE);
+    if let Some(handled) = HANDLED.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot; a run nested in this one sees the
+        // list before or after these stores, both consistent for it.
+        unsafe {
+            let next = (*handled).next;
+            (*handled).transitions[(next as usize) % HANDLED_SLOTS] =
+                identity(skaddr, oldstate, newstate);
+            (*handled).next = next.wrapping_add(1);
+        }
+    }
+    0
+}
+
+/// The transitions the kernel skipped [`tcp_state`] for: those it did not
+/// note as finished. Claims (clears) the note of each one it passes over,
+/// so that a later identical identity is not taken for it.
+#[btf_tracepoint(function = "inet_sock_set_state")]
+pub fn tcp_state_nested(ctx: BtfTracePointContext) -> i32 {
+    let (skaddr, oldstate, newstate) = (ctx.arg(0), ctx.arg(1), ctx.arg(2));
+    let Some(handled) = HANDLED.get_ptr_mut(0) else {
+        return 0;
+    };
+    let [_, states] = identity(skaddr, oldstate, newstate);
+    // SAFETY: this CPU's slot (see `tcp_state`).
+    unsafe {
+        for slot in (*handled).transitions.iter_mut() {
+            // Two comparisons, not an array equality: the verifier allows
+            // comparing the socket pointer, not mixing it into arithmetic.
+            if slot[1] == states && slot[0] == skaddr {
+                *slot = [0, 0];
+                return 0;
+            }
+        }
+    }
+    if let Some(taken) = NESTED_TAKEN.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot, which only this program increments, and
+        // it never nests in itself (the kernel skips such runs).
+        unsafe { *taken += 1 };
+    }
+    on_set_state(skaddr, oldstate, newstate, LOST_SLOT_STATE_NESTED);
+    0
+}
+
+/// `inet_sock_set_state(const struct sock *sk, int oldstate, int newstate)`:
+/// the record for a TCP socket's transition, counted in `lost_slot` if the
+/// ring has no room.
+#[inline(always)]
+fn on_set_state(skaddr: u64, oldstate: i32, newstate: i32, lost_slot: u32) {
+    if read_sk::<u16>(skaddr, &SK_PROTOCOL_OFFSET) != Some(IPPROTO_TCP) {
         return;
     }
-    let oldstate: i32 = ctx.arg(1);
-    let newstate: i32 = ctx.arg(2);
     let Some(family) = read_sk::<u16>(skaddr, &SKC_FAMILY_OFFSET) else {
         return;
     };
@@ -217,7 +284,8 @@ fn on_set_state(ctx: &BtfTracePointContext, handles: u8) {
             newstate: newstate as u8,
             value,
         },
-        handles,
+        task_context(skaddr),
+        lost_slot,
     );
 }
 
@@ -354,20 +422,19 @@ fn emit_endpoints(kind: u8, skaddr: u64, ends: &Endpoints, state: u8, value: u64
             value,
         },
         CONTEXT_SOFTIRQ,
+        LOST_SLOT_CLASSIC,
     );
 }
 
 /// Stamps `fields` with time, task and context and queues the record. Only
 /// state records carry a task, and only when it acts on the socket (see
 /// [`task_context`]); the others pass [`CONTEXT_SOFTIRQ`] and leave it zero.
+/// A record the ring has no room for is counted in `lost_slot`, the
+/// [`LOST`] slot of the calling program's group.
 #[inline(always)]
-fn emit(kind: u8, fields: &Fields, context: u8) {
+fn emit(kind: u8, fields: &Fields, context: u8, lost_slot: u32) {
     let Some(mut entry) = EVENTS.reserve::<Record>(0) else {
-        count_lost(match (kind, context) {
-            (RECORD_STATE, CONTEXT_PROCESS) => LOST_SLOT_STATE_OWNED,
-            (RECORD_STATE, _) => LOST_SLOT_STATE_OTHER,
-            _ => LOST_SLOT_CLASSIC,
-        });
+        count_lost(lost_slot);
         return;
     };
     let (tgid, comm) = if context == CONTEXT_PROCESS {

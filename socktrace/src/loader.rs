@@ -16,7 +16,7 @@ use socktrace_ebpf::{
     GLOBAL_SK_LOCK_OWNED_OFFSET, GLOBAL_SK_NET_OFFSET, GLOBAL_SK_PROTOCOL_OFFSET,
     GLOBAL_SKC_DADDR_OFFSET, GLOBAL_SKC_DPORT_OFFSET, GLOBAL_SKC_FAMILY_OFFSET,
     GLOBAL_SKC_V6_DADDR_OFFSET, GLOBAL_SYNACK_STAMP_OFFSET, GLOBAL_WAKEUP_BYTES, MAP_EVENTS,
-    MAP_LOST, PROGRAM_STATE_OTHER, PROGRAM_STATE_OWNED,
+    MAP_LOST, MAP_NESTED_TAKEN, PROGRAM_STATE, PROGRAM_STATE_NESTED,
     tracepoints::{LAYOUTS, RETRANSMIT_SKB},
 };
 
@@ -72,8 +72,12 @@ pub struct LostCounter {
     /// Per CPU and program group, counted by the programs ([`MAP_LOST`]).
     ring_full: PerCpuArray<MapData, u64>,
     /// Descriptors of the attached programs whose `recursion_misses` are
-    /// lost records: all but the owned state program's.
+    /// lost records (but for those the nested state program took): all but
+    /// the nested state program's.
     programs: Vec<RawFd>,
+    /// Per CPU, the transitions the nested state program took because the
+    /// kernel skipped the state program for them ([`MAP_NESTED_TAKEN`]).
+    nested_taken: PerCpuArray<MapData, u64>,
 }
 
 /// Records that never reached the agent, by why.
@@ -81,15 +85,19 @@ pub struct LostCounter {
 pub struct Lost {
     /// The ring buffer was full when the program tried to reserve a record.
     pub ring_full: u64,
-    /// The kernel skipped the program (`recursion_misses`): a softirq
-    /// interrupted it on that CPU and fired its tracepoint again, or, for
-    /// the classic tracepoints, fired any while a kprobe or tracepoint
-    /// program of any tool ran there.
+    /// The kernel skipped the program (`recursion_misses`) and nothing
+    /// took the record instead: for the classic tracepoints, one fired
+    /// while a kprobe or tracepoint program of any tool ran on that CPU.
+    /// (A state transition the kernel skipped the state program for is
+    /// taken by the nested state program.)
     pub skipped: u64,
 }
 
-/// The BTF tracepoint both state programs attach to.
+/// The BTF tracepoint both state programs attach to, in the order of
+/// [`STATE_PROGRAMS`]: the tracepoint calls them in the order they were
+/// attached, and the nested one relies on running after the other.
 const STATE_TRACEPOINT: &str = "inet_sock_set_state";
+const STATE_PROGRAMS: [&str; 2] = [PROGRAM_STATE, PROGRAM_STATE_NESTED];
 
 /// Checks privileges, the tracepoint layouts and the kernel struct offsets,
 /// then loads and attaches.
@@ -126,7 +134,7 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
         .map_err(LoadError::Object)?;
 
     let mut programs = Vec::with_capacity(LAYOUTS.len() + 2);
-    for name in [PROGRAM_STATE_OWNED, PROGRAM_STATE_OTHER] {
+    for name in STATE_PROGRAMS {
         let program: &mut BtfTracePoint = ebpf
             .program_mut(name)
             .ok_or(LoadError::Missing(name))?
@@ -136,9 +144,9 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
             .load(STATE_TRACEPOINT, &btf)
             .map_err(program_error(name))?;
         program.attach().map_err(program_error(name))?;
-        // A skipped run of the owned program is a transition nested in it,
-        // which softirq made: the other program took it.
-        if name == PROGRAM_STATE_OTHER {
+        // A skipped run of the nested program is a transition nested in
+        // it, which the first program took.
+        if name == PROGRAM_STATE {
             let fd = program.fd().map_err(program_error(name))?;
             programs.push(fd.as_fd().as_raw_fd());
         }
@@ -162,17 +170,15 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
         name: MAP_EVENTS,
         source,
     })?;
-    let lost = take_map(&mut ebpf, MAP_LOST)?;
-    let lost = PerCpuArray::try_from(lost).map_err(|source| LoadError::Map {
-        name: MAP_LOST,
-        source,
-    })?;
+    let lost = per_cpu_counters(&mut ebpf, MAP_LOST)?;
+    let nested_taken = per_cpu_counters(&mut ebpf, MAP_NESTED_TAKEN)?;
     Ok(KernelProbes {
         attached: ebpf,
         events,
         lost: LostCounter {
             ring_full: lost,
             programs,
+            nested_taken,
         },
     })
 }
@@ -270,6 +276,13 @@ fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, LoadE
     ebpf.take_map(name).ok_or(LoadError::Missing(name))
 }
 
+fn per_cpu_counters(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+) -> Result<PerCpuArray<MapData, u64>, LoadError> {
+    PerCpuArray::try_from(take_map(ebpf, name)?).map_err(|source| LoadError::Map { name, source })
+}
+
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones
 /// (memcg accounting) do not, and some sandboxes forbid raising it. Try,
 /// and only say so when it fails.
@@ -291,18 +304,30 @@ impl LostCounter {
     /// Records lost so far, all CPUs and programs. The descriptors belong
     /// to the [`Ebpf`] of the same [`KernelProbes`], open while it lives.
     pub fn read(&self) -> Result<Lost, aya::maps::MapError> {
-        let mut ring_full = 0u64;
-        for per_cpu in self.ring_full.iter() {
-            ring_full += per_cpu?.iter().sum::<u64>();
-        }
-        let skipped = self
+        // Skips first: a skip is counted before the nested program takes
+        // its transition, so reading in this order never reports as lost a
+        // transition that was taken.
+        let skips: u64 = self
             .programs
             .iter()
             .filter_map(|fd| std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok())
             .map(|fdinfo| recursion_misses(&fdinfo))
             .sum();
-        Ok(Lost { ring_full, skipped })
+        let nested_taken = sum_per_cpu(&self.nested_taken)?;
+        Ok(Lost {
+            ring_full: sum_per_cpu(&self.ring_full)?,
+            skipped: skips.saturating_sub(nested_taken),
+        })
     }
+}
+
+/// Every slot of every CPU of a counter array.
+fn sum_per_cpu(counters: &PerCpuArray<MapData, u64>) -> Result<u64, aya::maps::MapError> {
+    let mut total = 0u64;
+    for per_cpu in counters.iter() {
+        total += per_cpu?.iter().sum::<u64>();
+    }
+    Ok(total)
 }
 
 /// `recursion_misses` from a BPF program's fdinfo (Linux 5.12+; 0 before).

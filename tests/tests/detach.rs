@@ -7,12 +7,13 @@ use socktrace_integration_tests::{
     wait::{self, Poll},
 };
 
-/// The agent's programs, as the kernel names them (cut to 15 bytes: both
+/// The agent's programs, as the kernel names them (cut to 15 bytes:
+/// `tcp_state_nested` becomes `tcp_state_neste`, and both
 /// `tcp_retransmit_skb` and `tcp_retransmit_synack` become
 /// `tcp_retransmit_`).
 const PROGRAMS: [&str; 5] = [
-    "tcp_state_owned",
-    "tcp_state_other",
+    "tcp_state",
+    "tcp_state_neste",
     "tcp_receive_res",
     "tcp_retransmit_",
     "tcp_retransmit_",

@@ -4,6 +4,12 @@
 //! `socktrace trace`, tcpstates, tcplife, bpftrace's tcplife.bt) gets a
 //! measurement window in turn, in an order rotated every round, and the
 //! report takes medians over rounds. See README "Performance".
+//!
+//! Each traced window is two: churn with `kernel.bpf_stats_enabled` off
+//! (connections per second, tracer CPU), then a shorter one with it on
+//! (the programs' run time and run count). The kernel's statistics cost
+//! every program run two clock reads, which would count against the
+//! tracers with more programs in the churn figures.
 mod churn;
 mod peers;
 mod programs;
@@ -34,10 +40,16 @@ pub struct BenchArgs {
     /// Skip the userspace benchmarks (criterion ingest, table memory).
     #[arg(long)]
     pub kernel_only: bool,
+    /// Measure only the configurations whose name contains this (and the
+    /// untraced one); repeatable. For working on one tracer's figures.
+    #[arg(long, value_name = "NAME")]
+    pub only: Vec<String>,
 }
 
 /// Churn not counted after a tracer attaches, while caches settle.
 const WARMUP: Duration = Duration::from_secs(1);
+/// The window with `kernel.bpf_stats_enabled` on, after each churn window.
+const COST_WINDOW: Duration = Duration::from_secs(2);
 /// Client thread counts tried to find this machine's top churn rate.
 const CLIENT_COUNTS: [usize; 4] = [1, 2, 4, 8];
 
@@ -50,7 +62,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     let agent = cmd::build_release_agent()?;
     let (mut specs, mut unavailable) = peers::specs(&agent)?;
-    let _stats = BpfStats::enable()?;
+    if !args.only.is_empty() {
+        specs.retain(|spec| {
+            args.only
+                .iter()
+                .any(|only| spec.name.contains(only.as_str()))
+        });
+    }
+    let stats = BpfStats::off()?;
     let netns = BenchNetns::create()?;
 
     let clients = fastest_client_count(&netns)?;
@@ -65,7 +84,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         order.rotate_left(turn);
         for config in order {
             let spec = config.map(|index| &specs[index]);
-            match measure(&churn, spec, Duration::from_secs(args.seconds)) {
+            match measure(&churn, &stats, spec, Duration::from_secs(args.seconds)) {
                 Ok(measurement) => {
                     eprintln!("xtask: bench: round {round}: {measurement}");
                     measurements.push(measurement.in_round(round));
@@ -103,8 +122,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// One window of churn under `spec` (or no tracer).
-fn measure(churn: &Churn, spec: Option<&TracerSpec>, length: Duration) -> Result<Measurement> {
+/// One window of churn under `spec` (or no tracer), then for a tracer one
+/// with the kernel's BPF statistics on.
+fn measure(
+    churn: &Churn,
+    stats: &BpfStats,
+    spec: Option<&TracerSpec>,
+    length: Duration,
+) -> Result<Measurement> {
     let Some(spec) = spec else {
         std::thread::sleep(WARMUP);
         return Ok(Measurement::untraced(churn.window(length)));
@@ -112,23 +137,35 @@ fn measure(churn: &Churn, spec: Option<&TracerSpec>, length: Duration) -> Result
     let mut running = Running::start(spec)?;
     std::thread::sleep(WARMUP);
     running.check_running(&spec.name)?;
-    let programs_before = programs::of_process(running.pid())?;
+    let programs_at_start = programs::of_process(running.pid())?;
     let cpu_before = running.cpu_seconds()?;
     let window = churn.window(length);
     running.check_running(&spec.name)?;
     let cpu = running.cpu_seconds()? - cpu_before;
-    let programs = programs::delta(&programs_before, &programs::of_process(running.pid())?);
+
+    let cost_before = programs::of_process(running.pid())?;
+    let cost_window = {
+        let _on = stats.on()?;
+        churn.window(COST_WINDOW)
+    };
+    let programs_at_end = programs::of_process(running.pid())?;
+    running.check_running(&spec.name)?;
+    let cost = programs::delta(&cost_before, &programs_at_end);
     let skipped = if spec.reports_skipped_runs {
         0
     } else {
-        programs.values().map(|p| p.recursion_misses).sum()
+        programs::delta(&programs_at_start, &programs_at_end)
+            .values()
+            .map(|p| p.recursion_misses)
+            .sum()
     };
     let lost = running.stop(spec.lost)? + skipped;
     Ok(Measurement::traced(
         spec,
         window,
         Outcome {
-            programs,
+            cost,
+            cost_window,
             cpu_seconds: cpu,
             lost,
         },
@@ -151,7 +188,8 @@ fn fastest_client_count(netns: &BenchNetns) -> Result<usize> {
     Ok(best.1)
 }
 
-/// `kernel.bpf_stats_enabled` on while it lives, restored on drop.
+/// `kernel.bpf_stats_enabled`: off for the whole bench but while a cost
+/// window holds [`BpfStats::on`]; restored to what it was on drop.
 struct BpfStats {
     before: String,
 }
@@ -159,17 +197,36 @@ struct BpfStats {
 const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
 impl BpfStats {
-    fn enable() -> Result<Self> {
+    fn off() -> Result<Self> {
         let before =
             fs::read_to_string(BPF_STATS).with_context(|| format!("reading {BPF_STATS}"))?;
-        fs::write(BPF_STATS, "1").with_context(|| format!("enabling {BPF_STATS}"))?;
+        set_bpf_stats("0")?;
         Ok(BpfStats { before })
     }
+
+    /// On until the guard drops.
+    fn on(&self) -> Result<StatsOn> {
+        set_bpf_stats("1")?;
+        Ok(StatsOn)
+    }
+}
+
+fn set_bpf_stats(value: &str) -> Result<()> {
+    fs::write(BPF_STATS, value).with_context(|| format!("writing {value} to {BPF_STATS}"))
 }
 
 impl Drop for BpfStats {
     fn drop(&mut self) {
-        let _ = fs::write(BPF_STATS, self.before.trim());
+        let _ = set_bpf_stats(self.before.trim());
+    }
+}
+
+/// The statistics are on while it lives.
+struct StatsOn;
+
+impl Drop for StatsOn {
+    fn drop(&mut self) {
+        let _ = set_bpf_stats("0");
     }
 }
 

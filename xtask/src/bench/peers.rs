@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use socktrace_ebpf::{PROGRAM_STATE_OTHER, PROGRAM_STATE_OWNED};
+use socktrace_ebpf::{PROGRAM_STATE, PROGRAM_STATE_NESTED};
 
 use super::tracer::{LostReport, Ready, TracerSpec, find};
 use crate::setup;
@@ -38,9 +38,9 @@ pub fn specs(agent: &Path) -> Result<(Vec<TracerSpec>, Vec<NotRun>)> {
             ],
             ready: Ready::StderrPrefix("socktrace: ready:"),
             lost: LostReport::Cumulative,
-            state_programs: &[PROGRAM_STATE_OWNED, PROGRAM_STATE_OTHER],
-            // The agent adds the skips that lose events (not those of the
-            // owned program: the other takes what nests in it).
+            state_programs: &[PROGRAM_STATE, PROGRAM_STATE_NESTED],
+            // The agent counts the skips that lose events (those of the
+            // state program the nested one did not make up for).
             reports_skipped_runs: true,
         },
         TracerSpec {
@@ -49,9 +49,9 @@ pub fn specs(agent: &Path) -> Result<(Vec<TracerSpec>, Vec<NotRun>)> {
             args: vec!["trace".into(), "--json".into()],
             ready: Ready::StderrPrefix("socktrace: ready:"),
             lost: LostReport::Cumulative,
-            state_programs: &[PROGRAM_STATE_OWNED, PROGRAM_STATE_OTHER],
-            // The agent adds the skips that lose events (not those of the
-            // owned program: the other takes what nests in it).
+            state_programs: &[PROGRAM_STATE, PROGRAM_STATE_NESTED],
+            // The agent counts the skips that lose events (those of the
+            // state program the nested one did not make up for).
             reports_skipped_runs: true,
         },
     ];

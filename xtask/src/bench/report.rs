@@ -20,10 +20,16 @@ const TARGET_BYTES_PER_SOCKET: f64 = 160.0;
 const README_BEGIN: &str = "<!-- bench:begin (cargo xtask bench --update-readme) -->";
 const README_END: &str = "<!-- bench:end -->";
 
-/// What a tracer cost during a window.
+/// What a tracer cost.
 pub struct Outcome {
-    pub programs: Programs,
+    /// Its programs' counters over the window with the kernel's
+    /// statistics on ...
+    pub cost: Programs,
+    /// ... and the churn during that window.
+    pub cost_window: Window,
+    /// Its CPU time during the churn window.
     pub cpu_seconds: f64,
+    /// Events it lost from start to stop.
     pub lost: u64,
 }
 
@@ -67,15 +73,24 @@ impl Measurement {
         Measurement { round, ..self }
     }
 
-    /// Transitions the tracer saw: the run count of its first state
-    /// program.
-    fn transitions(&self) -> Option<u64> {
+    /// Transitions in the cost window: the run count of the tracer's first
+    /// state program.
+    fn cost_transitions(&self) -> Option<u64> {
         let first = self.state_programs.first()?;
-        let programs = &self.outcome.as_ref()?.programs;
+        let programs = &self.outcome.as_ref()?.cost;
         programs
             .values()
             .find(|p| names(first, &p.name))
             .map(|p| p.run_count)
+    }
+
+    /// Transitions in the churn window, where the kernel does not count
+    /// them: connections times the transitions per connection of the cost
+    /// window.
+    fn transitions(&self) -> Option<u64> {
+        let cost_connections = self.outcome.as_ref()?.cost_window.connections;
+        let per_connection = per(self.cost_transitions()? as f64, cost_connections)?;
+        Some((self.window.connections as f64 * per_connection).round() as u64)
     }
 
     /// Nanoseconds of every program of the tracer per transition.
@@ -83,22 +98,22 @@ impl Measurement {
         let total: u64 = self
             .outcome
             .as_ref()?
-            .programs
+            .cost
             .values()
             .map(|p| p.run_time_ns)
             .sum();
-        per(total as f64, self.transitions()?)
+        per(total as f64, self.cost_transitions()?)
     }
 
     /// Nanoseconds of the state programs alone per transition.
     fn state_ns_per_transition(&self) -> Option<f64> {
-        let programs = &self.outcome.as_ref()?.programs;
+        let programs = &self.outcome.as_ref()?.cost;
         let total: u64 = programs
             .values()
             .filter(|p| self.state_programs.iter().any(|s| names(s, &p.name)))
             .map(|p| p.run_time_ns)
             .sum();
-        per(total as f64, self.transitions()?)
+        per(total as f64, self.cost_transitions()?)
     }
 
     /// Tracer CPU seconds (user + system) per million transitions.
