@@ -40,11 +40,11 @@ pub const MAP_NESTED_TAKEN: &str = "NESTED_TAKEN";
 /// bench` lost events with 4 MiB, none with 16).
 pub const RING_BUFFER_BYTES: u32 = 16 << 20;
 
-/// Name of the read-only global holding the wake-up threshold: the kernel
-/// wakes the agent only once this many bytes wait in the ring buffer (the
-/// agent also drains it on a short timer). A wake-up per record costs an
-/// inter-processor interrupt per transition; see `trace.rs`.
-pub const GLOBAL_WAKEUP_BYTES: &str = "WAKEUP_BYTES";
+/// Name of the read-only global holding the wake-up threshold: each CPU
+/// wakes the agent once per this many records it queued (the agent also
+/// drains the ring on a short timer). A wake-up per record costs an
+/// inter-processor interrupt per transition.
+pub const GLOBAL_WAKEUP_RECORDS: &str = "WAKEUP_RECORDS";
 
 /// [`Record::kind`]: a TCP state transition (`inet_sock_set_state`).
 /// `oldstate` and `newstate` are the kernel's state numbers. For
@@ -87,9 +87,6 @@ pub const CONTEXT_SOFTIRQ: u8 = 2;
 pub const AF_INET: u16 = 2;
 pub const AF_INET6: u16 = 10;
 
-/// `IPPROTO_TCP`, as carried by `sock:*` tracepoints.
-pub const IPPROTO_TCP: u16 = 6;
-
 /// Name of the read-only global that is 1 when this kernel's
 /// `tcp:tcp_retransmit_skb` has its `err` field (Linux 6.17+): failed
 /// retransmits are then skipped.
@@ -120,14 +117,13 @@ pub const GLOBAL_NET_INUM_OFFSET: &str = "NET_INUM_OFFSET";
 /// tracepoint reports: `skc_daddr`, `skc_dport`, `inet_saddr` and
 /// `inet_sport` (of `struct inet_sock`, which begins with the `struct
 /// sock`), `skc_family`, `skc_v6_daddr` followed by `skc_v6_rcv_saddr`
-/// (the agent checks they are adjacent), and `sk_protocol`.
+/// (the agent checks they are adjacent).
 pub const GLOBAL_SKC_DADDR_OFFSET: &str = "SKC_DADDR_OFFSET";
 pub const GLOBAL_SKC_DPORT_OFFSET: &str = "SKC_DPORT_OFFSET";
 pub const GLOBAL_INET_SADDR_OFFSET: &str = "INET_SADDR_OFFSET";
 pub const GLOBAL_INET_SPORT_OFFSET: &str = "INET_SPORT_OFFSET";
 pub const GLOBAL_SKC_FAMILY_OFFSET: &str = "SKC_FAMILY_OFFSET";
 pub const GLOBAL_SKC_V6_DADDR_OFFSET: &str = "SKC_V6_DADDR_OFFSET";
-pub const GLOBAL_SK_PROTOCOL_OFFSET: &str = "SK_PROTOCOL_OFFSET";
 
 /// Names of the two programs on `inet_sock_set_state` (BTF tracepoint),
 /// attached in this order: [`PROGRAM_STATE`] takes every transition;

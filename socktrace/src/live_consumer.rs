@@ -83,6 +83,7 @@ impl Consumer for LiveConsumer {
             })
             .collect();
         let ended_ns = monotonic_now_ns();
+        // Provisional: `settle` adds what applying the listing cost.
         self.next_listing_ns = began_ns + listing_interval_ns(ended_ns - began_ns);
         self.pending = Some(Reconciliation {
             time: ListingTime { began_ns, ended_ns },
@@ -97,10 +98,17 @@ impl Consumer for LiveConsumer {
 
     fn settle(&mut self, _now_ns: u64, _out: &mut String) {
         if let Some(reconciliation) = self.pending.take() {
+            let applying_ns = monotonic_now_ns();
             for dump in &reconciliation.dumps {
                 self.live
                     .reconcile(dump.netns, &dump.sockets, reconciliation.time);
             }
+            // The listing's cost is the dump and applying it (under
+            // churn, applying a large timewait population costs more than
+            // the dump).
+            let ListingTime { began_ns, ended_ns } = reconciliation.time;
+            let cost_ns = (ended_ns - began_ns) + (monotonic_now_ns() - applying_ns);
+            self.next_listing_ns = began_ns + listing_interval_ns(cost_ns);
         }
     }
 }

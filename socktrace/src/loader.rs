@@ -13,10 +13,10 @@ use aya::{
 use socktrace_ebpf::{
     GLOBAL_INET_SADDR_OFFSET, GLOBAL_INET_SPORT_OFFSET, GLOBAL_NET_INUM_OFFSET,
     GLOBAL_RETRANSMIT_HAS_ERR, GLOBAL_SK_ERR_OFFSET, GLOBAL_SK_ERR_SOFT_OFFSET,
-    GLOBAL_SK_LOCK_OWNED_OFFSET, GLOBAL_SK_NET_OFFSET, GLOBAL_SK_PROTOCOL_OFFSET,
-    GLOBAL_SKC_DADDR_OFFSET, GLOBAL_SKC_DPORT_OFFSET, GLOBAL_SKC_FAMILY_OFFSET,
-    GLOBAL_SKC_V6_DADDR_OFFSET, GLOBAL_SYNACK_STAMP_OFFSET, GLOBAL_WAKEUP_BYTES, MAP_EVENTS,
-    MAP_LOST, MAP_NESTED_TAKEN, PROGRAM_STATE, PROGRAM_STATE_NESTED,
+    GLOBAL_SK_LOCK_OWNED_OFFSET, GLOBAL_SK_NET_OFFSET, GLOBAL_SKC_DADDR_OFFSET,
+    GLOBAL_SKC_DPORT_OFFSET, GLOBAL_SKC_FAMILY_OFFSET, GLOBAL_SKC_V6_DADDR_OFFSET,
+    GLOBAL_SYNACK_STAMP_OFFSET, GLOBAL_WAKEUP_RECORDS, MAP_EVENTS, MAP_LOST, MAP_NESTED_TAKEN,
+    PROGRAM_STATE, PROGRAM_STATE_NESTED, RECORD_SIZE,
     tracepoints::{LAYOUTS, RETRANSMIT_SKB},
 };
 
@@ -45,6 +45,12 @@ pub enum LoadError {
     Object(#[source] aya::EbpfError),
     #[error("the BPF object has no {0}")]
     Missing(&'static str),
+    #[error("reading the possible CPUs ({path}): {source}")]
+    Cpus {
+        path: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{what}: {source}")]
     Program {
         what: &'static str,
@@ -102,7 +108,7 @@ const STATE_PROGRAMS: [&str; 2] = [PROGRAM_STATE, PROGRAM_STATE_NESTED];
 /// Checks privileges, the tracepoint layouts and the kernel struct offsets,
 /// then loads and attaches.
 pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError> {
-    let wakeup_bytes = wakeup_threshold(ring_buffer_bytes);
+    let wakeup_records = wakeup_threshold(ring_buffer_bytes, possible_cpus()?);
     if BPF_OBJECT.is_empty() {
         return Err(LoadError::NoObject);
     }
@@ -115,7 +121,7 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
     let mut ebpf = EbpfLoader::new()
         .btf(Some(&btf))
         .map_max_entries(MAP_EVENTS, ring_buffer_bytes)
-        .override_global(GLOBAL_WAKEUP_BYTES, &wakeup_bytes, true)
+        .override_global(GLOBAL_WAKEUP_RECORDS, &wakeup_records, true)
         .override_global(GLOBAL_SYNACK_STAMP_OFFSET, &offsets.synack_stamp, true)
         .override_global(GLOBAL_SK_ERR_OFFSET, &offsets.sk_err, true)
         .override_global(GLOBAL_SK_ERR_SOFT_OFFSET, &offsets.sk_err_soft, true)
@@ -128,7 +134,6 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
         .override_global(GLOBAL_INET_SPORT_OFFSET, &offsets.inet_sport, true)
         .override_global(GLOBAL_SKC_FAMILY_OFFSET, &offsets.skc_family, true)
         .override_global(GLOBAL_SKC_V6_DADDR_OFFSET, &offsets.skc_v6_daddr, true)
-        .override_global(GLOBAL_SK_PROTOCOL_OFFSET, &offsets.sk_protocol, true)
         .override_global(GLOBAL_RETRANSMIT_HAS_ERR, &retransmit_has_err, true)
         .load(BPF_OBJECT)
         .map_err(LoadError::Object)?;
@@ -200,14 +205,13 @@ struct FieldOffsets {
     sk_lock_owned: u64,
     /// Where the state programs read a socket's endpoints: `skc_daddr`,
     /// `skc_dport`, `inet_sock.inet_saddr` and `inet_sport`, `skc_family`,
-    /// `skc_v6_daddr` (then `skc_v6_rcv_saddr`), and `sk_protocol`.
+    /// and `skc_v6_daddr` (then `skc_v6_rcv_saddr`).
     skc_daddr: u64,
     skc_dport: u64,
     inet_saddr: u64,
     inet_sport: u64,
     skc_family: u64,
     skc_v6_daddr: u64,
-    sk_protocol: u64,
 }
 
 impl FieldOffsets {
@@ -235,7 +239,6 @@ impl FieldOffsets {
             inet_sport: offset("inet_sock", "inet_sport")?,
             skc_family: common("skc_family")?,
             skc_v6_daddr: pair(&btf, "skc_v6_daddr", "skc_v6_rcv_saddr", 16)?,
-            sk_protocol: offset("sock", "sk_protocol")?,
         })
     }
 }
@@ -260,11 +263,19 @@ fn pair(
     Ok(u64::from(at))
 }
 
-/// Bytes waiting in the ring before the kernel wakes the agent: an eighth
-/// of the ring, at most 64 KiB (about 700 records), so a burst is drained
+/// Records each CPU queues before it wakes the agent: together at most an
+/// eighth of the ring, or 64 KiB (about 600 records), so a burst is drained
 /// long before it could fill the ring.
-pub fn wakeup_threshold(ring_buffer_bytes: u32) -> u64 {
-    u64::from(ring_buffer_bytes / 8).min(64 * 1024)
+pub fn wakeup_threshold(ring_buffer_bytes: u32, cpus: usize) -> u64 {
+    /// A record and the ring's 8-byte header.
+    const SLOT_BYTES: u64 = RECORD_SIZE as u64 + 8;
+    let bytes = u64::from(ring_buffer_bytes / 8).min(64 * 1024);
+    (bytes / SLOT_BYTES / cpus.max(1) as u64).max(1)
+}
+
+/// How many CPUs the kernel may run programs on.
+fn possible_cpus() -> Result<usize, LoadError> {
+    aya::util::nr_cpus().map_err(|(path, source)| LoadError::Cpus { path, source })
 }
 
 /// Names the program an aya error is about.
@@ -376,8 +387,10 @@ mod tests {
 
     #[test]
     fn the_wakeup_threshold_leaves_room_in_small_and_large_rings() {
-        assert_eq!(wakeup_threshold(4096), 512);
-        assert_eq!(wakeup_threshold(4 << 20), 64 * 1024);
+        assert_eq!(wakeup_threshold(4096, 1), 4, "512 bytes, 104-byte slots");
+        assert_eq!(wakeup_threshold(4096, 8), 1);
+        assert_eq!(wakeup_threshold(4 << 20, 1), 630, "64 KiB");
+        assert_eq!(wakeup_threshold(16 << 20, 2), 315);
     }
 
     #[test]
