@@ -169,23 +169,20 @@ static NESTED_TAKEN: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 /// wrap around before the second program reads it.
 const HANDLED_SLOTS: usize = 8;
 
-/// A ring of transition identities ([`identity`]); all-zero slots are free
-/// or already claimed.
+/// A ring of transitions, each the socket's address and [`states`];
+/// all-zero slots are free or already claimed.
 #[repr(C)]
 struct Handled {
     transitions: [[u64; 2]; HANDLED_SLOTS],
     next: u64,
 }
 
-/// A transition as both programs see it: the socket and the two states. A
-/// socket never makes the same transition twice in a row, so while the
-/// entry lives it names one transition.
+/// The two states of a transition as one never-zero word. With the
+/// socket's address it names the transition: a socket never makes the same
+/// transition twice in a row.
 #[inline(always)]
-fn identity(skaddr: u64, oldstate: i32, newstate: i32) -> [u64; 2] {
-    [
-        skaddr,
-        1 << 63 | u64::from(oldstate as u32) << 32 | u64::from(newstate as u32),
-    ]
+fn states(oldstate: i32, newstate: i32) -> u64 {
+    1 << 63 | u64::from(oldstate as u32) << 32 | u64::from(newstate as u32)
 }
 
 /// Every transition, then noted as finished on this CPU (last, so that a
@@ -200,7 +197,7 @@ pub fn tcp_state(ctx: BtfTracePointContext) -> i32 {
         unsafe {
             let next = (*handled).next;
             (*handled).transitions[(next as usize) % HANDLED_SLOTS] =
-                identity(skaddr, oldstate, newstate);
+                [skaddr, states(oldstate, newstate)];
             (*handled).next = next.wrapping_add(1);
         }
     }
@@ -216,7 +213,7 @@ pub fn tcp_state_nested(ctx: BtfTracePointContext) -> i32 {
     let Some(handled) = HANDLED.get_ptr_mut(0) else {
         return 0;
     };
-    let [_, states] = identity(skaddr, oldstate, newstate);
+    let states = states(oldstate, newstate);
     // SAFETY: this CPU's slot (see `tcp_state`).
     unsafe {
         // Newest first: the transition the tracepoint just ran `tcp_state`
@@ -272,8 +269,8 @@ fn on_set_state(sk: *const u8, oldstate: i32, newstate: i32, lost_slot: u32) {
             // `skc_v6_daddr` then `skc_v6_rcv_saddr`, by 32-bit words
             // (`in6_addr.s6_addr32`).
             for word in 0..4 {
-                let remote = load_word(tcp, &SKC_V6_DADDR_OFFSET, word);
-                let local = load_word(tcp, &SKC_V6_DADDR_OFFSET, word + 4);
+                let remote = load::<u32>(tcp.wrapping_add(word * 4), &SKC_V6_DADDR_OFFSET);
+                let local = load::<u32>(tcp.wrapping_add(16 + word * 4), &SKC_V6_DADDR_OFFSET);
                 daddr[word * 4..word * 4 + 4].copy_from_slice(&remote.to_ne_bytes());
                 saddr[word * 4..word * 4 + 4].copy_from_slice(&local.to_ne_bytes());
             }
@@ -318,17 +315,6 @@ fn on_set_state(sk: *const u8, oldstate: i32, newstate: i32, lost_slot: u32) {
         task_context(sk),
         lost_slot,
     );
-}
-
-/// The 32-bit word `word` from `sk + *offset` (see [`load`]).
-#[inline(always)]
-fn load_word(sk: *const u8, offset: &u64, word: usize) -> u32 {
-    // SAFETY: as in `load`: a load-time global, and a verifier-checked
-    // access within the field.
-    unsafe {
-        let offset = core::ptr::read_volatile(offset) as usize;
-        core::ptr::read_volatile(sk.add(offset + word * 4).cast::<u32>())
-    }
 }
 
 /// SYN retransmits of active opens only: data retransmits are far more

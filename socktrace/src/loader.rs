@@ -77,13 +77,15 @@ pub struct KernelProbes {
 pub struct LostCounter {
     /// Per CPU and program group, counted by the programs ([`MAP_LOST`]).
     ring_full: PerCpuArray<MapData, u64>,
-    /// Descriptors of the attached programs whose `recursion_misses` are
-    /// lost records (but for those the nested state program took): all but
-    /// the nested state program's.
-    programs: Vec<RawFd>,
-    /// Per CPU, the transitions the nested state program took because the
-    /// kernel skipped the state program for them ([`MAP_NESTED_TAKEN`]).
+    /// The state program's descriptor: its `recursion_misses` are lost
+    /// records but for those the nested state program took ...
+    state_program: RawFd,
+    /// ... which it counts per CPU ([`MAP_NESTED_TAKEN`]).
     nested_taken: PerCpuArray<MapData, u64>,
+    /// The classic tracepoint programs' descriptors: their
+    /// `recursion_misses` are lost records. (The nested state program's
+    /// are not: a transition nested in it is the state program's.)
+    classic_programs: Vec<RawFd>,
 }
 
 /// Records that never reached the agent, by why.
@@ -108,11 +110,11 @@ const STATE_PROGRAMS: [&str; 2] = [PROGRAM_STATE, PROGRAM_STATE_NESTED];
 /// Checks privileges, the tracepoint layouts and the kernel struct offsets,
 /// then loads and attaches.
 pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError> {
-    let wakeup_records = wakeup_threshold(ring_buffer_bytes, possible_cpus()?);
     if BPF_OBJECT.is_empty() {
         return Err(LoadError::NoObject);
     }
     privileges::require_tracing_privileges()?;
+    let wakeup_records = wakeup_threshold(ring_buffer_bytes, possible_cpus()?);
     let optional_fields = tracepoint_format::check_all()?;
     let retransmit_has_err = u64::from(optional_fields.has(&RETRANSMIT_SKB, "err"));
     raise_memlock_limit();
@@ -138,7 +140,7 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
         .load(BPF_OBJECT)
         .map_err(LoadError::Object)?;
 
-    let mut programs = Vec::with_capacity(LAYOUTS.len() + 2);
+    let mut state_program = None;
     for name in STATE_PROGRAMS {
         let program: &mut BtfTracePoint = ebpf
             .program_mut(name)
@@ -149,13 +151,13 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
             .load(STATE_TRACEPOINT, &btf)
             .map_err(program_error(name))?;
         program.attach().map_err(program_error(name))?;
-        // A skipped run of the nested program is a transition nested in
-        // it, which the first program took.
         if name == PROGRAM_STATE {
             let fd = program.fd().map_err(program_error(name))?;
-            programs.push(fd.as_fd().as_raw_fd());
+            state_program = Some(fd.as_fd().as_raw_fd());
         }
     }
+    let state_program = state_program.ok_or(LoadError::Missing(PROGRAM_STATE))?;
+    let mut classic_programs = Vec::with_capacity(LAYOUTS.len());
     for layout in LAYOUTS {
         let program: &mut TracePoint = ebpf
             .program_mut(layout.name)
@@ -167,7 +169,7 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
             .attach(layout.category, layout.name)
             .map_err(program_error(layout.name))?;
         let fd = program.fd().map_err(program_error(layout.name))?;
-        programs.push(fd.as_fd().as_raw_fd());
+        classic_programs.push(fd.as_fd().as_raw_fd());
     }
 
     let events = take_map(&mut ebpf, MAP_EVENTS)?;
@@ -182,8 +184,9 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
         events,
         lost: LostCounter {
             ring_full: lost,
-            programs,
+            state_program,
             nested_taken,
+            classic_programs,
         },
     })
 }
@@ -318,18 +321,20 @@ impl LostCounter {
         // Skips first: a skip is counted before the nested program takes
         // its transition, so reading in this order never reports as lost a
         // transition that was taken.
-        let skips: u64 = self
-            .programs
-            .iter()
-            .filter_map(|fd| std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok())
-            .map(|fdinfo| recursion_misses(&fdinfo))
-            .sum();
+        let state_skips = skips_of(self.state_program);
         let nested_taken = sum_per_cpu(&self.nested_taken)?;
+        let classic_skips: u64 = self.classic_programs.iter().map(|&fd| skips_of(fd)).sum();
         Ok(Lost {
             ring_full: sum_per_cpu(&self.ring_full)?,
-            skipped: skips.saturating_sub(nested_taken),
+            skipped: state_skips.saturating_sub(nested_taken) + classic_skips,
         })
     }
+}
+
+/// The `recursion_misses` of this process's program descriptor `fd`.
+fn skips_of(fd: RawFd) -> u64 {
+    std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
+        .map_or(0, |fdinfo| recursion_misses(&fdinfo))
 }
 
 /// Every slot of every CPU of a counter array.
