@@ -167,7 +167,8 @@ impl LiveState {
         owners: &HashMap<u32, Owner>,
     ) -> Vec<ListedSocket> {
         let full = self.full_sockets_by_tuple();
-        let time_wait: HashMap<SocketTuple, (Option<u64>, Option<Owner>)> = self
+        let unbound = self.connects_before_their_port();
+        let time_wait: HashMap<SocketTuple, Known> = self
             .time_wait
             .sockets()
             .map(|s| (s.tuple.canonical(), (s.entered_ns, s.owner.clone())))
@@ -216,11 +217,19 @@ impl LiveState {
                         // The table learns a connect's local port at its
                         // next transition (the port is chosen after
                         // `CLOSE -> SYN_SENT`); the attempt has it from its
-                        // first retransmit.
+                        // first retransmit. Before either, the connect is
+                        // known by its addresses alone.
                         let attempt = attempts.get(&(Side::Client, tuple));
                         if let Some(attempt) = attempt.filter(|_| listed.in_state_ns.is_none()) {
                             listed.in_state_ns = age(attempt.started_ns);
                             listed.owner = listed.owner.take().or_else(|| attempt.owner.clone());
+                        }
+                        if listed.in_state_ns.is_none()
+                            && let Some((since, owner)) =
+                                unbound_connect(&unbound, &tuple, owners.get(&socket.inode))
+                        {
+                            listed.in_state_ns = age(since);
+                            listed.owner = listed.owner.take().or(owner);
                         }
                         listed.retries = Some(retries(socket, attempt));
                     }
@@ -235,13 +244,28 @@ impl LiveState {
 
     /// Full sockets of the table by canonical tuple and state: when they
     /// entered it (if seen) and their owner.
-    fn full_sockets_by_tuple(
-        &self,
-    ) -> HashMap<(SocketTuple, TcpState), (Option<u64>, Option<Owner>)> {
+    fn full_sockets_by_tuple(&self) -> HashMap<(SocketTuple, TcpState), Known> {
         self.table
             .sockets()
             .map(|s| ((s.tuple.canonical(), s.state), (s.state_since_ns, s.owner)))
             .collect()
+    }
+
+    /// Connects the table knows only from `CLOSE -> SYN_SENT`, before the
+    /// kernel chose their local port: by namespace, local address and
+    /// remote, when each entered SYN-SENT and who made it.
+    fn connects_before_their_port(&self) -> UnboundConnects {
+        let mut unbound = UnboundConnects::new();
+        for socket in self.table.sockets() {
+            if socket.state == TcpState::SynSent && socket.tuple.local.port() == 0 {
+                let tuple = socket.tuple.canonical();
+                unbound
+                    .entry((tuple.netns, tuple.local.ip(), tuple.remote))
+                    .or_default()
+                    .push((socket.state_since_ns, socket.owner));
+            }
+        }
+        unbound
     }
 
     fn resolved(&mut self, handshake: &Handshake) {
@@ -273,6 +297,36 @@ impl LiveState {
 /// Retransmits of a handshake in progress so far: the kernel's count, or
 /// the tracer's if it saw more (the kernel's may have been read before the
 /// last one).
+/// What the table knows of a socket: when it entered its state, its owner.
+type Known = (Option<u64>, Option<Owner>);
+
+/// Connects before their local port, by namespace, local address and
+/// remote.
+type UnboundConnects = HashMap<(NetnsInode, IpAddr, SocketAddr), Vec<Known>>;
+
+/// The connect the table knows without its port that a dumped SYN-SENT
+/// socket (canonical `tuple`, owned by `dumped_owner` per /proc) is: the
+/// only one between its addresses, or the only one of its owner. `None`
+/// when several could be it: when each began is then unknown.
+fn unbound_connect(
+    unbound: &UnboundConnects,
+    tuple: &SocketTuple,
+    dumped_owner: Option<&Owner>,
+) -> Option<Known> {
+    let candidates = unbound.get(&(tuple.netns, tuple.local.ip(), tuple.remote))?;
+    if let [only] = candidates.as_slice() {
+        return Some(only.clone());
+    }
+    let pid = dumped_owner?.pid;
+    let mut same_owner = candidates
+        .iter()
+        .filter(|(_, owner)| owner.as_ref().map(|o| o.pid) == Some(pid));
+    match (same_owner.next(), same_owner.next()) {
+        (Some(only), None) => Some(only.clone()),
+        _ => None,
+    }
+}
+
 fn retries(socket: &DiagSocket, attempt: Option<&InProgress>) -> u32 {
     let seen = attempt.map_or(0, |a| a.retransmits);
     u32::from(socket.retransmits()).max(seen)

@@ -105,6 +105,80 @@ fn a_connect_stuck_in_syn_sent_shows_its_age_retries_and_owner() {
 }
 
 #[test]
+fn a_connect_listed_before_its_first_retransmit_is_known_by_its_addresses() {
+    let mut live = LiveState::new(SocketTable::new());
+    let unbound = tuple("[fd00::1]:0", "[fd00::7]:443");
+    live.event(state(S, 0xa, unbound, Close, SynSent));
+    let stuck = tuple("[fd00::1]:40000", "[fd00::7]:443");
+    let timer = DiagTimer::Retransmit {
+        expires_ms: 800,
+        retransmits: 0,
+    };
+    let listed = live.listing(
+        &[diag(stuck, SynSent, timer, 77)],
+        S + 200 * MS,
+        &HashMap::new(),
+    );
+    assert_eq!(listed[0].in_state_ns, Some(200 * MS));
+    assert_eq!(listed[0].owner, Some(curl()));
+    assert_eq!(listed[0].retries, Some(0));
+
+    // Another remote, or another namespace, is another connect.
+    let elsewhere_remote = tuple("[fd00::1]:40001", "[fd00::8]:443");
+    let other_netns = elsewhere(stuck);
+    let listed = live.listing(
+        &[
+            diag(elsewhere_remote, SynSent, timer, 78),
+            diag(other_netns, SynSent, timer, 79),
+        ],
+        2 * S,
+        &HashMap::new(),
+    );
+    assert!(
+        listed
+            .iter()
+            .all(|s| s.in_state_ns.is_none() && s.owner.is_none())
+    );
+}
+
+#[test]
+fn connects_between_the_same_addresses_are_told_apart_by_owner_or_not_at_all() {
+    let mut live = LiveState::new(SocketTable::new());
+    let unbound = tuple("10.0.0.1:0", "192.0.2.7:443");
+    live.event(state(S, 0xa, unbound, Close, SynSent));
+    let mut by_wget = state(2 * S, 0xb, unbound, Close, SynSent);
+    let wget = Owner {
+        pid: 77,
+        comm: Comm::from_text("wget"),
+        container: None,
+    };
+    if let Event::State(event) = &mut by_wget {
+        event.task = wget.clone();
+    }
+    live.event(by_wget);
+    let timer = DiagTimer::Retransmit {
+        expires_ms: 800,
+        retransmits: 0,
+    };
+    let first = tuple("10.0.0.1:40000", "192.0.2.7:443");
+    let second = tuple("10.0.0.1:40001", "192.0.2.7:443");
+    let dumped = [
+        diag(first, SynSent, timer, 70),
+        diag(second, SynSent, timer, 71),
+    ];
+    let owners = HashMap::from([(70, wget.clone()), (71, curl())]);
+    let listed = live.listing(&dumped, 3 * S, &owners);
+    assert_eq!(listed[0].in_state_ns, Some(S));
+    assert_eq!(listed[0].owner, Some(wget));
+    assert_eq!(listed[1].in_state_ns, Some(2 * S));
+    assert_eq!(listed[1].owner, Some(curl()));
+
+    // Without /proc's owners, neither can be told apart from the other.
+    let listed = live.listing(&dumped, 3 * S, &HashMap::new());
+    assert!(listed.iter().all(|s| s.in_state_ns.is_none()));
+}
+
+#[test]
 fn a_close_into_time_wait_is_counted_when_listed_and_listed_with_its_age() {
     let mut live = LiveState::new(SocketTable::new());
     let client = tuple("127.0.0.1:45807", "127.0.0.1:8080");
