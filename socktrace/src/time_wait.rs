@@ -335,7 +335,6 @@ impl TimeWaitTracker {
         if t.tuple.local.port() == 0 {
             return outcome;
         }
-        let tuple = t.tuple.canonical();
         let enters = t.new_state == TcpState::Close
             && matches!(t.old_state, TcpState::FinWait2 | TcpState::Closing)
             && reset.is_none();
@@ -345,10 +344,16 @@ impl TimeWaitTracker {
         // failed with EADDRNOTAVAIL may come before); without one, the
         // connection's first transition with its port (after a `CLOSE ->
         // SYN_SENT` before the port was chosen) is. The closing transitions
-        // of the connection the timewait socket replaced are neither.
+        // of the connection the timewait socket replaced are neither, nor
+        // is any transition of an established connection: those are not
+        // looked up at all, the bulk of a churn's transitions.
         if !enters {
             let birth = matches!(t.old_state, TcpState::Close | TcpState::Listen);
             let first_sight = matches!(t.old_state, TcpState::SynSent | TcpState::SynRecv);
+            if !(birth || first_sight) {
+                return outcome;
+            }
+            let tuple = t.tuple.canonical();
             let Some(socket) = self.sockets.get_mut(&tuple) else {
                 return outcome;
             };
@@ -365,6 +370,7 @@ impl TimeWaitTracker {
             }
             return outcome;
         }
+        let tuple = t.tuple.canonical();
         let entry = TimeWaitSocket::traced(t, tuple);
         match self.sockets.entry(tuple) {
             Entry::Vacant(vacant) => {
