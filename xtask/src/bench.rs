@@ -139,6 +139,9 @@ fn measure(
     running.check_running(&spec.name)?;
     let programs_at_start = programs::of_process(running.pid())?;
     let cpu_before = running.cpu_seconds()?;
+    if spec.paused {
+        running.pause();
+    }
     let window = churn.window(length);
     running.check_running(&spec.name)?;
     let cpu = running.cpu_seconds()? - cpu_before;
@@ -149,6 +152,9 @@ fn measure(
         churn.window(COST_WINDOW)
     };
     let programs_at_end = programs::of_process(running.pid())?;
+    if spec.paused {
+        running.resume();
+    }
     running.check_running(&spec.name)?;
     let cost = programs::delta(&cost_before, &programs_at_end);
     let skipped = if spec.reports_skipped_runs {

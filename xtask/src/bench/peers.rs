@@ -17,6 +17,15 @@ const PEER_PACKAGES: [&str; 2] = ["libbpf-tools", "bpftrace"];
 /// Not a peer: the targets compare socktrace with it separately.
 pub const FLOOR: &str = "floor: bpftrace count() only";
 
+/// socktrace's programs attached and writing their records, the agent
+/// stopped meanwhile: the kernel side's share of the agent's cost.
+pub const KERNEL_SIDE_ONLY: &str = "socktrace kernel side only (agent stopped)";
+
+/// Ring buffer for [`KERNEL_SIDE_ONLY`], in KiB: 512 MiB holds the records
+/// of both windows (104 bytes each with the ring's header; 300,000 a second
+/// for 7 s is 220 MB) with room for a faster machine.
+const PAUSED_RING_KIB: u32 = 512 * 1024;
+
 /// A configuration left out, and why.
 pub type NotRun = (String, String);
 
@@ -42,6 +51,7 @@ pub fn specs(agent: &Path) -> Result<(Vec<TracerSpec>, Vec<NotRun>)> {
             // The agent counts the skips that lose events (those of the
             // state program the nested one did not make up for).
             reports_skipped_runs: true,
+            paused: false,
         },
         TracerSpec {
             name: "socktrace trace --json".into(),
@@ -53,6 +63,23 @@ pub fn specs(agent: &Path) -> Result<(Vec<TracerSpec>, Vec<NotRun>)> {
             // The agent counts the skips that lose events (those of the
             // state program the nested one did not make up for).
             reports_skipped_runs: true,
+            paused: false,
+        },
+        TracerSpec {
+            name: KERNEL_SIDE_ONLY.into(),
+            program: agent.to_owned(),
+            args: vec![
+                "agent".into(),
+                "--socket".into(),
+                socket.display().to_string(),
+                "--ring-buffer-kib".into(),
+                PAUSED_RING_KIB.to_string(),
+            ],
+            ready: Ready::StderrPrefix("socktrace: ready:"),
+            lost: LostReport::Cumulative,
+            state_programs: &[PROGRAM_STATE, PROGRAM_STATE_NESTED],
+            reports_skipped_runs: true,
+            paused: true,
         },
     ];
     let mut unavailable = Vec::new();
@@ -102,6 +129,7 @@ pub fn specs(agent: &Path) -> Result<(Vec<TracerSpec>, Vec<NotRun>)> {
                 lost: LostReport::PerLine,
                 state_programs,
                 reports_skipped_runs: false,
+                paused: false,
             }),
             (None, _) => unavailable.push((name.into(), format!("{program} is not installed"))),
             (_, Some(script)) => unavailable.push((name.into(), format!("{script} is missing"))),

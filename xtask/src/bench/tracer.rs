@@ -55,6 +55,10 @@ pub struct TracerSpec {
     /// it reports lost; if not, the harness adds its programs'
     /// `recursion_misses`.
     pub reports_skipped_runs: bool,
+    /// Stopped (SIGSTOP) through the churn and cost windows, then let go:
+    /// what its kernel side costs alone. Its ring buffer must hold what
+    /// both windows produce, which it drains once it continues.
+    pub paused: bool,
 }
 
 /// A tracer running.
@@ -173,11 +177,24 @@ impl Running {
         cpu_seconds(self.pid())
     }
 
+    /// Stops its process (SIGSTOP) until [`Running::resume`].
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) on our own child, not yet reaped.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+    }
+
     /// Stops it (SIGINT, as a user would) and returns the events it said
     /// it lost.
     pub fn stop(mut self, lost: LostReport) -> Result<u64> {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        self.signal(libc::SIGINT);
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.child.try_wait()?.is_none() {
             if Instant::now() > deadline {
