@@ -271,7 +271,23 @@ fn the_agent_knows_time_in_state_retries_and_owners() -> Result<()> {
             .map(|l| serde_json::from_str(l).context("JSON line"))
             .collect()
     };
-    // The first SYN retransmit comes about a second after the connect.
+    // Before its first retransmit (about a second after the connect) the
+    // kernel has said nothing of the connect's port: the agent knows it by
+    // its addresses.
+    let first = wait::until("the connect listed by the agent", TIMEOUT, || {
+        let listed = ask()?;
+        Ok(match listed.as_slice() {
+            [one] => Poll::Ready(one.clone()),
+            other => Poll::Pending(format!("{other:?}")),
+        })
+    })?;
+    if first["retries"].as_u64() == Some(0) {
+        ensure!(
+            first["in_state_ms"].as_u64().is_some_and(|ms| ms < 1_000)
+                && first["pid"].as_u64() == Some(u64::from(std::process::id())),
+            "before the first retransmit: {first}"
+        );
+    }
     let stuck = wait::until("a SYN retransmit seen by the agent", TIMEOUT, || {
         let listed = ask()?;
         Ok(match listed.as_slice() {
