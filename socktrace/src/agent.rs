@@ -6,7 +6,7 @@ use tokio::sync::mpsc;
 use crate::{
     agent_server::{self, Access},
     cli::AgentArgs,
-    event_loop::{self, Output},
+    event_loop::{self, LossNotices, Output},
     live::LiveState,
     live_consumer::LiveConsumer,
     seed::Existing,
@@ -43,6 +43,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         &mut consumer,
         &mut out,
         Some(&mut inbox),
+        LossNotices::Stderr,
     )
     .await;
     // Closing the inbox ends the server, which removes its socket file.

@@ -154,6 +154,17 @@ pub type Job<C> = Box<dyn FnOnce(&mut C, JobContext<'_>) + Send>;
 /// every sender is gone, the loop ends.
 pub type Inbox<C> = tokio::sync::mpsc::Receiver<Job<C>>;
 
+/// Where the loop tells of records lost while it runs; at the end they are
+/// in its [`LoopSummary`] either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossNotices {
+    /// A line on stderr whenever the total grows.
+    Stderr,
+    /// Only in the consumer's own view: a full-screen `top` shows lost
+    /// events per second, and a line on stderr would tear its screen.
+    InView,
+}
+
 /// Runs until SIGINT, SIGTERM, a closed stdout, or (with an `inbox`) until
 /// every sender of jobs is gone.
 pub async fn run<C: Consumer>(
@@ -163,6 +174,7 @@ pub async fn run<C: Consumer>(
     consumer: &mut C,
     out: &mut Output,
     mut inbox: Option<&mut Inbox<C>>,
+    loss_notices: LossNotices,
 ) -> anyhow::Result<LoopSummary> {
     // `_attached` keeps the programs attached until this function returns.
     let KernelProbes {
@@ -216,7 +228,7 @@ pub async fn run<C: Consumer>(
                     break;
                 }
                 let lost = lost.read()?;
-                if lost.total() > lost_seen {
+                if lost.total() > lost_seen && loss_notices == LossNotices::Stderr {
                     eprintln!("socktrace: so far {lost}");
                     lost_seen = lost.total();
                 }

@@ -7,7 +7,7 @@ use crate::{
     cli::HandshakesArgs,
     clock::monotonic_now_ns,
     event::Event,
-    event_loop::{self, Consumer, Output},
+    event_loop::{self, Consumer, LossNotices, Output},
     handshake::{Handshake, HandshakeTracker, Retrying, request_sockets},
     handshake_output,
     handshake_summary::{HandshakeSummary, ListenCounters, ListenerSample},
@@ -57,6 +57,7 @@ pub async fn run(args: HandshakesArgs) -> anyhow::Result<()> {
         &mut recorder,
         &mut out,
         None,
+        LossNotices::Stderr,
     )
     .await?;
     summary.report();

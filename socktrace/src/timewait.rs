@@ -9,7 +9,7 @@ use crate::{
     clock::monotonic_now_ns,
     close_wait::CloseWaitWatch,
     event::Event,
-    event_loop::{self, Consumer, Output, RECONCILE_INTERVAL},
+    event_loop::{self, Consumer, LossNotices, Output, RECONCILE_INTERVAL},
     namespaces::Namespaces,
     netstat::TcpExt,
     output::{Format, Style},
@@ -90,6 +90,7 @@ pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
         &mut recorder,
         &mut out,
         None,
+        LossNotices::Stderr,
     )
     .await?;
     summary.report();

@@ -10,7 +10,7 @@ use crate::{
     agent_protocol::{Request, Response},
     agent_server::ask_loop,
     cli::TopArgs,
-    event_loop::{self, Job, Output},
+    event_loop::{self, Job, LossNotices, Output},
     live::LiveState,
     live_consumer::LiveConsumer,
     overview::Overview,
@@ -53,6 +53,7 @@ pub async fn run(args: TopArgs) -> anyhow::Result<()> {
         &mut consumer,
         &mut out,
         Some(&mut inbox),
+        LossNotices::InView,
     );
     // Whichever ends first ends both: the user quit, or the tracer stopped
     // (SIGTERM, or an error).

@@ -2,7 +2,7 @@
 use crate::{
     cli::TraceArgs,
     event::Event,
-    event_loop::{self, Consumer, Output},
+    event_loop::{self, Consumer, LossNotices, Output},
     output::{self, Format, Style},
     seed::Existing,
     table::SocketTable,
@@ -57,6 +57,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
         &mut printer,
         &mut out,
         None,
+        LossNotices::Stderr,
     )
     .await?;
     summary.report();
