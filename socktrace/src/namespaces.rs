@@ -232,6 +232,19 @@ impl Namespaces {
             .flatten()
     }
 
+    /// Reads `path`, a per-namespace file, in every selected namespace that
+    /// can be entered and has it; the others are left out.
+    pub fn read_each(&self, path: &Path) -> Vec<(NetnsInode, String)> {
+        self.registry
+            .namespaces()
+            .filter(|ns| self.selection.contains(ns.inode))
+            .filter_map(|ns| {
+                let text = netns::run_in(ns, self.own, || std::fs::read_to_string(path).ok());
+                Some((ns.inode, text.ok().flatten()?))
+            })
+            .collect()
+    }
+
     /// Dumps `request` in every selected namespace that can be entered. A
     /// namespace that fails is left out of the result (its sockets wait for
     /// the next dump) and asks for a rescan; one that vanished since the

@@ -16,7 +16,7 @@ use crate::{
     tcp_state::TcpState,
     time_wait::{EndedTimeWait, TimeWaitEnd, TimeWaitSocket},
     time_wait_summary::TimeWaitReport,
-    tuple::SocketTuple,
+    tuple::{NetnsInode, SocketTuple},
 };
 
 /// Column header of the human stream.
@@ -284,8 +284,13 @@ fn write_human_summary(out: &mut String, r: &TimeWaitReport, style: &Style, now_
         .port_pressure
         .iter()
         .map(|p| {
+            let netns = if style.netns_column {
+                format!("netns {} ", p.netns)
+            } else {
+                String::new()
+            };
             format!(
-                "{} -> {} {}/{} ({:.1}%)",
+                "{netns}{} -> {} {}/{} ({:.1}%)",
                 p.local,
                 endpoint(&p.remote),
                 p.time_wait,
@@ -429,6 +434,7 @@ impl SummaryJson {
                 .port_pressure
                 .iter()
                 .map(|p| PressureJson {
+                    netns: p.netns,
                     saddr: p.local.to_string(),
                     daddr: p.remote.ip().to_string(),
                     dport: p.remote.port(),
@@ -469,6 +475,7 @@ struct ContainerCountJson {
 
 #[derive(Serialize)]
 struct PressureJson {
+    netns: NetnsInode,
     saddr: String,
     daddr: String,
     dport: u16,
@@ -476,3 +483,6 @@ struct PressureJson {
     ephemeral_ports: u32,
     ratio: f64,
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,7 +3,7 @@
 //! destination is to running out of ephemeral ports. Pure: ends and the
 //! tracker's sockets in, a report out.
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     hash::Hash,
     net::{IpAddr, SocketAddr},
 };
@@ -14,6 +14,7 @@ use crate::{
     owner::{ContainerLabel, Owner},
     table::Opening,
     time_wait::{EndedTimeWait, TimeWaitCounts, TimeWaitEnd, TimeWaitSocket},
+    tuple::NetnsInode,
 };
 
 /// `net.ipv4.ip_local_port_range`: the ports connect(2) picks from.
@@ -45,10 +46,12 @@ impl PortRange {
 }
 
 /// What the summary reports besides the tracker's sockets: read from the
-/// namespace, the CLOSE-WAIT watch and the listing schedule.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// namespaces, the CLOSE-WAIT watch and the listing schedule.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Observed {
-    pub port_range: Option<PortRange>,
+    /// Each namespace's own `ip_local_port_range` (a container may narrow
+    /// or move it), for the namespaces it could be read in.
+    pub port_ranges: BTreeMap<NetnsInode, PortRange>,
     /// `TcpExtTCPTimeWaitOverflow` since tracing began: timewait sockets the
     /// kernel refused to create (`tcp_max_tw_buckets` reached).
     pub overflows: Option<u64>,
@@ -66,6 +69,9 @@ pub struct Observed {
 /// local port is in the range.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PortPressure {
+    /// Ports are per namespace: the same addresses in two namespaces are
+    /// two destinations, each against its namespace's range.
+    pub netns: NetnsInode,
     pub local: IpAddr,
     pub remote: SocketAddr,
     pub time_wait: u64,
@@ -186,27 +192,33 @@ impl TimeWaitSummary {
             // A passive open's local port is its listener's, even when
             // that lies in the ephemeral range.
             if socket.opening != Some(Opening::Passive)
-                && observed
-                    .port_range
-                    .is_some_and(|range| range.contains(tuple.local.port()))
+                && let Some(range) = observed.port_ranges.get(&tuple.netns)
+                && range.contains(tuple.local.port())
             {
                 *destinations
-                    .entry((tuple.local.ip(), tuple.remote))
+                    .entry((tuple.netns, tuple.local.ip(), tuple.remote))
                     .or_insert(0) += 1;
             }
         }
-        let port_pressure = match observed.port_range {
-            Some(range) => most(destinations, top)
-                .into_iter()
-                .map(|((local, remote), time_wait)| PortPressure {
+        let mut port_pressure: Vec<PortPressure> = destinations
+            .into_iter()
+            .filter_map(|((netns, local, remote), time_wait)| {
+                Some(PortPressure {
+                    netns,
                     local,
                     remote,
                     time_wait,
-                    ephemeral_ports: range.size(),
+                    ephemeral_ports: observed.port_ranges.get(&netns)?.size(),
                 })
-                .collect(),
-            None => Vec::new(),
-        };
+            })
+            .collect();
+        // Most held share first; ties in a stable order.
+        port_pressure.sort_by(|a, b| {
+            b.ratio()
+                .total_cmp(&a.ratio())
+                .then_with(|| (a.netns, a.local, a.remote).cmp(&(b.netns, b.local, b.remote)))
+        });
+        port_pressure.truncate(top);
         let report = TimeWaitReport {
             interval_ns: now_ns.saturating_sub(self.interval_began_ns),
             counts,
@@ -256,7 +268,7 @@ mod tests {
         table::SocketTable,
         tcp_state::TcpState,
         time_wait::{ListedTimeWait, ListingTime, TimeWaitTracker},
-        tuple::SocketTuple,
+        tuple::{SocketTuple, TEST_NETNS, elsewhere},
     };
 
     const S: u64 = 1_000_000_000;
@@ -280,13 +292,27 @@ mod tests {
     /// A tracker holding one confirmed timewait socket per `(local,
     /// remote, owner)`, entered at 1 s and listed at 2 s.
     fn tracker(sockets: &[(&str, &str, Owner)]) -> TimeWaitTracker {
+        let sockets: Vec<_> = sockets
+            .iter()
+            .map(|(local, remote, owner)| (TEST_NETNS, *local, *remote, owner.clone()))
+            .collect();
+        tracker_in(&sockets)
+    }
+
+    /// As [`tracker`], each socket in its namespace.
+    fn tracker_in(sockets: &[(NetnsInode, &str, &str, Owner)]) -> TimeWaitTracker {
         let mut table = SocketTable::new();
         let mut tracker = TimeWaitTracker::new();
-        tracker.on_listing(crate::tuple::TEST_NETNS, &[], at(0));
-        let mut listed = Vec::new();
-        for (i, (local, remote, owner)) in sockets.iter().enumerate() {
+        let mut listed: BTreeMap<NetnsInode, Vec<ListedTimeWait>> = sockets
+            .iter()
+            .map(|(netns, ..)| (*netns, Vec::new()))
+            .collect();
+        for &netns in listed.keys() {
+            tracker.on_listing(netns, &[], at(0));
+        }
+        for (i, (netns, local, remote, owner)) in sockets.iter().enumerate() {
             let tuple = SocketTuple {
-                netns: crate::tuple::TEST_NETNS,
+                netns: *netns,
                 local: local.parse().unwrap(),
                 remote: remote.parse().unwrap(),
             };
@@ -312,14 +338,83 @@ mod tests {
                 };
                 tracker.on_transition(&event, &table.apply(&event));
             }
-            listed.push(ListedTimeWait {
+            listed.entry(*netns).or_default().push(ListedTimeWait {
                 tuple,
                 substate: TcpState::TimeWait,
                 expires_ms: 59_000,
             });
         }
-        tracker.on_listing(crate::tuple::TEST_NETNS, &listed, at(2 * S));
+        for (netns, listed) in &listed {
+            tracker.on_listing(*netns, listed, at(2 * S));
+        }
         tracker
+    }
+
+    /// Each namespace's own range: `TEST_NETNS` keeps 100 ports, the other
+    /// 1000.
+    fn two_ranges() -> Observed {
+        Observed {
+            port_ranges: [
+                (TEST_NETNS, PortRange::parse("40000 40099").unwrap()),
+                (elsewhere_netns(), PortRange::parse("40000 40999").unwrap()),
+            ]
+            .into(),
+            ..Default::default()
+        }
+    }
+
+    fn elsewhere_netns() -> NetnsInode {
+        elsewhere(SocketTuple {
+            netns: TEST_NETNS,
+            local: "0.0.0.0:0".parse().unwrap(),
+            remote: "0.0.0.0:0".parse().unwrap(),
+        })
+        .netns
+    }
+
+    #[test]
+    fn each_namespace_holds_its_own_ports_against_its_own_range() {
+        let curl = owner(10, "curl");
+        // The same addresses in two namespaces: two destinations.
+        let tracker = tracker_in(&[
+            (TEST_NETNS, "10.0.0.1:40001", "10.0.0.9:443", curl.clone()),
+            (TEST_NETNS, "10.0.0.1:40002", "10.0.0.9:443", curl.clone()),
+            (
+                elsewhere_netns(),
+                "10.0.0.1:40001",
+                "10.0.0.9:443",
+                curl.clone(),
+            ),
+            (
+                elsewhere_netns(),
+                "10.0.0.1:40500",
+                "10.0.0.9:443",
+                curl.clone(),
+            ),
+            (
+                elsewhere_netns(),
+                "10.0.0.1:40600",
+                "10.0.0.9:443",
+                curl.clone(),
+            ),
+        ]);
+        let report = TimeWaitSummary::new(0).report(3 * S, tracker.sockets(), two_ranges(), 5);
+        let rows: Vec<_> = report
+            .port_pressure
+            .iter()
+            .map(|p| (p.netns, p.time_wait, p.ephemeral_ports))
+            .collect();
+        // 2 of 100 before 3 of 1000: by share held, not by count.
+        assert_eq!(rows, [(TEST_NETNS, 2, 100), (elsewhere_netns(), 3, 1000)]);
+
+        // A namespace whose range could not be read counts no pressure.
+        let only_one = Observed {
+            port_ranges: [(TEST_NETNS, PortRange::parse("40000 40099").unwrap())].into(),
+            ..Default::default()
+        };
+        let report = TimeWaitSummary::new(0).report(3 * S, tracker.sockets(), only_one, 5);
+        assert_eq!(report.port_pressure.len(), 1);
+        assert_eq!(report.port_pressure[0].netns, TEST_NETNS);
     }
 
     #[test]
@@ -348,7 +443,7 @@ mod tests {
         ]);
         let mut summary = TimeWaitSummary::new(0);
         let observed = Observed {
-            port_range: PortRange::parse("40000 40099"),
+            port_ranges: [(TEST_NETNS, PortRange::parse("40000 40099").unwrap())].into(),
             ..Default::default()
         };
         let report = summary.report(10 * S, tracker.sockets(), observed, 2);
@@ -386,11 +481,11 @@ mod tests {
     fn an_accepted_connection_holds_no_ephemeral_port_even_in_the_range() {
         let mut table = SocketTable::new();
         let mut tracker = TimeWaitTracker::new();
-        tracker.on_listing(crate::tuple::TEST_NETNS, &[], at(0));
+        tracker.on_listing(TEST_NETNS, &[], at(0));
         // A server listening on port 40050, inside the ephemeral range,
         // accepts a connection and closes it first.
         let tuple = SocketTuple {
-            netns: crate::tuple::TEST_NETNS,
+            netns: TEST_NETNS,
             local: "10.0.0.1:40050".parse().unwrap(),
             remote: "10.0.0.9:50000".parse().unwrap(),
         };
@@ -419,9 +514,9 @@ mod tests {
             substate: TcpState::TimeWait,
             expires_ms: 59_000,
         }];
-        tracker.on_listing(crate::tuple::TEST_NETNS, &listed, at(2 * S));
+        tracker.on_listing(TEST_NETNS, &listed, at(2 * S));
         let observed = Observed {
-            port_range: PortRange::parse("40000 40099"),
+            port_ranges: [(TEST_NETNS, PortRange::parse("40000 40099").unwrap())].into(),
             ..Default::default()
         };
         let report = TimeWaitSummary::new(0).report(3 * S, tracker.sockets(), observed, 5);
@@ -438,8 +533,8 @@ mod tests {
         let mut tracker = tracker(&[("10.0.0.1:40001", "10.0.0.9:443", owner(1, "a"))]);
         let mut summary = TimeWaitSummary::new(0);
         summary.record_entered();
-        tracker.on_listing(crate::tuple::TEST_NETNS, &[], at(62 * S));
-        let outcome = tracker.on_listing(crate::tuple::TEST_NETNS, &[], at(63 * S));
+        tracker.on_listing(TEST_NETNS, &[], at(62 * S));
+        let outcome = tracker.on_listing(TEST_NETNS, &[], at(63 * S));
         summary.record_ended(&outcome.ended[0]);
         let report = summary.report(2 * S, tracker.sockets(), Observed::default(), 5);
         assert_eq!((report.entered, report.ended), (1, 1));

@@ -2,7 +2,7 @@
 //! the TIME-WAIT tracker, with a sock_diag listing of timewait sockets once
 //! per reconciliation interval; CLOSE-WAIT sockets the application never
 //! closed; a periodic summary.
-use std::{path::Path, time::Duration};
+use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use crate::{
     cli::TimewaitArgs,
@@ -99,15 +99,15 @@ pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
 }
 
 /// sock_diag's timewait sockets of each namespace that could be listed,
-/// and when the dumps began; the primary namespace's counters and port
-/// range read with them.
+/// and when the dumps began; the primary namespace's counters and each
+/// namespace's port range read with them.
 struct Listing {
     taken_ns: u64,
     /// How long the dumps took.
     took_ns: u64,
     namespaces: Vec<(NetnsInode, Vec<ListedTimeWait>)>,
     counters: TcpExt,
-    port_range: Option<PortRange>,
+    port_ranges: BTreeMap<NetnsInode, PortRange>,
 }
 
 struct TimeWaitRecorder {
@@ -121,7 +121,8 @@ struct TimeWaitRecorder {
     format: Format,
     style: Style,
     listing: Option<Listing>,
-    /// The namespace as the last listing saw it, and the listing schedule.
+    /// The namespaces as the last listing saw them, and the listing
+    /// schedule.
     observed: Observed,
     /// No listing before this moment (see [`LISTING_COST_FACTOR`]).
     next_listing_ns: u64,
@@ -167,7 +168,7 @@ impl TimeWaitRecorder {
             .overflows_at_start
             .get_or_insert(overflows.unwrap_or(0));
         self.observed.overflows = overflows.map(|now| now.saturating_sub(at_start));
-        self.observed.port_range = listing.port_range;
+        self.observed.port_ranges = listing.port_ranges;
     }
 
     /// The next listing after one begun at `taken_ns` that cost `cost_ns`.
@@ -186,7 +187,7 @@ impl TimeWaitRecorder {
             .filter(|s| filter.matches(&s.tuple, s.owner.as_ref()));
         let report = self
             .summary
-            .report(now_ns, sockets, self.observed, self.top);
+            .report(now_ns, sockets, self.observed.clone(), self.top);
         time_wait_output::write_summary(out, &report, self.format, &self.style, now_ns);
     }
 
@@ -249,9 +250,11 @@ impl Consumer for TimeWaitRecorder {
             took_ns: monotonic_now_ns() - taken_ns,
             namespaces: listed,
             counters: TcpExt::read(namespaces),
-            port_range: namespaces
-                .read_primary(Path::new(PORT_RANGE))
-                .and_then(|text| PortRange::parse(&text)),
+            port_ranges: namespaces
+                .read_each(Path::new(PORT_RANGE))
+                .into_iter()
+                .filter_map(|(netns, text)| Some((netns, PortRange::parse(&text)?)))
+                .collect(),
         });
         Ok(())
     }

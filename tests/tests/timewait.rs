@@ -127,6 +127,40 @@ fn a_server_closing_first_holds_time_wait_on_its_listening_port() -> Result<()> 
 }
 
 #[test]
+fn port_pressure_counts_against_the_namespaces_own_port_range() -> Result<()> {
+    let home = NetNs::new()?;
+    let away = NetNs::new()?;
+    // A container narrowing its ephemeral range: the tracer, followed from
+    // another namespace, must count against this one.
+    away.sysctl("net.ipv4.ip_local_port_range", "40000 40099")?;
+    let mut agent = Agent::start_following_all(&home, "timewait", &["--summary-every", "1"])?;
+    let listener = away.run(|| tcp::listen(Family::V6))?;
+    let port = tcp::local_port(&listener)?;
+    let count = 20;
+    away.run(|| close_connections(&listener, count, Closer::Client))?;
+    let inode = u64::from(away.inode()?);
+    let ours = |row: &Value| {
+        row["netns"].as_u64() == Some(inode) && row["dport"].as_u64() == Some(port.into())
+    };
+    let summary = agent.wait_for(
+        "a summary with the pressure towards our listener",
+        |r| {
+            record::is_type(r, "time_wait_summary")
+                && r["port_pressure"].as_array().is_some_and(|rows| {
+                    rows.iter()
+                        .any(|row| ours(row) && row["time_wait"] == count)
+                })
+        },
+        TIMEOUT,
+    )?;
+    let rows = summary["port_pressure"].as_array().context("rows")?;
+    let row = rows.iter().find(|row| ours(row)).context("our row")?;
+    ensure!(row["ephemeral_ports"] == 100, "{row}");
+    ensure!(row["ratio"].as_f64() == Some(0.2), "{row}");
+    agent.stop()
+}
+
+#[test]
 fn time_wait_expires_after_the_kernels_time_wait_length() -> Result<()> {
     let ns = NetNs::new()?;
     let mut agent = Agent::start_command(&ns, "timewait", &["--summary-every", "0"])?;
