@@ -8,8 +8,10 @@ use std::{
 
 use crate::{
     cidr::Cidr,
+    counter_since::CounterSince,
     handshake::{Handshake, Outcome, Side},
     latency_histogram::LatencyHistogram,
+    tuple::NetnsInode,
 };
 
 /// Retransmit counts are bucketed 0, 1, ... up to this one, which also
@@ -78,8 +80,9 @@ pub struct ListenerSample {
     pub backlog: u32,
 }
 
-/// The namespace's own count of refused connections (`nstat`'s
-/// `TcpExtListenOverflows` and `TcpExtListenDrops`), since tracing began.
+/// The namespaces' own counts of refused connections (`nstat`'s
+/// `TcpExtListenOverflows` and `TcpExtListenDrops`), since tracing began,
+/// added up over the namespaces followed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ListenCounters {
     /// SYNs and final ACKs dropped because an accept queue was full.
@@ -98,8 +101,9 @@ pub struct HandshakeSummary {
     listeners: BTreeMap<u16, ListenerGroup>,
     /// Each listener's drop counter at the last snapshot.
     drop_counters: HashMap<(SocketAddr, u32), u32>,
-    /// Namespace counters when first seen and now.
-    listen_counters: Option<(ListenCounters, ListenCounters)>,
+    /// [`ListenCounters`] of every namespace followed.
+    listen_overflows: CounterSince,
+    listen_drops: CounterSince,
 }
 
 impl HandshakeSummary {
@@ -149,22 +153,25 @@ impl HandshakeSummary {
         self.drop_counters = counters;
     }
 
-    /// The namespace's listen counters now (absolute, as the kernel keeps
-    /// them).
-    pub fn observe_listen_counters(&mut self, now: ListenCounters) {
-        let counters = self.listen_counters.get_or_insert((now, now));
-        counters.1 = now;
+    /// The counters read in `netns` now.
+    pub fn observe_listen_counters(&mut self, netns: NetnsInode, now: ListenCounters) {
+        self.listen_overflows.observe(netns, now.overflows);
+        self.listen_drops.observe(netns, now.drops);
     }
 
-    /// The namespace's listen overflows and drops since the first
-    /// observation.
+    /// `netns` is gone: what its counters added stays.
+    pub fn forget_namespace(&mut self, netns: NetnsInode) {
+        self.listen_overflows.forget(netns);
+        self.listen_drops.forget(netns);
+    }
+
+    /// The listen overflows and drops since each namespace was first
+    /// read.
     pub fn listen_counters(&self) -> ListenCounters {
-        self.listen_counters
-            .map(|(first, now)| ListenCounters {
-                overflows: now.overflows.saturating_sub(first.overflows),
-                drops: now.drops.saturating_sub(first.drops),
-            })
-            .unwrap_or_default()
+        ListenCounters {
+            overflows: self.listen_overflows.total().unwrap_or(0),
+            drops: self.listen_drops.total().unwrap_or(0),
+        }
     }
 
     /// Per remote peer, busiest first.
@@ -200,13 +207,13 @@ impl HandshakeSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tuple::SocketTuple;
+    use crate::tuple::{SocketTuple, TEST_NETNS};
 
     fn attempt(side: Side, local: &str, remote: &str, outcome: Outcome, rtx: usize) -> Handshake {
         Handshake {
             side,
             tuple: SocketTuple {
-                netns: crate::tuple::TEST_NETNS,
+                netns: TEST_NETNS,
                 local: local.parse().unwrap(),
                 remote: remote.parse().unwrap(),
             },
@@ -329,8 +336,15 @@ mod tests {
         let mut summary = HandshakeSummary::new();
         assert_eq!(summary.listen_counters(), ListenCounters::default());
         let counters = |overflows, drops| ListenCounters { overflows, drops };
-        summary.observe_listen_counters(counters(12, 13));
-        summary.observe_listen_counters(counters(20, 25));
+        summary.observe_listen_counters(TEST_NETNS, counters(12, 13));
+        summary.observe_listen_counters(TEST_NETNS, counters(20, 25));
         assert_eq!(summary.listen_counters(), counters(8, 12));
+        // Another namespace adds its own, from its own first reading, and
+        // keeps them once gone.
+        let other = TEST_NETNS + 1;
+        summary.observe_listen_counters(other, counters(100, 100));
+        summary.observe_listen_counters(other, counters(101, 103));
+        summary.forget_namespace(other);
+        assert_eq!(summary.listen_counters(), counters(9, 15));
     }
 }

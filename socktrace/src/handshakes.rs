@@ -66,12 +66,11 @@ pub async fn run(args: HandshakesArgs) -> anyhow::Result<()> {
 }
 
 /// sock_diag's request sockets and listeners of each namespace that could
-/// be listed, and when the dumps began; the primary namespace's listen
-/// counters.
+/// be listed, and when the dumps began; each namespace's listen counters.
 struct Snapshot {
     taken_ns: u64,
     dumps: Vec<NamespaceDump>,
-    counters: TcpExt,
+    counters: Vec<(NetnsInode, TcpExt)>,
 }
 
 struct HandshakeRecorder {
@@ -118,12 +117,13 @@ impl HandshakeRecorder {
             listeners.extend(self.listener_samples(dump));
         }
         self.summary.observe_listeners(&listeners);
-        if let (Some(overflows), Some(drops)) = (
-            snapshot.counters.get("ListenOverflows"),
-            snapshot.counters.get("ListenDrops"),
-        ) {
-            self.summary
-                .observe_listen_counters(ListenCounters { overflows, drops });
+        for (netns, counters) in &snapshot.counters {
+            if let (Some(overflows), Some(drops)) =
+                (counters.get("ListenOverflows"), counters.get("ListenDrops"))
+            {
+                self.summary
+                    .observe_listen_counters(*netns, ListenCounters { overflows, drops });
+            }
         }
     }
 
@@ -227,7 +227,7 @@ impl Consumer for HandshakeRecorder {
         self.snapshot = Some(Snapshot {
             taken_ns,
             dumps,
-            counters: TcpExt::read(namespaces),
+            counters: TcpExt::read_each(namespaces),
         });
         Ok(())
     }
@@ -235,6 +235,7 @@ impl Consumer for HandshakeRecorder {
     fn namespace_gone(&mut self, netns: NetnsInode, _now_ns: u64, _out: &mut String) {
         self.table.tear_down(netns);
         self.tracker.tear_down(netns);
+        self.summary.forget_namespace(netns);
     }
 
     fn settle(&mut self, now_ns: u64, out: &mut String) {

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod clock;
 pub mod close_wait;
 pub mod container;
+pub mod counter_since;
 pub mod errno_name;
 pub mod event;
 pub mod event_loop;

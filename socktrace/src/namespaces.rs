@@ -212,26 +212,6 @@ impl Namespaces {
             .collect()
     }
 
-    /// The namespace whose counters and sysctls summaries quote: the one
-    /// selected, or the agent's own.
-    pub fn primary(&self) -> NetnsInode {
-        self.selection.single().unwrap_or(self.own)
-    }
-
-    /// Reads `path`, a per-namespace file (a sysctl, or a file under
-    /// `/proc/thread-self/net/`), as seen from inside the primary
-    /// namespace. `None` if it cannot be read or entered.
-    pub fn read_primary(&self, path: &Path) -> Option<String> {
-        let read = || std::fs::read_to_string(path).ok();
-        let primary = self.primary();
-        if primary == self.own {
-            return read();
-        }
-        netns::run_in(self.registry.get(primary)?, self.own, read)
-            .ok()
-            .flatten()
-    }
-
     /// Reads `path`, a per-namespace file, in every selected namespace that
     /// can be entered and has it; the others are left out.
     pub fn read_each(&self, path: &Path) -> Vec<(NetnsInode, String)> {

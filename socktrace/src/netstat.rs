@@ -2,7 +2,7 @@
 //! `nstat` and `netstat -s` read) of one network namespace.
 use std::{collections::HashMap, path::Path};
 
-use crate::namespaces::Namespaces;
+use crate::{namespaces::Namespaces, tuple::NetnsInode};
 
 /// The counters of the reading thread's namespace (`/proc/net` follows the
 /// process's main thread, which may be in another one).
@@ -13,13 +13,13 @@ const NETSTAT: &str = "/proc/thread-self/net/netstat";
 pub struct TcpExt(HashMap<String, u64>);
 
 impl TcpExt {
-    /// Reads the counters of the primary namespace (the one selected, or
-    /// the agent's own); empty when they cannot be read.
-    pub fn read(namespaces: &Namespaces) -> TcpExt {
+    /// Reads the counters of every followed namespace that can be read.
+    pub fn read_each(namespaces: &Namespaces) -> Vec<(NetnsInode, TcpExt)> {
         namespaces
-            .read_primary(Path::new(NETSTAT))
-            .map(|text| Self::parse(&text))
-            .unwrap_or_default()
+            .read_each(Path::new(NETSTAT))
+            .into_iter()
+            .map(|(netns, text)| (netns, Self::parse(&text)))
+            .collect()
     }
 
     /// Parses the file's `TcpExt:` header line and the value line after it.

@@ -8,6 +8,7 @@ use crate::{
     cli::TimewaitArgs,
     clock::monotonic_now_ns,
     close_wait::CloseWaitWatch,
+    counter_since::CounterSince,
     event::Event,
     event_loop::{self, Consumer, LossNotices, Output, RECONCILE_INTERVAL},
     namespaces::Namespaces,
@@ -78,7 +79,7 @@ pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
         listing: None,
         observed: Observed::default(),
         next_listing_ns: 0,
-        overflows_at_start: None,
+        overflows: CounterSince::new(),
         summary_every_ns: Duration::from_secs(args.summary_every).as_nanos() as u64,
         last_summary_ns: started_ns,
         top: args.top,
@@ -99,14 +100,14 @@ pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
 }
 
 /// sock_diag's timewait sockets of each namespace that could be listed,
-/// and when the dumps began; the primary namespace's counters and each
-/// namespace's port range read with them.
+/// and when the dumps began; each namespace's counters and port range read
+/// with them.
 struct Listing {
     taken_ns: u64,
     /// How long the dumps took.
     took_ns: u64,
     namespaces: Vec<(NetnsInode, Vec<ListedTimeWait>)>,
-    counters: TcpExt,
+    counters: Vec<(NetnsInode, TcpExt)>,
     port_ranges: BTreeMap<NetnsInode, PortRange>,
 }
 
@@ -126,7 +127,8 @@ struct TimeWaitRecorder {
     observed: Observed,
     /// No listing before this moment (see [`LISTING_COST_FACTOR`]).
     next_listing_ns: u64,
-    overflows_at_start: Option<u64>,
+    /// `TCPTimeWaitOverflow` of every namespace followed.
+    overflows: CounterSince,
     summary_every_ns: u64,
     last_summary_ns: u64,
     top: usize,
@@ -163,11 +165,12 @@ impl TimeWaitRecorder {
         }
         let applied_ns = monotonic_now_ns() - applying_ns;
         self.schedule_listing(listing.taken_ns, listing.took_ns + applied_ns);
-        let overflows = listing.counters.get(OVERFLOW_COUNTER);
-        let at_start = *self
-            .overflows_at_start
-            .get_or_insert(overflows.unwrap_or(0));
-        self.observed.overflows = overflows.map(|now| now.saturating_sub(at_start));
+        for (netns, counters) in &listing.counters {
+            if let Some(value) = counters.get(OVERFLOW_COUNTER) {
+                self.overflows.observe(*netns, value);
+            }
+        }
+        self.observed.overflows = self.overflows.total();
         self.observed.port_ranges = listing.port_ranges;
     }
 
@@ -249,7 +252,7 @@ impl Consumer for TimeWaitRecorder {
             taken_ns,
             took_ns: monotonic_now_ns() - taken_ns,
             namespaces: listed,
-            counters: TcpExt::read(namespaces),
+            counters: TcpExt::read_each(namespaces),
             port_ranges: namespaces
                 .read_each(Path::new(PORT_RANGE))
                 .into_iter()
@@ -262,6 +265,7 @@ impl Consumer for TimeWaitRecorder {
     fn namespace_gone(&mut self, netns: NetnsInode, now_ns: u64, out: &mut String) {
         self.table.tear_down(netns);
         self.close_wait.tear_down(netns);
+        self.overflows.forget(netns);
         let outcome = self.tracker.tear_down(netns, now_ns);
         self.publish(outcome, out);
     }

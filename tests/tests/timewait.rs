@@ -161,6 +161,34 @@ fn port_pressure_counts_against_the_namespaces_own_port_range() -> Result<()> {
 }
 
 #[test]
+fn timewait_sockets_another_namespace_refused_are_counted() -> Result<()> {
+    let home = NetNs::new()?;
+    let away = NetNs::new()?;
+    away.sysctl("net.ipv4.tcp_max_tw_buckets", "5")?;
+    let mut agent = Agent::start_following_all(&home, "timewait", &["--summary-every", "1"])?;
+    // A summary comes after a listing, which read every namespace's
+    // counter: the refusals below come after that first reading.
+    agent.wait_for(
+        "a first summary",
+        |r| record::is_type(r, "time_wait_summary"),
+        TIMEOUT,
+    )?;
+    let listener = away.run(|| tcp::listen(Family::V4))?;
+    away.run(|| close_connections(&listener, 20, Closer::Client))?;
+    let refused = away.tcp_ext("TCPTimeWaitOverflow")?;
+    ensure!(refused >= 10, "the kernel refused only {refused}");
+    agent.wait_for(
+        &format!("a summary counting the {refused} refused in the other namespace"),
+        |r| {
+            record::is_type(r, "time_wait_summary")
+                && r["overflows"].as_u64().is_some_and(|n| n >= refused)
+        },
+        TIMEOUT,
+    )?;
+    agent.stop()
+}
+
+#[test]
 fn time_wait_expires_after_the_kernels_time_wait_length() -> Result<()> {
     let ns = NetNs::new()?;
     let mut agent = Agent::start_command(&ns, "timewait", &["--summary-every", "0"])?;
