@@ -294,9 +294,6 @@ impl LiveState {
     }
 }
 
-/// Retransmits of a handshake in progress so far: the kernel's count, or
-/// the tracer's if it saw more (the kernel's may have been read before the
-/// last one).
 /// What the table knows of a socket: when it entered its state, its owner.
 type Known = (Option<u64>, Option<Owner>);
 
@@ -327,6 +324,9 @@ fn unbound_connect(
     }
 }
 
+/// Retransmits of a handshake in progress so far: the kernel's count, or
+/// the tracer's if it saw more (the kernel's may have been read before the
+/// last one).
 fn retries(socket: &DiagSocket, attempt: Option<&InProgress>) -> u32 {
     let seen = attempt.map_or(0, |a| a.retransmits);
     u32::from(socket.retransmits()).max(seen)
