@@ -227,7 +227,7 @@ impl Consumer for HandshakeRecorder {
         self.snapshot = Some(Snapshot {
             taken_ns,
             dumps,
-            counters: TcpExt::read_each(namespaces),
+            counters: namespaces.in_each(TcpExt::read_here),
         });
         Ok(())
     }

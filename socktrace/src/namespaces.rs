@@ -3,10 +3,7 @@
 //! seconds), which the user selected, and the sock_diag dumps made inside
 //! each of them. The kernel records name a socket's namespace by inode;
 //! sock_diag answers only for the namespace its socket was opened in.
-use std::{
-    collections::BTreeSet,
-    path::{Path, PathBuf},
-};
+use std::{collections::BTreeSet, path::PathBuf};
 
 use crate::{
     cli::NetnsArgs,
@@ -212,16 +209,15 @@ impl Namespaces {
             .collect()
     }
 
-    /// Reads `path`, a per-namespace file, in every selected namespace that
-    /// can be entered and has it; the others are left out.
-    pub fn read_each(&self, path: &Path) -> Vec<(NetnsInode, String)> {
+    /// Runs `job` inside every selected namespace that can be entered: one
+    /// result per namespace, the others left out. A job reading
+    /// per-namespace files uses `/proc/thread-self/net` (see
+    /// [`netns::run_in`]).
+    pub fn in_each<T: Send>(&self, job: impl Fn() -> T + Sync) -> Vec<(NetnsInode, T)> {
         self.registry
             .namespaces()
             .filter(|ns| self.selection.contains(ns.inode))
-            .filter_map(|ns| {
-                let text = netns::run_in(ns, self.own, || std::fs::read_to_string(path).ok());
-                Some((ns.inode, text.ok().flatten()?))
-            })
+            .filter_map(|ns| Some((ns.inode, netns::run_in(ns, self.own, &job).ok()?)))
             .collect()
     }
 

@@ -1,8 +1,6 @@
 //! The kernel's TCP extension counters (`/proc/net/netstat`, what
 //! `nstat` and `netstat -s` read) of one network namespace.
-use std::{collections::HashMap, path::Path};
-
-use crate::{namespaces::Namespaces, tuple::NetnsInode};
+use std::collections::HashMap;
 
 /// The counters of the reading thread's namespace (`/proc/net` follows the
 /// process's main thread, which may be in another one).
@@ -13,13 +11,14 @@ const NETSTAT: &str = "/proc/thread-self/net/netstat";
 pub struct TcpExt(HashMap<String, u64>);
 
 impl TcpExt {
-    /// Reads the counters of every followed namespace that can be read.
-    pub fn read_each(namespaces: &Namespaces) -> Vec<(NetnsInode, TcpExt)> {
-        namespaces
-            .read_each(Path::new(NETSTAT))
-            .into_iter()
-            .map(|(netns, text)| (netns, Self::parse(&text)))
-            .collect()
+    /// Reads the counters of the calling thread's namespace (run it in one
+    /// with [`Namespaces::in_each`]); empty when they cannot be read.
+    ///
+    /// [`Namespaces::in_each`]: crate::namespaces::Namespaces::in_each
+    pub fn read_here() -> TcpExt {
+        std::fs::read_to_string(NETSTAT)
+            .map(|text| Self::parse(&text))
+            .unwrap_or_default()
     }
 
     /// Parses the file's `TcpExt:` header line and the value line after it.
@@ -62,8 +61,7 @@ IpExt: 0 0\n";
 
     #[test]
     fn this_namespace_has_listen_counters() {
-        let text = std::fs::read_to_string(super::NETSTAT).expect("netstat");
-        let counters = TcpExt::parse(&text);
+        let counters = TcpExt::read_here();
         assert!(counters.get("ListenOverflows").is_some(), "{counters:?}");
     }
 }

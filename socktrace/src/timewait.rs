@@ -2,7 +2,7 @@
 //! the TIME-WAIT tracker, with a sock_diag listing of timewait sockets once
 //! per reconciliation interval; CLOSE-WAIT sockets the application never
 //! closed; a periodic summary.
-use std::{collections::BTreeMap, path::Path, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use crate::{
     cli::TimewaitArgs,
@@ -248,16 +248,28 @@ impl Consumer for TimeWaitRecorder {
                 Err(error) => log::warn!("timewait socket listing: {error}"),
             }
         }
+        let took_ns = monotonic_now_ns() - taken_ns;
+        // Both files of a namespace in one visit.
+        let read = namespaces.in_each(|| {
+            let range = std::fs::read_to_string(PORT_RANGE).ok();
+            (
+                TcpExt::read_here(),
+                range.and_then(|text| PortRange::parse(&text)),
+            )
+        });
+        let port_ranges = read
+            .iter()
+            .filter_map(|(netns, (_, range))| Some((*netns, (*range)?)))
+            .collect();
         self.listing = Some(Listing {
             taken_ns,
-            took_ns: monotonic_now_ns() - taken_ns,
+            took_ns,
             namespaces: listed,
-            counters: TcpExt::read_each(namespaces),
-            port_ranges: namespaces
-                .read_each(Path::new(PORT_RANGE))
+            counters: read
                 .into_iter()
-                .filter_map(|(netns, text)| Some((netns, PortRange::parse(&text)?)))
+                .map(|(netns, (counters, _))| (netns, counters))
                 .collect(),
+            port_ranges,
         });
         Ok(())
     }
