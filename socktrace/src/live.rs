@@ -166,8 +166,7 @@ impl LiveState {
         now_ns: u64,
         owners: &HashMap<u32, Owner>,
     ) -> Vec<ListedSocket> {
-        let full = self.full_sockets_by_tuple();
-        let unbound = self.connects_before_their_port();
+        let (full, unbound) = self.table_index();
         let time_wait: HashMap<SocketTuple, Known> = self
             .time_wait
             .sockets()
@@ -242,30 +241,25 @@ impl LiveState {
             .collect()
     }
 
-    /// Full sockets of the table by canonical tuple and state: when they
-    /// entered it (if seen) and their owner.
-    fn full_sockets_by_tuple(&self) -> HashMap<(SocketTuple, TcpState), Known> {
-        self.table
-            .sockets()
-            .map(|s| ((s.tuple.canonical(), s.state), (s.state_since_ns, s.owner)))
-            .collect()
-    }
-
-    /// Connects the table knows only from `CLOSE -> SYN_SENT`, before the
-    /// kernel chose their local port: by namespace, local address and
-    /// remote, when each entered SYN-SENT and who made it.
-    fn connects_before_their_port(&self) -> UnboundConnects {
+    /// The table's full sockets by canonical tuple and state (when they
+    /// entered it, if seen, and their owner), and apart the connects it
+    /// knows only from `CLOSE -> SYN_SENT`, before the kernel chose their
+    /// local port: by namespace, local address and remote.
+    fn table_index(&self) -> (HashMap<(SocketTuple, TcpState), Known>, UnboundConnects) {
+        let mut full = HashMap::new();
         let mut unbound = UnboundConnects::new();
         for socket in self.table.sockets() {
-            if socket.state == TcpState::SynSent && socket.tuple.local.port() == 0 {
-                let tuple = socket.tuple.canonical();
+            let tuple = socket.tuple.canonical();
+            let known = (socket.state_since_ns, socket.owner);
+            if socket.state == TcpState::SynSent && tuple.local.port() == 0 {
                 unbound
                     .entry((tuple.netns, tuple.local.ip(), tuple.remote))
                     .or_default()
-                    .push((socket.state_since_ns, socket.owner));
+                    .push(known.clone());
             }
+            full.insert((tuple, socket.state), known);
         }
-        unbound
+        (full, unbound)
     }
 
     fn resolved(&mut self, handshake: &Handshake) {
