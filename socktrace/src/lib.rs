@@ -30,6 +30,7 @@ pub mod listed_socket;
 pub mod live;
 pub mod live_consumer;
 pub mod loader;
+pub mod log_throttle;
 pub mod namespaces;
 pub mod netns;
 pub mod netstat;

@@ -11,6 +11,7 @@ use crate::{
     event::Event,
     event_loop::{Consumer, JobContext},
     live::LiveState,
+    log_throttle::LogThrottle,
     namespaces::{NamespaceDump, Namespaces, NamespacesError},
     proc_owners::socket_owners,
     sock_diag::{DiagSocket, DumpRequest},
@@ -19,6 +20,9 @@ use crate::{
     timewait::listing_interval_ns,
     tuple::NetnsInode,
 };
+
+/// At most one warning this often about reconciliation listings that fail.
+const LISTING_WARNING_EVERY_NS: u64 = 60_000_000_000;
 
 /// Request and timewait sockets of each namespace that could be listed.
 struct Reconciliation {
@@ -32,6 +36,8 @@ pub struct LiveConsumer {
     pending: Option<Reconciliation>,
     /// No listing before this moment (see [`listing_interval_ns`]).
     next_listing_ns: u64,
+    /// Namespaces that could not be listed for reconciliation.
+    failed_listings: LogThrottle,
 }
 
 impl LiveConsumer {
@@ -40,6 +46,7 @@ impl LiveConsumer {
             live,
             pending: None,
             next_listing_ns: 0,
+            failed_listings: LogThrottle::new(LISTING_WARNING_EVERY_NS),
         }
     }
 
@@ -50,7 +57,14 @@ impl LiveConsumer {
         };
         let now_ns = monotonic_now_ns();
         let owners = if owners {
-            socket_owners(Path::new("/proc"))
+            match socket_owners(Path::new("/proc")) {
+                Ok(owners) => owners,
+                Err(error) => {
+                    return Response::Refused(format!(
+                        "reading the sockets' owners in /proc: {error}"
+                    ));
+                }
+            }
         } else {
             HashMap::new()
         };
@@ -77,9 +91,14 @@ impl Consumer for LiveConsumer {
             .dump_each(&request)
             .into_iter()
             .filter_map(|dump| {
-                // That namespace waits for the next listing.
-                dump.inspect_err(|error| log::warn!("reconciliation listing: {error}"))
-                    .ok()
+                // That namespace keeps its state and waits for the next
+                // listing.
+                dump.inspect_err(|error| {
+                    if let Some(times) = self.failed_listings.failed(began_ns) {
+                        log::warn!("reconciliation listing failed {times} time(s): {error}");
+                    }
+                })
+                .ok()
             })
             .collect();
         let ended_ns = monotonic_now_ns();

@@ -1,13 +1,14 @@
 //! The network namespaces the agent follows: which exist (rescanned when a
 //! record names an unknown one, when an entry stops working, and every few
-//! seconds), which the user selected, and the sock_diag dumps made inside
-//! each of them. The kernel records name a socket's namespace by inode;
+//! seconds; a scan that fails changes nothing), which the user selected,
+//! and the sock_diag dumps made inside each of them. The kernel records name a socket's namespace by inode;
 //! sock_diag answers only for the namespace its socket was opened in.
-use std::{collections::BTreeSet, path::PathBuf};
+use std::{collections::BTreeSet, io, path::PathBuf};
 
 use crate::{
     cli::NetnsArgs,
     clock::{WallClock, monotonic_now_ns},
+    log_throttle::LogThrottle,
     netns::{self, NamespaceRegistry, NetNamespace, NetnsError},
     output::Style,
     sock_diag::{self, DiagSocket, DumpRequest, SockDiagError},
@@ -21,6 +22,9 @@ pub const RUN_NETNS: &str = "/run/netns";
 
 /// Longest time between two full rescans when nothing asks for one.
 const RESCAN_EVERY_NS: u64 = 5_000_000_000;
+
+/// At most one warning this often about scans that fail.
+const SCAN_WARNING_EVERY_NS: u64 = 60_000_000_000;
 
 /// Why namespaces could not be selected or listed.
 #[derive(Debug, thiserror::Error)]
@@ -103,8 +107,8 @@ pub struct Namespaces {
     /// The last namespace passed to [`Namespaces::note`]: most records
     /// come from the same one as the record before.
     last_noted: NetnsInode,
-    /// Namespaces a scan outside [`Namespaces::rescan_if_due`] found gone.
-    gone_unreported: Vec<NetnsInode>,
+    /// Scans that failed, and when one was last said so.
+    failed_scans: LogThrottle,
 }
 
 impl Namespaces {
@@ -125,9 +129,10 @@ impl Namespaces {
             rescan_wanted: false,
             last_scan_ns: now_ns,
             last_noted: own,
-            gone_unreported: Vec::new(),
+            failed_scans: LogThrottle::new(SCAN_WARNING_EVERY_NS),
         };
-        namespaces.scan(now_ns);
+        let first = netns::scan(&namespaces.proc_root, &namespaces.run_netns)?;
+        namespaces.registry.update(first);
         if names.is_empty() && inodes.is_empty() {
             return Ok(namespaces);
         }
@@ -188,25 +193,39 @@ impl Namespaces {
     }
 
     /// Rescans if asked to or if the last scan is old, and returns the
-    /// namespaces found gone (sorted).
+    /// namespaces found gone (sorted). A scan that fails (out of file
+    /// descriptors, say) is logged and changes nothing: only a successful
+    /// scan may find a namespace gone. It is tried again at the next call.
     pub fn rescan_if_due(&mut self, now_ns: u64) -> Vec<NetnsInode> {
-        let mut gone = std::mem::take(&mut self.gone_unreported);
-        if self.rescan_wanted || now_ns.saturating_sub(self.last_scan_ns) >= RESCAN_EVERY_NS {
-            gone.extend(self.scan(now_ns));
+        if !self.rescan_wanted && now_ns.saturating_sub(self.last_scan_ns) < RESCAN_EVERY_NS {
+            return Vec::new();
         }
+        self.last_scan_ns = now_ns;
+        let scan = match netns::scan(&self.proc_root, &self.run_netns) {
+            Ok(scan) => scan,
+            Err(error) => {
+                self.rescan_wanted = true;
+                if let Some(times) = self.failed_scans.failed(now_ns) {
+                    log::warn!(
+                        "scanning network namespaces failed {times} time(s) ({} since start), \
+                         keeping the {} known: {error}",
+                        self.failed_scans.total(),
+                        self.registry.len()
+                    );
+                }
+                return Vec::new();
+            }
+        };
+        self.rescan_wanted = false;
+        let mut gone: Vec<NetnsInode> = self
+            .registry
+            .update(scan)
+            .into_iter()
+            // The agent's own namespace lives as long as the agent.
+            .filter(|&inode| inode != self.own)
+            .collect();
         gone.sort_unstable();
         gone
-    }
-
-    fn scan(&mut self, now_ns: u64) -> Vec<NetnsInode> {
-        self.rescan_wanted = false;
-        self.last_scan_ns = now_ns;
-        let scan = netns::scan(&self.proc_root, &self.run_netns);
-        let gone = self.registry.update(scan);
-        // The agent's own namespace lives as long as the agent.
-        gone.into_iter()
-            .filter(|&inode| inode != self.own)
-            .collect()
     }
 
     /// Runs `job` inside every selected namespace that can be entered: one
@@ -236,11 +255,8 @@ impl Namespaces {
         let mut dumps = Vec::with_capacity(targets.len());
         for ns in &targets {
             match dump_in(ns, self.own, request) {
-                Err(DumpError::Enter {
-                    source: NetnsError::Open { .. } | NetnsError::Replaced { .. },
-                    netns,
-                }) => {
-                    log::debug!("network namespace {netns} vanished since the last scan");
+                Err(DumpError::Enter { source, netns }) if vanished(&source) => {
+                    log::debug!("network namespace {netns} vanished since the last scan: {source}");
                     self.rescan_wanted = true;
                 }
                 Err(error) => {
@@ -252,39 +268,92 @@ impl Namespaces {
         }
         dumps
     }
-}
 
-impl Namespaces {
+    /// Where to enter each of `inodes` for a listing, all of which must be
+    /// followed; those the last scan did not find are looked for when the
+    /// listing is made (see [`Listing::dump`]) and ask for a rescan. Cheap:
+    /// no I/O.
+    pub fn listing(&mut self, inodes: &[NetnsInode]) -> Result<Listing, NamespacesError> {
+        let mut known = Vec::with_capacity(inodes.len());
+        let mut unknown = Vec::new();
+        for &inode in inodes {
+            if !self.selection.contains(inode) {
+                return Err(NamespacesError::NotFollowed(inode));
+            }
+            match self.registry.get(inode) {
+                Some(ns) => known.push(ns.clone()),
+                None => unknown.push(inode),
+            }
+        }
+        self.rescan_wanted |= !unknown.is_empty();
+        Ok(Listing {
+            known,
+            unknown,
+            own: self.own,
+            proc_root: self.proc_root.clone(),
+            run_netns: self.run_netns.clone(),
+        })
+    }
+
     /// Dumps `request` in each of `inodes`, all of which must be followed
-    /// and must exist (a rescan looks for one not known yet): what a view
-    /// asks for, where a namespace left out would be a lie.
+    /// and must exist: what a view asks for, where a namespace left out
+    /// would be a lie.
     pub fn dump_in(
         &mut self,
         inodes: &[NetnsInode],
         request: &DumpRequest,
     ) -> Result<Vec<NamespaceDump>, NamespacesError> {
-        let mut dumps = Vec::with_capacity(inodes.len());
-        for &inode in inodes {
-            if !self.selection.contains(inode) {
-                return Err(NamespacesError::NotFollowed(inode));
-            }
-            if self.registry.get(inode).is_none() {
-                let gone = self.scan(monotonic_now_ns());
-                self.gone_unreported.extend(gone);
-            }
-            let ns = self
-                .registry
-                .get(inode)
-                .ok_or(NamespacesError::NoSuchInode(inode))?
-                .clone();
-            dumps.push(dump_in(&ns, self.own, request)?);
-        }
-        Ok(dumps)
+        self.listing(inodes)?.dump(request)
     }
 
     /// The agent's own network namespace.
     pub fn own(&self) -> NetnsInode {
         self.own
+    }
+}
+
+/// Whether entering a namespace failed because it is gone (its entry
+/// vanished or now leads elsewhere), rather than for want of resources.
+fn vanished(error: &NetnsError) -> bool {
+    match error {
+        NetnsError::Open { source, .. } => source.kind() == io::ErrorKind::NotFound,
+        NetnsError::Replaced { .. } => true,
+        _ => false,
+    }
+}
+
+/// The namespaces a view asked for, resolved by [`Namespaces::listing`]:
+/// dumping them needs no access to the [`Namespaces`], so that it can be
+/// done away from the event loop.
+#[derive(Debug)]
+pub struct Listing {
+    known: Vec<NetNamespace>,
+    /// Not found by the last scan: looked for again by one scan.
+    unknown: Vec<NetnsInode>,
+    own: NetnsInode,
+    proc_root: PathBuf,
+    run_netns: PathBuf,
+}
+
+impl Listing {
+    /// Dumps `request` in each namespace. Fails if one
+    /// does not exist or cannot be dumped.
+    pub fn dump(self, request: &DumpRequest) -> Result<Vec<NamespaceDump>, NamespacesError> {
+        let mut targets = self.known;
+        if !self.unknown.is_empty() {
+            let mut scan = netns::scan(&self.proc_root, &self.run_netns)?;
+            for inode in self.unknown {
+                let found = scan
+                    .namespaces
+                    .remove(&inode)
+                    .ok_or(NamespacesError::NoSuchInode(inode))?;
+                targets.push(found);
+            }
+        }
+        targets
+            .iter()
+            .map(|ns| Ok(dump_in(ns, self.own, request)?))
+            .collect()
     }
 }
 

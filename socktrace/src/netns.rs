@@ -98,6 +98,10 @@ pub enum NetnsError {
         inode: NetnsInode,
         source: io::Error,
     },
+    /// A directory where namespaces are found could not be listed: a scan
+    /// that would miss every namespace in it, so it fails instead.
+    #[error("cannot list {}: {source}", .path.display())]
+    List { path: PathBuf, source: io::Error },
     /// No thread could be started to enter the namespace on.
     #[error("cannot start a thread to enter network namespace {inode}: {source}")]
     Thread {
@@ -123,10 +127,13 @@ fn name_list(names: &[String]) -> String {
 /// moment. Entries of `run_netns` that are not nsfs files are skipped: a
 /// failed `ip netns add` leaves an empty file there whose inode is not a
 /// namespace's. Processes that exit or deny access mid-scan are skipped
-/// silently: that is normal on a busy system.
-pub fn scan(proc_root: &Path, run_netns: &Path) -> NamespaceScan {
+/// silently: that is normal on a busy system. A directory that cannot be
+/// listed (out of file descriptors, say) fails the scan: a scan that missed
+/// every namespace would have them all taken for gone. A missing
+/// `run_netns` just means no namespace was ever named.
+pub fn scan(proc_root: &Path, run_netns: &Path) -> Result<NamespaceScan, NetnsError> {
     let mut names: BTreeMap<NetnsInode, Vec<String>> = BTreeMap::new();
-    for (name, inode) in named(run_netns) {
+    for (name, inode) in named(run_netns)? {
         names.entry(inode).or_default().push(name);
     }
     let mut namespaces = BTreeMap::new();
@@ -142,36 +149,47 @@ pub fn scan(proc_root: &Path, run_netns: &Path) -> NamespaceScan {
             },
         );
     }
-    for (inode, pid) in lowest_pids(proc_root) {
+    for (inode, pid) in lowest_pids(proc_root)? {
         namespaces.entry(inode).or_insert_with(|| NetNamespace {
             inode,
             names: Vec::new(),
             entry: proc_root.join(pid.to_string()).join("ns/net"),
         });
     }
-    NamespaceScan { namespaces }
+    Ok(NamespaceScan { namespaces })
+}
+
+/// The entries of directory `dir`; an error in the middle of the listing
+/// fails it, as a failure to open it does.
+fn list(dir: &Path) -> Result<Vec<fs::DirEntry>, NetnsError> {
+    let failed = |source| NetnsError::List {
+        path: dir.to_path_buf(),
+        source,
+    };
+    fs::read_dir(dir)
+        .map_err(failed)?
+        .collect::<io::Result<Vec<_>>>()
+        .map_err(failed)
 }
 
 /// The namespaces mounted under `run_netns`, with their names. A missing
 /// directory just means no namespace was ever named.
-fn named(run_netns: &Path) -> Vec<(String, NetnsInode)> {
-    let entries = match fs::read_dir(run_netns) {
+fn named(run_netns: &Path) -> Result<Vec<(String, NetnsInode)>, NetnsError> {
+    let entries = match list(run_netns) {
         Ok(entries) => entries,
-        Err(error) => {
-            if error.kind() != io::ErrorKind::NotFound {
-                log::warn!("cannot list {}: {error}", run_netns.display());
-            }
-            return Vec::new();
+        Err(NetnsError::List { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            return Ok(Vec::new());
         }
+        Err(error) => return Err(error),
     };
-    entries
-        .flatten()
+    Ok(entries
+        .into_iter()
         .filter_map(|entry| {
             let name = entry.file_name().into_string().ok()?;
             let inode = mounted_inode(&entry.path()).ok()??;
             Some((name, inode))
         })
-        .collect()
+        .collect())
 }
 
 /// The namespace inode of a bind-mounted namespace file at `path`, `None`
@@ -201,16 +219,9 @@ fn is_nsfs(path: &Path) -> io::Result<bool> {
 
 /// Every namespace some process under `proc_root` is in, with the lowest
 /// such pid.
-fn lowest_pids(proc_root: &Path) -> BTreeMap<NetnsInode, u32> {
+fn lowest_pids(proc_root: &Path) -> Result<BTreeMap<NetnsInode, u32>, NetnsError> {
     let mut pids = BTreeMap::new();
-    let entries = match fs::read_dir(proc_root) {
-        Ok(entries) => entries,
-        Err(error) => {
-            log::warn!("cannot list {}: {error}", proc_root.display());
-            return pids;
-        }
-    };
-    for entry in entries.flatten() {
+    for entry in list(proc_root)? {
         let Some(pid) = parse_pid(&entry.file_name()) else {
             continue;
         };
@@ -223,7 +234,7 @@ fn lowest_pids(proc_root: &Path) -> BTreeMap<NetnsInode, u32> {
                 .or_insert(pid);
         }
     }
-    pids
+    Ok(pids)
 }
 
 /// A pid from a `/proc` entry name: decimal digits only.
@@ -271,8 +282,10 @@ pub fn inode_of_name(run_netns: &Path, name: &str) -> Result<NetnsInode, NetnsEr
         Ok(Some(inode)) => Ok(inode),
         Ok(None) => Err(NetnsError::NotNamespace { path }),
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            let mut available: Vec<String> =
-                named(run_netns).into_iter().map(|(name, _)| name).collect();
+            let mut available: Vec<String> = named(run_netns)?
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect();
             available.sort();
             Err(NetnsError::NotFound {
                 name: name.to_string(),

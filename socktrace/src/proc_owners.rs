@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::ffi::OsStr;
 use std::fs;
+use std::io;
 use std::path::Path;
 
 use crate::container;
@@ -13,31 +14,37 @@ use crate::owner::{Comm, Owner};
 /// `/proc`) to that process. When several processes hold the same socket,
 /// the lowest pid wins. Processes that exit or deny access during the scan
 /// are skipped: that is normal for an unprivileged scan of a busy system.
-pub fn socket_owners(proc_root: &Path) -> HashMap<u32, Owner> {
+/// Any other failure (`proc_root` cannot be listed, a process's
+/// descriptors cannot be read for want of file descriptors or memory)
+/// fails the reading: owners missing for that would look like sockets
+/// nobody holds.
+pub fn socket_owners(proc_root: &Path) -> io::Result<HashMap<u32, Owner>> {
     let mut owners = HashMap::new();
-    let entries = match fs::read_dir(proc_root) {
-        Ok(entries) => entries,
-        Err(error) => {
-            log::warn!("cannot list {}: {error}", proc_root.display());
-            return owners;
-        }
+    let listing = |source: io::Error| {
+        io::Error::new(
+            source.kind(),
+            format!("cannot list {}: {source}", proc_root.display()),
+        )
     };
-    for entry in entries.flatten() {
+    for entry in fs::read_dir(proc_root).map_err(listing)? {
+        let entry = entry.map_err(listing)?;
         if let Some(pid) = parse_pid(&entry.file_name()) {
-            add_process(&entry.path(), pid, &mut owners);
+            add_process(&entry.path(), pid, &mut owners)?;
         }
     }
-    owners
+    Ok(owners)
 }
 
 /// Records the sockets of the process whose `/proc` directory is `dir`.
-fn add_process(dir: &Path, pid: u32, owners: &mut HashMap<u32, Owner>) {
-    let inodes = socket_inodes(&dir.join("fd"));
+fn add_process(dir: &Path, pid: u32, owners: &mut HashMap<u32, Owner>) -> io::Result<()> {
+    let inodes = socket_inodes(&dir.join("fd"))?;
     if inodes.is_empty() {
-        return;
+        return Ok(());
     }
-    let Ok(comm) = fs::read_to_string(dir.join("comm")) else {
-        return;
+    let comm = match fs::read_to_string(dir.join("comm")) {
+        Ok(comm) => comm,
+        Err(error) if went_away(&error) => return Ok(()),
+        Err(error) => return Err(error),
     };
     let owner = Owner {
         pid,
@@ -47,19 +54,36 @@ fn add_process(dir: &Path, pid: u32, owners: &mut HashMap<u32, Owner>) {
     for inode in inodes {
         keep_lowest_pid(owners, inode, owner.clone());
     }
+    Ok(())
 }
 
 /// The socket inodes among the descriptors in `fd_dir`; empty if the
-/// directory cannot be read.
-fn socket_inodes(fd_dir: &Path) -> Vec<u32> {
-    let Ok(entries) = fs::read_dir(fd_dir) else {
-        return Vec::new();
+/// process is gone or hides them.
+fn socket_inodes(fd_dir: &Path) -> io::Result<Vec<u32>> {
+    let entries = match fs::read_dir(fd_dir) {
+        Ok(entries) => entries,
+        Err(error) if went_away(&error) => return Ok(Vec::new()),
+        Err(error) => {
+            return Err(io::Error::new(
+                error.kind(),
+                format!("cannot list {}: {error}", fd_dir.display()),
+            ));
+        }
     };
-    entries
+    Ok(entries
         .flatten()
         .filter_map(|entry| fs::read_link(entry.path()).ok())
         .filter_map(|target| parse_socket_inode(target.as_os_str()))
-        .collect()
+        .collect())
+}
+
+/// Whether reading a process's files failed because it exited (or is not a
+/// process directory) or denies access: a process to skip.
+fn went_away(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied | io::ErrorKind::NotADirectory
+    ) || error.raw_os_error() == Some(libc::ESRCH)
 }
 
 /// Inserts `owner` for `inode` unless a process with a lower pid holds it.
@@ -153,7 +177,7 @@ mod tests {
             "nginx",
             &[(3, "socket:[1234]"), (4, "/dev/null"), (5, "pipe:[99]")],
         );
-        let owners = socket_owners(&proc.0);
+        let owners = socket_owners(&proc.0).expect("owners");
         assert_eq!(owners, HashMap::from([(1234, owner(100, "nginx"))]));
     }
 
@@ -163,7 +187,7 @@ mod tests {
         proc.process("300", "worker", &[(3, "socket:[77]"), (4, "socket:[78]")]);
         proc.process("20", "master", &[(5, "socket:[77]")]);
         proc.process("4000", "child", &[(3, "socket:[77]")]);
-        let owners = socket_owners(&proc.0);
+        let owners = socket_owners(&proc.0).expect("owners");
         assert_eq!(owners[&77], owner(20, "master"));
         assert_eq!(owners[&78], owner(300, "worker"));
     }
@@ -178,14 +202,15 @@ mod tests {
         proc.process("14", "gone", &[(3, "socket:[5]")]);
         fs::remove_file(proc.0.join("14").join("comm")).expect("remove comm");
         fs::write(proc.0.join("15"), "not a directory").expect("write file");
-        let owners = socket_owners(&proc.0);
+        let owners = socket_owners(&proc.0).expect("owners");
         assert_eq!(owners, HashMap::from([(3, owner(12, "ok"))]));
     }
 
     #[test]
-    fn a_missing_proc_root_gives_no_owners() {
+    fn a_proc_root_that_cannot_be_listed_is_an_error_not_no_owners() {
         let proc = FakeProc::new();
-        assert!(socket_owners(&proc.0.join("absent")).is_empty());
+        let error = socket_owners(&proc.0.join("absent")).expect_err("no /proc");
+        assert!(error.to_string().contains("absent"), "{error}");
     }
 
     #[test]
@@ -194,7 +219,7 @@ mod tests {
         let link = format!("/proc/self/fd/{}", listener.as_raw_fd());
         let target = fs::read_link(link).expect("read fd link");
         let inode = parse_socket_inode(target.as_os_str()).expect("socket link");
-        let owners = socket_owners(Path::new("/proc"));
+        let owners = socket_owners(Path::new("/proc")).expect("owners");
         let found = owners.get(&inode).expect("listener inode in owners");
         assert_eq!(found.pid, std::process::id());
         let comm = fs::read_to_string("/proc/self/comm").expect("read comm");

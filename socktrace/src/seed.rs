@@ -9,6 +9,15 @@ use crate::{
     tcp_state::TcpState,
 };
 
+/// Why the existing sockets could not be listed.
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error(transparent)]
+    Dump(#[from] DumpError),
+    #[error("reading the sockets' owners in /proc")]
+    Owners(#[source] std::io::Error),
+}
+
 /// Which existing sockets to list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Existing {
@@ -23,11 +32,12 @@ pub enum Existing {
 /// each) and finds each one's owner among the processes' open files (as
 /// `ss -p` does; socket inodes are unique across namespaces). TIME-WAIT and
 /// request sockets belong to no process. A namespace that cannot be listed
-/// is left out with a warning; it is an error only when none can be.
+/// is left out with a warning; it is an error only when none can be, or
+/// when /proc cannot be read.
 pub fn existing_sockets(
     namespaces: &mut Namespaces,
     which: Existing,
-) -> Result<Vec<SeedSocket>, DumpError> {
+) -> Result<Vec<SeedSocket>, SeedError> {
     let request = match which {
         Existing::All => DumpRequest::all(),
         Existing::WithoutTimeWait => {
@@ -54,9 +64,9 @@ pub fn existing_sockets(
         }
     }
     if let (false, Some(error)) = (listed_any, first_error) {
-        return Err(error);
+        return Err(error.into());
     }
-    let owners = socket_owners(Path::new("/proc"));
+    let owners = socket_owners(Path::new("/proc")).map_err(SeedError::Owners)?;
     Ok(sockets
         .into_iter()
         .map(|socket| SeedSocket {

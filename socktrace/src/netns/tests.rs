@@ -81,7 +81,7 @@ fn scan_reads_process_links_and_keeps_the_lowest_pid() {
     // What a failed `ip netns add` leaves behind: an empty tmpfs file.
     fs::write(run_netns.0.join("broken"), "").expect("write broken");
 
-    let found = scan(&proc_root.0, &run_netns.0);
+    let found = scan(&proc_root.0, &run_netns.0).expect("scan");
     let expected = NamespaceScan {
         namespaces: BTreeMap::from([
             (
@@ -106,16 +106,30 @@ fn scan_reads_process_links_and_keeps_the_lowest_pid() {
 }
 
 #[test]
-fn scan_of_missing_directories_is_empty() {
+fn a_missing_run_netns_means_no_names_but_an_unreadable_proc_fails_the_scan() {
+    let proc_root = TempDir::new("proc-only");
+    proc_root.process("1", "net:[4026531840]");
     let dir = TempDir::new("missing");
-    let found = scan(&dir.0.join("proc"), &dir.0.join("netns"));
-    assert_eq!(found, NamespaceScan::default());
+    let found = scan(&proc_root.0, &dir.0.join("netns")).expect("scan without /run/netns");
+    assert_eq!(found.namespaces.keys().collect::<Vec<_>>(), [&HOST]);
+    // Not an empty scan: that would take every namespace for gone.
+    let failed = scan(&dir.0.join("proc"), &dir.0.join("netns"));
+    assert!(
+        matches!(&failed, Err(NetnsError::List { path, .. }) if path == &dir.0.join("proc")),
+        "{failed:?}"
+    );
+    fs::write(dir.0.join("file"), "").expect("write file");
+    let not_a_directory = scan(&proc_root.0, &dir.0.join("file"));
+    assert!(
+        matches!(not_a_directory, Err(NetnsError::List { .. })),
+        "{not_a_directory:?}"
+    );
 }
 
 #[test]
 fn scan_of_the_real_proc_finds_our_namespace() {
     let own = own().expect("own namespace");
-    let found = scan(Path::new("/proc"), Path::new("/run/netns"));
+    let found = scan(Path::new("/proc"), Path::new("/run/netns")).expect("scan");
     assert!(found.namespaces.contains_key(&own), "{found:?}");
 }
 
@@ -254,7 +268,7 @@ fn run_in_enters_a_real_namespace() {
         "{missing:?}"
     );
 
-    let found = scan(Path::new("/proc"), run_netns);
+    let found = scan(Path::new("/proc"), run_netns).expect("scan");
     let namespace = found.namespaces.get(&inode).expect("scan finds it").clone();
     assert_eq!(namespace.names, vec![name.clone()]);
     assert_eq!(namespace.entry, run_netns.join(&name));
@@ -282,6 +296,7 @@ fn run_in_enters_a_real_namespace() {
     assert!(matches!(stale, Err(NetnsError::Open { .. })), "{stale:?}");
     assert!(
         !scan(Path::new("/proc"), run_netns)
+            .expect("scan")
             .namespaces
             .contains_key(&inode)
     );
