@@ -8,12 +8,13 @@ use crate::{
     cli::AgentArgs,
     event_loop::{self, LossNotices, Output},
     live::LiveState,
-    live_consumer::LiveConsumer,
+    live_consumer::{Answers, LiveConsumer},
     seed::Existing,
 };
 
-/// Requests waiting for the loop; clients beyond wait in their send.
-const QUEUED_REQUESTS: usize = 64;
+/// Jobs waiting for the loop: one per client served, at most (a listing
+/// sends its jobs one after the other).
+const QUEUED_REQUESTS: usize = agent_server::MAX_CLIENTS;
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let group = match &args.group {
@@ -23,6 +24,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // Before attaching: a socket that cannot be served fails at once.
+    // Clients that come meanwhile wait in the listen backlog.
+    let listening = agent_server::bind(&args.socket, Access { group })?;
     let event_loop::Started {
         probes,
         recorder,
@@ -30,9 +34,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         table,
         ..
     } = event_loop::attach_and_seed(&args.ring, &args.netns, Existing::WithoutTimeWait)?;
-    let listening = agent_server::bind(&args.socket, Access { group })?;
     let (jobs, mut inbox) = mpsc::channel(QUEUED_REQUESTS);
-    let server = tokio::spawn(agent_server::serve(listening, jobs));
+    let server = tokio::spawn(agent_server::serve(listening, Answers::new(jobs)));
     eprintln!("socktrace: ready: agent serving {}", args.socket.display());
     let mut consumer = LiveConsumer::new(LiveState::new(table));
     let mut out = Output::new();

@@ -1,10 +1,15 @@
 //! A view's side of the agent's socket: is an agent there, and what does
-//! it answer.
-use std::{io::ErrorKind, path::Path};
+//! it answer, within a deadline: a stopped or overloaded agent makes a view
+//! fail with one line that says how to do without it, never hang.
+use std::{
+    io::ErrorKind,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use tokio::net::UnixStream;
 
-use crate::agent_protocol::{self, ProtocolError, Request, Response};
+use crate::agent_protocol::{self, PathTooLong, ProtocolError, Request, Response};
 
 /// Largest answer a view reads (a host with a million sockets listed).
 const MAX_RESPONSE_BYTES: u64 = 1 << 30;
@@ -15,24 +20,53 @@ pub enum ClientError {
     #[error(
         "permission denied on the agent's socket {0}: only root and the group the agent was given with --group may use it"
     )]
-    Denied(String),
-    #[error("connecting to the agent at {path}: {source}")]
+    Denied(PathBuf),
+    #[error(transparent)]
+    PathTooLong(#[from] PathTooLong),
+    /// The error is in the line, not a cause: the hint stays last.
+    #[error("cannot connect to the agent at {}: {error} (--no-agent works without it)", .path.display())]
     Connect {
-        path: String,
-        #[source]
-        source: std::io::Error,
+        path: PathBuf,
+        error: std::io::Error,
     },
-    #[error("talking to the agent")]
+    #[error(
+        "the agent at {} takes no more connections (stuck or overloaded?); --no-agent works without it",
+        .0.display()
+    )]
+    Full(PathBuf),
+    #[error(
+        "the agent at {} did not answer within {}s (stopped or overloaded?); --agent-timeout waits longer, --no-agent works without it",
+        .path.display(),
+        .timeout.as_secs()
+    )]
+    TimedOut { path: PathBuf, timeout: Duration },
+    #[error("talking to the agent (--no-agent works without it)")]
     Protocol(#[from] ProtocolError),
     #[error("the agent refused: {0}")]
     Refused(String),
-    #[error("the agent answered something else than what was asked")]
-    Unexpected,
 }
 
-/// Asks the agent listening at `path`. `Ok(None)` when none listens there
-/// (no socket file, or nobody behind it).
-pub async fn ask(path: &Path, request: &Request) -> Result<Option<Response>, ClientError> {
+/// Asks the agent listening at `path`, giving up after `timeout`.
+/// `Ok(None)` when none listens there (no socket file, or nobody behind
+/// it).
+pub async fn ask(
+    path: &Path,
+    request: &Request,
+    timeout: Duration,
+) -> Result<Option<Response>, ClientError> {
+    agent_protocol::check_socket_path(path)?;
+    tokio::time::timeout(timeout, exchange(path, request))
+        .await
+        .unwrap_or_else(|_| {
+            Err(ClientError::TimedOut {
+                path: path.to_owned(),
+                timeout,
+            })
+        })
+}
+
+/// Connects, sends `request` and reads the answer.
+async fn exchange(path: &Path, request: &Request) -> Result<Option<Response>, ClientError> {
     let mut stream = match UnixStream::connect(path).await {
         Ok(stream) => stream,
         Err(error)
@@ -44,12 +78,16 @@ pub async fn ask(path: &Path, request: &Request) -> Result<Option<Response>, Cli
             return Ok(None);
         }
         Err(error) if error.kind() == ErrorKind::PermissionDenied => {
-            return Err(ClientError::Denied(path.display().to_string()));
+            return Err(ClientError::Denied(path.to_owned()));
         }
-        Err(source) => {
+        // The listen backlog is full: nobody accepts.
+        Err(error) if error.kind() == ErrorKind::WouldBlock => {
+            return Err(ClientError::Full(path.to_owned()));
+        }
+        Err(error) => {
             return Err(ClientError::Connect {
-                path: path.display().to_string(),
-                source,
+                path: path.to_owned(),
+                error,
             });
         }
     };

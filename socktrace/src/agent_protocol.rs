@@ -1,6 +1,12 @@
 //! What the agent and its clients say over the agent's Unix socket: one
 //! JSON request line from the client, one JSON response line back, then
 //! the agent closes the connection.
+use std::{
+    os::unix::ffi::OsStrExt,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
@@ -11,6 +17,31 @@ pub const DEFAULT_SOCKET: &str = "/run/socktrace/agent.sock";
 
 /// Longest request line the agent reads.
 pub const MAX_REQUEST_BYTES: u64 = 64 * 1024;
+
+/// Longest path a Unix socket can be bound or connected at: `sun_path`
+/// holds 108 bytes, the last one a NUL.
+pub const MAX_SOCKET_PATH_BYTES: usize = 107;
+
+/// Bytes of a line written at a time, each piece within the stall deadline
+/// of [`write_line`].
+const PIECE_BYTES: usize = 64 * 1024;
+
+/// A socket path longer than a Unix socket's can be.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the socket path {} is {} bytes long: a Unix socket's path has at most {MAX_SOCKET_PATH_BYTES}",
+    .0.display(),
+    .0.as_os_str().len()
+)]
+pub struct PathTooLong(pub PathBuf);
+
+/// Fails if `path` is too long for a Unix socket.
+pub fn check_socket_path(path: &Path) -> Result<(), PathTooLong> {
+    if path.as_os_str().as_bytes().len() > MAX_SOCKET_PATH_BYTES {
+        return Err(PathTooLong(path.to_owned()));
+    }
+    Ok(())
+}
 
 /// A client's question.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +77,8 @@ pub enum ProtocolError {
     TooLong,
     #[error("malformed message")]
     Malformed(#[from] serde_json::Error),
+    #[error("the peer read nothing for {}s", .0.as_secs())]
+    Stalled(Duration),
 }
 
 /// Reads one JSON line of at most `limit` bytes.
@@ -66,15 +99,40 @@ pub async fn read_message<T: for<'de> Deserialize<'de>>(
     Ok(serde_json::from_slice(&line)?)
 }
 
+/// `message` as one JSON line.
+pub fn encode(message: &impl Serialize) -> Result<Vec<u8>, serde_json::Error> {
+    let mut line = serde_json::to_vec(message)?;
+    line.push(b'\n');
+    Ok(line)
+}
+
 /// Writes one message as a JSON line.
 pub async fn write_message(
     mut stream: impl AsyncWrite + Unpin,
     message: &impl Serialize,
 ) -> Result<(), ProtocolError> {
-    let mut line = serde_json::to_vec(message)?;
-    line.push(b'\n');
-    stream.write_all(&line).await?;
+    stream.write_all(&encode(message)?).await?;
     stream.flush().await?;
+    Ok(())
+}
+
+/// Writes an [`encode`]d line, failing if the peer takes nothing for
+/// `stall`: a client that reads slowly is served, one that stopped reading
+/// is not waited for.
+pub async fn write_line(
+    mut stream: impl AsyncWrite + Unpin,
+    line: &[u8],
+    stall: Duration,
+) -> Result<(), ProtocolError> {
+    for piece in line.chunks(PIECE_BYTES) {
+        let written = async {
+            stream.write_all(piece).await?;
+            stream.flush().await
+        };
+        tokio::time::timeout(stall, written)
+            .await
+            .map_err(|_| ProtocolError::Stalled(stall))??;
+    }
     Ok(())
 }
 
@@ -97,6 +155,32 @@ mod tests {
         assert!(matches!(garbage, Err(ProtocolError::Malformed(_))));
         let silence = read_message::<Request>(&b""[..], MAX_REQUEST_BYTES).await;
         assert!(matches!(silence, Err(ProtocolError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn a_line_is_written_whole_to_a_reader_and_given_up_on_without_one() {
+        let line = encode(&Response::Refused("x".repeat(3 * PIECE_BYTES))).unwrap();
+        let mut written = Vec::new();
+        write_line(&mut written, &line, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(written, line);
+        // A peer that never reads: the pipe's buffer fills, then nothing.
+        let (_reader, writer) = tokio::io::duplex(1024);
+        let stalled = write_line(writer, &line, Duration::from_millis(50)).await;
+        assert!(
+            matches!(stalled, Err(ProtocolError::Stalled(_))),
+            "{stalled:?}"
+        );
+    }
+
+    #[test]
+    fn a_socket_path_longer_than_sun_path_is_refused() {
+        let fits = PathBuf::from(format!("/{}", "x".repeat(MAX_SOCKET_PATH_BYTES - 1)));
+        assert!(check_socket_path(&fits).is_ok());
+        let long = PathBuf::from(format!("/{}", "x".repeat(MAX_SOCKET_PATH_BYTES)));
+        let error = check_socket_path(&long).unwrap_err().to_string();
+        assert!(error.contains("108 bytes long"), "{error}");
     }
 
     #[tokio::test]

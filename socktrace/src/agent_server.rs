@@ -3,35 +3,70 @@
 //! (0660 with a group, owned by it), the directory the agent creates for it
 //! is closed the same way, and every peer's credentials (`SO_PEERCRED`)
 //! are checked again on accept, so a copied or re-permissioned socket does
-//! not open the agent to everyone.
+//! not open the agent to everyone. Clients are bounded: [`MAX_CLIENTS`] at
+//! once (those beyond wait in the listen backlog, and their own deadline
+//! tells them the agent is overloaded), each with a deadline to send its
+//! request and one to read its answer.
 use std::{
     fs,
     io::ErrorKind,
-    os::unix::fs::{PermissionsExt, chown},
+    os::unix::fs::{FileTypeExt, PermissionsExt, chown},
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
 use tokio::{
     net::{UnixListener, UnixStream},
-    sync::{mpsc, oneshot},
+    sync::Semaphore,
 };
 
 use crate::{
-    agent_protocol::{self, MAX_REQUEST_BYTES, Request, Response},
-    event_loop::{Job, JobContext},
+    agent_protocol::{self, MAX_REQUEST_BYTES, PathTooLong, ProtocolError, Request, Response},
+    clock::monotonic_now_ns,
+    live_consumer::{Answer, Answers},
+    log_throttle::LogThrottle,
 };
+
+/// Clients served at once; those beyond are not accepted until one is done
+/// (they wait in the listen backlog). Each holds a file descriptor.
+pub const MAX_CLIENTS: usize = 64;
 
 /// How long a client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a client may go without reading any of its answer; one that
+/// stops is dropped, and the memory its answer held freed.
+const ANSWER_STALL: Duration = Duration::from_secs(5);
+
+/// How long a client may take to read its whole answer, however slowly it
+/// reads.
+const ANSWER_DEADLINE: Duration = Duration::from_secs(60);
+
+/// How long a refused client has to take its refusal and close.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// How long accepting pauses after it failed (out of file descriptors,
+/// say): the client waits in the listen backlog, and trying again at once
+/// would fail the same way.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(250);
+
+/// At most one warning this often about each kind of client trouble.
+const WARNING_EVERY_NS: u64 = 10_000_000_000;
 
 /// Why the socket could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("another agent is already serving {0}")]
     AlreadyServing(PathBuf),
-    #[error("{what} {path}: {source}")]
+    #[error(transparent)]
+    PathTooLong(#[from] PathTooLong),
+    #[error(
+        "{0} exists and is not a socket: the agent replaces only a socket a stopped agent left; \
+         remove it or choose another --socket"
+    )]
+    NotASocket(PathBuf),
+    #[error("{what} {path}")]
     Setup {
         what: &'static str,
         path: PathBuf,
@@ -40,11 +75,6 @@ pub enum ServerError {
     },
     #[error("no group named `{0}` in /etc/group")]
     NoSuchGroup(String),
-}
-
-/// A state that can answer the agent's clients.
-pub trait Answer {
-    fn answer(&mut self, request: Request, context: JobContext<'_>) -> Response;
 }
 
 /// Who may talk to the agent besides root.
@@ -81,11 +111,10 @@ pub fn group_id(etc_group: &str, name: &str) -> Result<u32, ServerError> {
         .ok_or_else(|| ServerError::NoSuchGroup(name.to_owned()))
 }
 
-/// The supplementary groups of process `pid`, from `/proc/PID/status`
-/// (empty if it is gone).
-fn supplementary_groups(pid: i32) -> Vec<u32> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
+/// The supplementary groups of process `pid`, from `/proc/PID/status`.
+fn supplementary_groups(pid: i32) -> std::io::Result<Vec<u32>> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    Ok(status
         .lines()
         .find_map(|line| line.strip_prefix("Groups:"))
         .map(|groups| {
@@ -94,7 +123,7 @@ fn supplementary_groups(pid: i32) -> Vec<u32> {
                 .filter_map(|g| g.parse().ok())
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default())
 }
 
 /// The bound socket; its file is removed when this is dropped.
@@ -111,9 +140,10 @@ impl Drop for Listening {
 }
 
 /// Binds the agent's socket at `path` with the permissions `access`
-/// allows. A stale socket file (no agent answers on it) is replaced; a
-/// live one is an error.
+/// allows. A stale socket (no agent answers on it) is replaced; a live one
+/// is an error, and so is anything at `path` that is not a socket.
 pub fn bind(path: &Path, access: Access) -> Result<Listening, ServerError> {
+    agent_protocol::check_socket_path(path)?;
     let setup = |what: &'static str, path: &Path| {
         let path = path.to_owned();
         move |source| ServerError::Setup { what, path, source }
@@ -133,10 +163,19 @@ pub fn bind(path: &Path, access: Access) -> Result<Listening, ServerError> {
             .map_err(setup("setting the mode of", dir))?;
         chown(dir, Some(0), access.group).map_err(setup("setting the owner of", dir))?;
     }
-    match std::os::unix::net::UnixStream::connect(path) {
-        Ok(_) => return Err(ServerError::AlreadyServing(path.to_owned())),
+    match fs::symlink_metadata(path) {
         Err(error) if error.kind() == ErrorKind::NotFound => {}
-        Err(_) => fs::remove_file(path).map_err(setup("removing the stale socket", path))?,
+        Err(error) => return Err(setup("examining", path)(error)),
+        Ok(found) if !found.file_type().is_socket() => {
+            return Err(ServerError::NotASocket(path.to_owned()));
+        }
+        Ok(_) => match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => return Err(ServerError::AlreadyServing(path.to_owned())),
+            Err(error) if error.kind() == ErrorKind::ConnectionRefused => {
+                fs::remove_file(path).map_err(setup("removing the stale socket", path))?;
+            }
+            Err(error) => return Err(setup("checking for an agent at", path)(error)),
+        },
     }
     // No moment with a socket anyone may connect to: create it closed.
     // SAFETY: umask only changes the process's file creation mask.
@@ -159,74 +198,193 @@ pub fn bind(path: &Path, access: Access) -> Result<Listening, ServerError> {
     })
 }
 
-/// Serves clients until the loop that runs the jobs is gone.
-pub async fn serve<C: Answer + 'static>(listening: Listening, jobs: mpsc::Sender<Job<C>>) {
-    let access = Arc::new(listening.access);
+/// What every client's task shares.
+struct Server {
+    access: Access,
+    answers: Answers,
+    /// Clients dropped for not sending their request or not reading their
+    /// answer in time.
+    dropped: Mutex<LogThrottle>,
+}
+
+impl Server {
+    /// Counts a client dropped for `why`, and says so at most once per
+    /// [`WARNING_EVERY_NS`].
+    fn dropped(&self, why: &str) {
+        let mut dropped = self.dropped.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(times) = dropped.failed(monotonic_now_ns()) {
+            log::warn!("dropped {times} client(s), the latest because it {why}");
+        }
+    }
+}
+
+/// Serves clients until the loop behind `answers` is gone.
+pub async fn serve(listening: Listening, answers: Answers) {
+    let server = Arc::new(Server {
+        access: listening.access,
+        answers,
+        dropped: Mutex::new(LogThrottle::new(WARNING_EVERY_NS)),
+    });
+    let clients = Arc::new(Semaphore::new(MAX_CLIENTS));
+    let mut failed_accepts = LogThrottle::new(WARNING_EVERY_NS);
+    let mut full = LogThrottle::new(WARNING_EVERY_NS);
     loop {
-        let stream = tokio::select! {
-            accepted = listening.listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    log::warn!("accepting a client: {error}");
-                    continue;
+        let slot = match Arc::clone(&clients).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if let Some(times) = full.failed(monotonic_now_ns()) {
+                    log::warn!(
+                        "all {MAX_CLIENTS} client slots taken ({times} time(s)): \
+                         new clients wait in the listen backlog"
+                    );
                 }
-            },
-            () = jobs.closed() => return,
+                tokio::select! {
+                    slot = Arc::clone(&clients).acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => return,
+                    },
+                    () = server.answers.closed() => return,
+                }
+            }
         };
-        let jobs = jobs.clone();
-        let access = Arc::clone(&access);
+        let accepted = tokio::select! {
+            accepted = listening.listener.accept() => accepted,
+            () = server.answers.closed() => return,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                if let Some(times) = failed_accepts.failed(monotonic_now_ns()) {
+                    log::warn!(
+                        "accepting a client failed {times} time(s): {error}; \
+                         retrying every {}ms meanwhile",
+                        ACCEPT_BACKOFF.as_millis()
+                    );
+                }
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let server = Arc::clone(&server);
         tokio::spawn(async move {
-            if let Err(error) = serve_client(stream, &access, &jobs).await {
+            if let Err(error) = serve_client(stream, &server).await {
                 log::info!("client: {error}");
             }
+            drop(slot);
         });
     }
 }
 
-async fn serve_client<C: Answer + 'static>(
-    mut stream: UnixStream,
-    access: &Access,
-    jobs: &mpsc::Sender<Job<C>>,
-) -> anyhow::Result<()> {
-    let peer = stream.peer_cred()?;
+async fn serve_client(mut stream: UnixStream, server: &Server) -> anyhow::Result<()> {
+    let (answer, refused) = match read_request(&mut stream, server).await {
+        Ok(request) => (server.answers.answer(request).await, false),
+        Err(Unanswered::Refused(reason)) => (Answer::refused(reason), true),
+        Err(Unanswered::Silent(error)) => return Err(error),
+    };
+    let Answer { response, turn } = answer;
+    let line = match response {
+        // Off the loop's thread: a listing can be megabytes of JSON (and
+        // it has a turn, which bounds how many are encoded at once).
+        Response::Sockets(_) => {
+            tokio::task::spawn_blocking(move || agent_protocol::encode(&response)).await??
+        }
+        small => agent_protocol::encode(&small)?,
+    };
+    let written = tokio::time::timeout(
+        ANSWER_DEADLINE,
+        agent_protocol::write_line(&mut stream, &line, ANSWER_STALL),
+    )
+    .await;
+    // The listing's turn is held until its answer is written or given up.
+    drop(turn);
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(ProtocolError::Stalled(_))) => {
+            server.dropped(&format!(
+                "stopped reading its answer for {}s",
+                ANSWER_STALL.as_secs()
+            ));
+            return Ok(());
+        }
+        Ok(Err(error)) => return Err(error.into()),
+        Err(_) => {
+            server.dropped(&format!(
+                "did not read its answer within {}s",
+                ANSWER_DEADLINE.as_secs()
+            ));
+            return Ok(());
+        }
+    }
+    if refused {
+        let _ = tokio::time::timeout(LINGER, discard_the_rest(&mut stream)).await;
+    }
+    Ok(())
+}
+
+/// Reads what a refused client still sends (the rest of its request), up
+/// to [`MAX_REQUEST_BYTES`], until it closes: closed with unread data, the
+/// socket would give the client ECONNRESET before the refusal.
+async fn discard_the_rest(stream: &mut UnixStream) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.shutdown().await?;
+    tokio::io::copy(&mut stream.take(MAX_REQUEST_BYTES), &mut tokio::io::sink()).await?;
+    Ok(())
+}
+
+/// Why a client gets no answer to a request.
+enum Unanswered {
+    /// Told why, in one line.
+    Refused(String),
+    /// Gone, or sent nothing: nobody to tell.
+    Silent(anyhow::Error),
+}
+
+/// The request of a client allowed to ask.
+async fn read_request(stream: &mut UnixStream, server: &Server) -> Result<Request, Unanswered> {
+    let peer = stream
+        .peer_cred()
+        .map_err(|error| Unanswered::Silent(error.into()))?;
     let pid = peer.pid().unwrap_or(0);
-    if !access.allows(peer.uid(), peer.gid(), &supplementary_groups(pid)) {
+    let allowed = peer.uid() == 0
+        || match supplementary_groups(pid) {
+            Ok(groups) => server.access.allows(peer.uid(), peer.gid(), &groups),
+            Err(error) => {
+                return Err(Unanswered::Refused(format!(
+                    "cannot check the groups of pid {pid} in /proc: {error}"
+                )));
+            }
+        };
+    if !allowed {
         log::warn!(
             "refused a client: uid {} gid {} pid {pid} is neither root nor in the agent's group",
             peer.uid(),
             peer.gid()
         );
-        let refusal = Response::Refused(
+        return Err(Unanswered::Refused(
             "permission denied: only root and the agent's group (--group) may query the agent"
                 .into(),
-        );
-        agent_protocol::write_message(&mut stream, &refusal).await?;
-        return Ok(());
+        ));
     }
-    let request: Request = tokio::time::timeout(
+    let read = tokio::time::timeout(
         REQUEST_TIMEOUT,
-        agent_protocol::read_message(&mut stream, MAX_REQUEST_BYTES),
+        agent_protocol::read_message(stream, MAX_REQUEST_BYTES),
     )
-    .await??;
-    let response = ask_loop(jobs, request).await?;
-    agent_protocol::write_message(&mut stream, &response).await?;
-    Ok(())
-}
-
-/// Has the event loop behind `jobs` answer `request`, between two batches
-/// of records.
-pub async fn ask_loop<C: Answer + 'static>(
-    jobs: &mpsc::Sender<Job<C>>,
-    request: Request,
-) -> anyhow::Result<Response> {
-    let (reply, answer) = oneshot::channel();
-    let job: Job<C> = Box::new(move |state: &mut C, context: JobContext<'_>| {
-        let _ = reply.send(state.answer(request, context));
-    });
-    jobs.send(job)
-        .await
-        .map_err(|_| anyhow::anyhow!("the tracer is stopping"))?;
-    Ok(answer.await?)
+    .await
+    .map_err(|_| {
+        let within = format!("within {}s", REQUEST_TIMEOUT.as_secs());
+        server.dropped(&format!("sent no request {within}"));
+        Unanswered::Refused(format!("no request {within}"))
+    })?;
+    match read {
+        Ok(request) => Ok(request),
+        Err(ProtocolError::TooLong) => Err(Unanswered::Refused(format!(
+            "request longer than {MAX_REQUEST_BYTES} bytes"
+        ))),
+        Err(ProtocolError::Malformed(error)) => {
+            Err(Unanswered::Refused(format!("malformed request: {error}")))
+        }
+        Err(error) => Err(Unanswered::Silent(error.into())),
+    }
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ pub async fn run(args: SsArgs) -> anyhow::Result<()> {
     let from_agent = if args.agent.no_agent {
         None
     } else {
-        agent_client::ask(&args.agent.agent, &request).await?
+        agent_client::ask(&args.agent.agent, &request, args.agent.timeout()).await?
     };
     let sockets = match from_agent {
         Some(Response::Sockets(sockets)) => sockets,

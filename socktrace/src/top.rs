@@ -1,6 +1,6 @@
 //! `socktrace top`: the full-screen live view, fed by the running agent or,
 //! without one, by a tracer started in this process.
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::bail;
 use tokio::sync::mpsc;
@@ -8,11 +8,10 @@ use tokio::sync::mpsc;
 use crate::{
     agent_client,
     agent_protocol::{Request, Response},
-    agent_server::ask_loop,
     cli::TopArgs,
-    event_loop::{self, Job, LossNotices, Output},
+    event_loop::{self, LossNotices, Output},
     live::LiveState,
-    live_consumer::LiveConsumer,
+    live_consumer::{Answers, LiveConsumer},
     overview::Overview,
     seed::Existing,
     top_terminal::{self, OverviewSource},
@@ -24,11 +23,13 @@ pub async fn run(args: TopArgs) -> anyhow::Result<()> {
     let request = Request::Overview {
         netns: namespaces.inodes(),
     };
+    let timeout = args.agent.timeout();
     if !args.agent.no_agent
-        && let Some(response) = agent_client::ask(&args.agent.agent, &request).await?
+        && let Some(response) = agent_client::ask(&args.agent.agent, &request, timeout).await?
     {
         let mut agent = FromAgent {
             path: args.agent.agent,
+            timeout,
             request,
             first: Some(overview_of(response)?),
         };
@@ -44,7 +45,10 @@ pub async fn run(args: TopArgs) -> anyhow::Result<()> {
     let (jobs, mut inbox) = mpsc::channel(1);
     let mut consumer = LiveConsumer::new(LiveState::new(table));
     let mut out = Output::new();
-    let mut tracer = InProcess { jobs, request };
+    let mut tracer = InProcess {
+        answers: Answers::new(jobs),
+        request,
+    };
     let view = top_terminal::run(&mut tracer, namespaces.title());
     let tracing = event_loop::run(
         probes,
@@ -74,6 +78,7 @@ fn overview_of(response: Response) -> anyhow::Result<Overview> {
 /// Overviews from the running agent, one connection each.
 struct FromAgent {
     path: PathBuf,
+    timeout: Duration,
     request: Request,
     /// The answer to the question that found the agent.
     first: Option<Overview>,
@@ -84,7 +89,7 @@ impl OverviewSource for FromAgent {
         if let Some(first) = self.first.take() {
             return Ok(first);
         }
-        match agent_client::ask(&self.path, &self.request).await? {
+        match agent_client::ask(&self.path, &self.request, self.timeout).await? {
             Some(response) => overview_of(response),
             None => bail!("the agent at {} is gone", self.path.display()),
         }
@@ -93,12 +98,12 @@ impl OverviewSource for FromAgent {
 
 /// Overviews from the tracer this process runs.
 struct InProcess {
-    jobs: mpsc::Sender<Job<LiveConsumer>>,
+    answers: Answers,
     request: Request,
 }
 
 impl OverviewSource for InProcess {
     async fn overview(&mut self) -> anyhow::Result<Overview> {
-        overview_of(ask_loop(&self.jobs, self.request.clone()).await?)
+        overview_of(self.answers.answer(self.request.clone()).await.response)
     }
 }

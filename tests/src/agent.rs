@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read};
 use std::marker::PhantomData;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStderr, ChildStdout, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread;
@@ -90,7 +91,7 @@ impl<'ns> Agent<'ns> {
     ) -> Result<Self> {
         let mut args = vec![subcommand, "--json"];
         args.extend_from_slice(extra_args);
-        Self::spawn(ns, &args)
+        Self::spawn(ns, &args, None)
     }
 
     /// Starts `$SOCKTRACE_BIN agent --socket SOCKET EXTRA...` in `ns` (it
@@ -100,16 +101,43 @@ impl<'ns> Agent<'ns> {
         socket: &std::path::Path,
         extra_args: &[&str],
     ) -> Result<Self> {
+        Self::start_daemon_with_fd_limit(ns, socket, extra_args, None)
+    }
+
+    /// [`Agent::start_daemon`], the agent allowed at most `fd_limit` open
+    /// file descriptors (`RLIMIT_NOFILE`, soft and hard) when given.
+    pub fn start_daemon_with_fd_limit(
+        ns: &'ns NetNs,
+        socket: &std::path::Path,
+        extra_args: &[&str],
+        fd_limit: Option<u64>,
+    ) -> Result<Self> {
         let socket = socket.to_str().context("socket path is not UTF-8")?;
         let mut args = vec!["agent", "--socket", socket];
         args.extend_from_slice(extra_args);
-        Self::spawn(ns, &args)
+        Self::spawn(ns, &args, fd_limit)
     }
 
-    fn spawn(ns: &'ns NetNs, args: &[&str]) -> Result<Self> {
+    fn spawn(ns: &'ns NetNs, args: &[&str], fd_limit: Option<u64>) -> Result<Self> {
         let binary = crate::agent_binary();
         crate::require_root();
         let mut command = ns.command(&binary)?;
+        if let Some(limit) = fd_limit {
+            let limit = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            // SAFETY: setrlimit is async-signal-safe and only changes the
+            // child's own limits.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         command
             .args(args)
             .stdin(Stdio::null())
@@ -174,6 +202,15 @@ impl<'ns> Agent<'ns> {
 
     /// Every stderr line received so far.
     pub fn stderr_lines(&self) -> &[String] {
+        &self.stderr
+    }
+
+    /// Every stderr line the agent printed by now (taking in what the
+    /// readers have not handed over yet).
+    pub fn stderr_now(&mut self) -> &[String] {
+        while let Ok(message) = self.rx.try_recv() {
+            let _ = self.handle(message);
+        }
         &self.stderr
     }
 

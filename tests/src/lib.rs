@@ -15,11 +15,17 @@
 //! - [`KillOnDrop`]: a helper process that does not outlive its test.
 //! - [`SocketDir`]: where a test's agent puts its Unix socket.
 //! - [`cgroup::FakeContainer`]: a cgroup named like a container's.
+//! - [`churn::Churn`]: connection churn in a namespace.
+//! - [`agent_socket`]: raw requests to the agent, clients that never read.
+//! - [`process_usage`]: a process's CPU time and resident memory.
 
 pub mod agent;
+pub mod agent_socket;
 pub mod cgroup;
 pub mod child;
+pub mod churn;
 pub mod netns;
+pub mod process_usage;
 pub mod record;
 pub mod socket_dir;
 pub mod tcp;

@@ -90,15 +90,7 @@ impl NetNs {
             .unwrap_or_else(|err| panic!("cannot enter network namespace {}: {err:#}", self.name));
         thread::scope(|scope| {
             let handle = scope.spawn(move || {
-                // SAFETY: a valid namespace fd; setns only affects this thread.
-                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert!(
-                    rc == 0,
-                    "setns into network namespace {} failed: {}",
-                    self.name,
-                    std::io::Error::last_os_error()
-                );
-                drop(file);
+                enter(file, &self.name);
                 f()
             });
             match handle.join() {
@@ -106,6 +98,24 @@ impl NetNs {
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         })
+    }
+
+    /// Runs `f` on a new thread that has entered the namespace, in the
+    /// background: the caller joins the handle before the namespace goes.
+    pub fn spawn<T, F>(&self, f: F) -> Result<thread::JoinHandle<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let file = self.open()?;
+        let name = self.name.clone();
+        thread::Builder::new()
+            .name(format!("in-{name}"))
+            .spawn(move || {
+                enter(file, &name);
+                f()
+            })
+            .context("spawning a thread")
     }
 
     /// Sets a per-namespace sysctl (`net.ipv4.tcp_syn_retries`) from
@@ -195,6 +205,18 @@ impl Drop for NetNs {
             );
         }
     }
+}
+
+/// Moves the calling thread into the namespace `file` opens (named `name`);
+/// panics if it cannot.
+fn enter(file: File, name: &str) {
+    // SAFETY: a valid namespace fd; setns only affects this thread.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert!(
+        rc == 0,
+        "setns into network namespace {name} failed: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 /// Runs `command` to completion; its stdout, or an error with its stderr.

@@ -1,5 +1,5 @@
 //! Command line of the agent and of the views that use it.
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use clap::Args;
 
@@ -36,6 +36,19 @@ pub struct AgentChoice {
     /// Work in-process even if an agent is running.
     #[arg(long)]
     pub no_agent: bool,
+
+    /// Give up on an agent that has not answered within SECONDS (it is
+    /// stopped, or overloaded).
+    #[arg(long, value_name = "SECONDS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub agent_timeout: u64,
+}
+
+impl AgentChoice {
+    /// How long to wait for the agent's answer.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.agent_timeout)
+    }
 }
 
 #[derive(Debug, Args)]
