@@ -10,17 +10,20 @@
 //! (the programs' run time and run count). The kernel's statistics cost
 //! every program run two clock reads, which would count against the
 //! tracers with more programs in the churn figures.
-mod churn;
+pub mod churn;
 mod peers;
-mod programs;
-mod report;
-mod tracer;
+pub mod programs;
+pub mod report;
+pub mod tracer;
 
-use std::{fs, path::Path, process::Command, time::Duration};
+use std::{fs, time::Duration};
 
 use anyhow::{Context, Result, bail};
 
-use crate::cmd::{self, is_root};
+use crate::{
+    cmd::{self, is_root},
+    netns::Netns,
+};
 use churn::Churn;
 use report::{Measurement, Outcome, Report};
 use tracer::{Running, TracerSpec};
@@ -70,7 +73,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         });
     }
     let stats = BpfStats::off()?;
-    let netns = BenchNetns::create()?;
+    let netns = Netns::create("bench")?;
 
     let clients = fastest_client_count(&netns)?;
     eprintln!("xtask: bench: churning with {clients} client threads");
@@ -116,7 +119,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     println!("{table}");
     eprintln!("xtask: bench: results in {}", json.display());
     if args.update_readme {
-        report::update_readme(&cmd::workspace_root().join("README.md"), &table)?;
+        report::update_readme(
+            &cmd::workspace_root().join("README.md"),
+            report::README_BEGIN,
+            report::README_END,
+            &table,
+        )?;
         eprintln!("xtask: bench: README.md's performance table replaced");
     }
     Ok(())
@@ -180,7 +188,7 @@ fn measure(
 
 /// The client thread count giving the most connections per second without
 /// a tracer, tried for two seconds each.
-fn fastest_client_count(netns: &BenchNetns) -> Result<usize> {
+fn fastest_client_count(netns: &Netns) -> Result<usize> {
     let mut best = (0.0, CLIENT_COUNTS[0]);
     for clients in CLIENT_COUNTS {
         let churn = Churn::start(&netns.path(), clients)?;
@@ -233,35 +241,5 @@ struct StatsOn;
 impl Drop for StatsOn {
     fn drop(&mut self) {
         let _ = set_bpf_stats("0");
-    }
-}
-
-/// The namespace the churn runs in, deleted on drop.
-struct BenchNetns {
-    name: String,
-}
-
-impl BenchNetns {
-    fn create() -> Result<Self> {
-        let name = format!("socktrace-bench-{}", std::process::id());
-        cmd::run(Command::new("ip").args(["netns", "add", &name]))?;
-        let netns = BenchNetns { name };
-        cmd::run(Command::new("ip").args(["-n", &netns.name, "link", "set", "lo", "up"]))?;
-        Ok(netns)
-    }
-
-    fn path(&self) -> String {
-        Path::new("/run/netns")
-            .join(&self.name)
-            .to_string_lossy()
-            .into_owned()
-    }
-}
-
-impl Drop for BenchNetns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
     }
 }

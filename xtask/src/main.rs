@@ -1,7 +1,9 @@
 //! socktrace's developer tasks. `cargo xtask --help` lists them.
 mod bench;
 mod cmd;
+mod netns;
 mod setup;
+mod soak;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -36,6 +38,11 @@ enum Task {
     /// under loopback connection churn (as root), plus the userspace
     /// ingest and memory benchmarks; writes target/bench/results.json.
     Bench(bench::BenchArgs),
+    /// Run the release agent for N minutes under steady churn with `ss`
+    /// and `top` clients querying it (as root); fails if its memory,
+    /// descriptors or threads grow or it loses events. Writes
+    /// target/soak/samples.csv and summary.md.
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> Result<()> {
@@ -55,6 +62,10 @@ fn main() -> Result<()> {
         Task::Bench(args) => {
             setup::ensure()?;
             bench::run(&args)
+        }
+        Task::Soak(args) => {
+            setup::ensure()?;
+            soak::run(&args)
         }
         Task::Lint => {
             setup::ensure()?;

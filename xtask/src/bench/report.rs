@@ -17,8 +17,8 @@ const TARGET_INGEST_PER_SECOND: f64 = 2e6;
 const TARGET_BYTES_PER_SOCKET: f64 = 160.0;
 
 /// README markers around the generated table.
-const README_BEGIN: &str = "<!-- bench:begin (cargo xtask bench --update-readme) -->";
-const README_END: &str = "<!-- bench:end -->";
+pub const README_BEGIN: &str = "<!-- bench:begin (cargo xtask bench --update-readme) -->";
+pub const README_END: &str = "<!-- bench:end -->";
 
 /// What a tracer cost.
 pub struct Outcome {
@@ -252,7 +252,7 @@ struct Row {
     transitions_per_second: Option<f64>,
 }
 
-fn median(mut values: Vec<f64>) -> Option<f64> {
+pub fn median(mut values: Vec<f64>) -> Option<f64> {
     if values.is_empty() {
         return None;
     }
@@ -463,15 +463,20 @@ impl Report {
 }
 
 /// Replaces the text between the README's bench markers with `table`.
-pub fn update_readme(readme: &Path, table: &str) -> Result<()> {
+pub fn update_readme(
+    readme: &Path,
+    begin_marker: &str,
+    end_marker: &str,
+    table: &str,
+) -> Result<()> {
     let text = fs::read_to_string(readme)?;
-    let (Some(begin), Some(end)) = (text.find(README_BEGIN), text.find(README_END)) else {
+    let (Some(begin), Some(end)) = (text.find(begin_marker), text.find(end_marker)) else {
         bail!(
-            "{} has no `{README_BEGIN}` ... `{README_END}` markers",
+            "{} has no `{begin_marker}` ... `{end_marker}` markers",
             readme.display()
         );
     };
-    let updated = format!("{}{README_BEGIN}\n{table}{}", &text[..begin], &text[end..]);
+    let updated = format!("{}{begin_marker}\n{table}{}", &text[..begin], &text[end..]);
     fs::write(readme, updated)?;
     Ok(())
 }
