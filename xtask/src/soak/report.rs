@@ -200,7 +200,18 @@ pub fn table(run: &Run, samples: &[Sample], verdict: &Verdict) -> String {
                 optional(verdict.cpu_per_m_last)
             ),
         ),
-        ("lost events".to_owned(), verdict.lost.to_string()),
+        (
+            "lost events (when: host-wide transitions then)".to_owned(),
+            std::iter::once(verdict.lost.to_string())
+                .chain(verdict.losses.iter().map(|loss| {
+                    format!(
+                        "{} at {:.0} s ({:.0}/s)",
+                        loss.lost, loss.at_s, loss.host_transition_rate
+                    )
+                }))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
         (
             "queries to the agent (failed)".to_owned(),
             format!("{} ({})", last.queries, verdict.query_failures),
