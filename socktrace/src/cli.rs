@@ -123,9 +123,10 @@ pub struct TraceArgs {
 
 #[derive(Debug, Args)]
 pub struct RingArgs {
-    /// Kernel ring buffer size in KiB (a power of two, at least 4).
-    /// Larger absorbs bigger bursts before events are lost.
-    #[arg(long, default_value_t = socktrace_ebpf::RING_BUFFER_BYTES / 1024,
+    /// Kernel ring buffer size in KiB: a power of two, at least one page
+    /// (4 KiB on x86-64) and at most 1 GiB (1048576). Larger absorbs bigger
+    /// bursts before events are lost.
+    #[arg(long, value_name = "KIB", default_value_t = socktrace_ebpf::RING_BUFFER_BYTES / 1024,
           value_parser = parse_ring_kib)]
     pub ring_buffer_kib: u32,
 
@@ -149,9 +150,10 @@ pub struct HandshakesArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
 
-    /// Also print the summary every SECS seconds (0: only at exit).
-    #[arg(long, value_name = "SECS", default_value_t = 0)]
-    pub summary_every: u64,
+    /// Also print the summary every SECS seconds (0: only at exit; at most
+    /// a year).
+    #[arg(long, value_name = "SECS", default_value = "0", value_parser = parse_seconds)]
+    pub summary_every: Seconds,
 
     #[command(flatten)]
     pub ring: RingArgs,
@@ -168,18 +170,19 @@ pub struct TimewaitArgs {
     #[arg(long)]
     pub entries: bool,
 
-    /// Print the summary every SECS seconds (0: only at exit).
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
-    pub summary_every: u64,
+    /// Print the summary every SECS seconds (0: only at exit; at most a
+    /// year).
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_seconds)]
+    pub summary_every: Seconds,
 
     /// Report sockets that stay in CLOSE-WAIT (the application never closed
-    /// its side) longer than SECS seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 60,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub close_wait_after: u64,
+    /// its side) longer than SECS seconds (1 to a year).
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_positive_seconds)]
+    pub close_wait_after: Seconds,
 
-    /// Rows in each of the summary's top lists.
-    #[arg(long, value_name = "N", default_value_t = 5)]
+    /// Rows in each of the summary's top lists (1 to 1000); the rest are
+    /// counted as omitted.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = parse_top)]
     pub top: usize,
 
     #[command(flatten)]
@@ -202,7 +205,8 @@ pub struct FilterArgs {
     pub hosts: Vec<Cidr>,
 
     /// Only sockets owned by this process id (repeatable).
-    #[arg(long = "pid", value_name = "PID")]
+    #[arg(long = "pid", value_name = "PID",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(PID_MAX_LIMIT)))]
     pub pids: Vec<u32>,
 
     /// Only sockets owned by a process with this name (repeatable).
@@ -240,15 +244,85 @@ impl From<FilterArgs> for SocketFilter {
     }
 }
 
+/// The largest pid Linux hands out on 64-bit machines (`PID_MAX_LIMIT`,
+/// the ceiling of `kernel.pid_max`).
+const PID_MAX_LIMIT: u32 = 4 * 1024 * 1024;
+
+/// The longest interval a seconds option takes: a year, far below the
+/// 584 years of nanoseconds a `u64` holds.
+const MAX_SECONDS: u64 = 365 * 24 * 3600;
+
+/// The largest ring buffer, in KiB: 1 GiB, whose byte count still fits the
+/// `u32` the kernel's map size is.
+const MAX_RING_KIB: u32 = 1 << 20;
+
+/// The most rows a summary's top list takes.
+const MAX_TOP: usize = 1000;
+
+/// A number of seconds from the command line, at most [`MAX_SECONDS`], so
+/// that it converts to nanoseconds without overflow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seconds(u64);
+
+impl Seconds {
+    pub fn as_ns(self) -> u64 {
+        self.0 * 1_000_000_000
+    }
+}
+
+/// A decimal number from `min` to `max`, or a one-line reason.
+fn parse_within<T>(text: &str, min: T, max: T) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let number: T = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number in {min}..={max}"))?;
+    if number < min || number > max {
+        return Err(format!("{number} is not in {min}..={max}"));
+    }
+    Ok(number)
+}
+
+fn parse_seconds(text: &str) -> Result<Seconds, String> {
+    seconds_from(text, 0)
+}
+
+fn parse_positive_seconds(text: &str) -> Result<Seconds, String> {
+    seconds_from(text, 1)
+}
+
+fn seconds_from(text: &str, min: u64) -> Result<Seconds, String> {
+    parse_within(text, min, MAX_SECONDS)
+        .map(Seconds)
+        .map_err(|error| format!("{error} (seconds, at most a year)"))
+}
+
+fn parse_top(text: &str) -> Result<usize, String> {
+    parse_within(text, 1, MAX_TOP)
+}
+
+/// A ring buffer size in KiB: the kernel takes a power of two number of
+/// pages.
 fn parse_ring_kib(text: &str) -> Result<u32, String> {
-    let kib: u32 = text.parse().map_err(|e| format!("{e}"))?;
-    if kib < 4 || !kib.is_power_of_two() || kib > 1 << 20 {
+    let page_kib = u32::try_from(page_size() / 1024).unwrap_or(u32::MAX).max(1);
+    ring_kib_within(text, page_kib)
+}
+
+fn ring_kib_within(text: &str, page_kib: u32) -> Result<u32, String> {
+    let kib = parse_within(text, page_kib, MAX_RING_KIB)?;
+    if !kib.is_power_of_two() {
         return Err(format!(
-            "{kib} is not a power of two between 4 and {} KiB",
-            1 << 20
+            "{kib} is not a power of two (from {page_kib}, one page, to {MAX_RING_KIB} KiB)"
         ));
     }
     Ok(kib)
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).unwrap_or(4096)
 }
 
 #[cfg(test)]
@@ -256,11 +330,73 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ring_size_must_be_a_power_of_two() {
+    fn ring_size_must_be_a_power_of_two_number_of_pages() {
         assert_eq!(parse_ring_kib("4096"), Ok(4096));
         assert!(parse_ring_kib("3000").is_err());
         assert!(parse_ring_kib("2").is_err());
+        assert!(parse_ring_kib("0").is_err());
         assert!(parse_ring_kib("big").is_err());
+        assert!(
+            parse_ring_kib("2097152").is_err(),
+            "2 GiB overflows u32 bytes"
+        );
+        assert!(parse_ring_kib("4294967296").is_err());
+        assert_eq!(parse_ring_kib("1048576"), Ok(1 << 20));
+        // 64 KiB pages (arm64, ppc64): 16 KiB is a quarter page.
+        assert!(ring_kib_within("16", 64).is_err());
+        assert_eq!(ring_kib_within("64", 64), Ok(64));
+    }
+
+    /// The error clap prints for `args`, which must not parse.
+    fn refused(args: &[&str]) -> String {
+        let error = Cli::try_parse_from(args).unwrap_err();
+        assert_eq!(error.exit_code(), 2, "{error}");
+        error.to_string()
+    }
+
+    #[test]
+    fn seconds_that_overflow_nanoseconds_are_refused() {
+        // 18446744074 s is 2^64 ns and 290 ms: it used to wrap around.
+        for option in ["--summary-every", "--close-wait-after"] {
+            let error = refused(&["socktrace", "timewait", option, "18446744074"]);
+            assert!(error.contains("is not in"), "{error}");
+            assert!(error.lines().next().unwrap().contains(option), "{error}");
+        }
+        refused(&["socktrace", "handshakes", "--summary-every", "18446744074"]);
+        refused(&[
+            "socktrace",
+            "handshakes",
+            "--summary-every",
+            "99999999999999999999",
+        ]);
+        refused(&["socktrace", "timewait", "--summary-every", "-1"]);
+        refused(&["socktrace", "timewait", "--close-wait-after", "0"]);
+        let year = MAX_SECONDS.to_string();
+        let cli =
+            Cli::try_parse_from(["socktrace", "timewait", "--close-wait-after", &year]).unwrap();
+        let Command::Timewait(args) = cli.command else {
+            panic!("not timewait");
+        };
+        assert_eq!(args.close_wait_after.as_ns(), MAX_SECONDS * 1_000_000_000);
+        assert_eq!(args.summary_every.as_ns(), 10_000_000_000, "the default");
+        refused(&[
+            "socktrace",
+            "timewait",
+            "--close-wait-after",
+            &(MAX_SECONDS + 1).to_string(),
+        ]);
+    }
+
+    #[test]
+    fn counts_and_pids_have_bounds() {
+        refused(&["socktrace", "timewait", "--top", "0"]);
+        refused(&["socktrace", "timewait", "--top", "1001"]);
+        refused(&["socktrace", "timewait", "--top", "18446744073709551616"]);
+        refused(&["socktrace", "handshakes", "--pid", "0"]);
+        refused(&["socktrace", "handshakes", "--pid", "4194305"]);
+        refused(&["socktrace", "handshakes", "--port", "65536"]);
+        refused(&["socktrace", "trace", "--netns", "4294967296"]);
+        assert!(Cli::try_parse_from(["socktrace", "handshakes", "--pid", "4194304"]).is_ok());
     }
 
     #[test]

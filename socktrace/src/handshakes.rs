@@ -1,7 +1,6 @@
 //! `socktrace handshakes`: every handshake attempt through the socket table
 //! and the handshake tracker, with sock_diag snapshots of request sockets
 //! and listeners once per reconciliation interval.
-use std::time::Duration;
 
 use crate::{
     cli::HandshakesArgs,
@@ -47,7 +46,7 @@ pub async fn run(args: HandshakesArgs) -> anyhow::Result<()> {
         format,
         style,
         snapshot: None,
-        summary_every: Duration::from_secs(args.summary_every),
+        summary_every_ns: args.summary_every.as_ns(),
         last_summary_ns: monotonic_now_ns(),
     };
     let summary = event_loop::run(
@@ -82,7 +81,7 @@ struct HandshakeRecorder {
     format: Format,
     style: Style,
     snapshot: Option<Snapshot>,
-    summary_every: Duration,
+    summary_every_ns: u64,
     last_summary_ns: u64,
 }
 
@@ -242,7 +241,7 @@ impl Consumer for HandshakeRecorder {
         if let Some(snapshot) = self.snapshot.take() {
             self.apply_snapshot(snapshot, out);
         }
-        let every = self.summary_every.as_nanos() as u64;
+        let every = self.summary_every_ns;
         if every > 0 && now_ns.saturating_sub(self.last_summary_ns) >= every {
             self.last_summary_ns = now_ns;
             handshake_output::write_summary(out, &self.summary, self.format);

@@ -2,7 +2,7 @@
 //! the TIME-WAIT tracker, with a sock_diag listing of timewait sockets once
 //! per reconciliation interval; CLOSE-WAIT sockets the application never
 //! closed; a periodic summary.
-use std::{collections::BTreeMap, time::Duration};
+use std::collections::BTreeMap;
 
 use crate::{
     cli::TimewaitArgs,
@@ -55,10 +55,7 @@ pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
     } = event_loop::attach_and_seed(&args.ring, &args.filter.netns, Existing::WithoutTimeWait)?;
     let style = namespaces.style();
     let started_ns = monotonic_now_ns();
-    let mut close_wait = CloseWaitWatch::new(
-        Duration::from_secs(args.close_wait_after).as_nanos() as u64,
-        started_ns,
-    );
+    let mut close_wait = CloseWaitWatch::new(args.close_wait_after.as_ns(), started_ns);
     close_wait.seed(&existing);
     drop(existing);
     let mut out = Output::new();
@@ -80,7 +77,7 @@ pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
         observed: Observed::default(),
         next_listing_ns: 0,
         overflows: CounterSince::new(),
-        summary_every_ns: Duration::from_secs(args.summary_every).as_nanos() as u64,
+        summary_every_ns: args.summary_every.as_ns(),
         last_summary_ns: started_ns,
         top: args.top,
     };
