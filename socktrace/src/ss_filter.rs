@@ -11,6 +11,7 @@
 //! [OP] PORT`, combined with `not`, `and` (or plain juxtaposition), `or` and
 //! parentheses. `not` binds tighter than `and`, and `and` tighter than `or`
 //! (ss's own grammar reads `and` and `or` left to right at one level).
+//! Parentheses and `not` nest at most [`MAX_NESTING`] deep.
 //! [`parse`] reads the words as the shell split them and points at the
 //! offending token when they do not parse ([`FilterError`]).
 mod parse;
@@ -21,7 +22,7 @@ use std::{collections::HashMap, net::SocketAddr, ops::Range};
 
 use crate::{cidr::Cidr, tcp_state::TcpState};
 
-pub use self::parse::parse;
+pub use self::parse::{MAX_NESTING, parse};
 
 /// A set of TCP states as `ss` selects them. Its SYN-RECV covers both
 /// [`TcpState::SynRecv`] and request sockets ([`TcpState::NewSynRecv`]),
@@ -153,7 +154,10 @@ impl PortOp {
     }
 }
 
-/// A filter expression over a socket's two ends.
+/// A filter expression over a socket's two ends. Chains of `and` and `or`
+/// are one node each, so a tree is no deeper than the filter's nesting of
+/// `(` and `not` ([`MAX_NESTING`]): matching and dropping it recurse that
+/// deep at most.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Expr {
     /// One end is in the prefix and on the port: `dst`/`src HOST`, and
@@ -163,10 +167,10 @@ pub enum Expr {
     Port(Side, PortOp, u16),
     /// `not`, `!`; also `!=` and its spellings.
     Not(Box<Expr>),
-    /// `and`, `&&`, `&`, or two conditions side by side.
-    And(Box<Expr>, Box<Expr>),
-    /// `or`, `||`, `|`.
-    Or(Box<Expr>, Box<Expr>),
+    /// Two or more terms joined by `and`, `&&`, `&`, or side by side.
+    And(Vec<Expr>),
+    /// Two or more terms joined by `or`, `||`, `|`.
+    Or(Vec<Expr>),
 }
 
 impl Expr {
@@ -176,8 +180,8 @@ impl Expr {
             Expr::Host(side, cond) => cond.matches(side.pick(local, remote)),
             Expr::Port(side, op, port) => op.holds(side.pick(local, remote).port(), *port),
             Expr::Not(inner) => !inner.matches(local, remote),
-            Expr::And(left, right) => left.matches(local, remote) && right.matches(local, remote),
-            Expr::Or(left, right) => left.matches(local, remote) || right.matches(local, remote),
+            Expr::And(terms) => terms.iter().all(|term| term.matches(local, remote)),
+            Expr::Or(terms) => terms.iter().any(|term| term.matches(local, remote)),
         }
     }
 }

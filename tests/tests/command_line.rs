@@ -77,3 +77,20 @@ fn seconds_that_overflow_nanoseconds_are_refused() -> Result<()> {
     }
     Ok(())
 }
+
+/// `socktrace ss` with a filter nested 10,000 deep aborted on a stack
+/// overflow (SIGABRT); now it points at the `(` beyond the limit.
+#[test]
+fn a_filter_nested_ten_thousand_deep_is_an_error_not_a_crash() -> Result<()> {
+    let filter = format!("{}dport = :1{}", "( ".repeat(10_000), " )".repeat(10_000));
+    let output = run(&["ss", "--no-agent", &filter])?;
+    let stderr = &output.stderr;
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(output.stdout.is_empty(), "nothing on stdout");
+    let first = stderr.lines().next().unwrap_or_default();
+    assert_eq!(
+        first, "socktrace: error: the filter nests `(` and `not` more than 100 deep",
+        "{stderr}"
+    );
+    Ok(())
+}

@@ -19,6 +19,11 @@ use crate::{cidr::Cidr, tcp_state::TcpState};
 const STATE_NAMES: &str = "established, syn-sent, syn-recv, fin-wait-1, fin-wait-2, time-wait, \
      closed, close-wait, last-ack, listening, closing, all, connected, synchronized, bucket, big";
 
+/// How deeply `(` and `not` may nest. ss's own (bison) parser stops at
+/// 10000; far beyond what anyone writes, 100 keeps the parser's recursion
+/// (and the tree's) a small fraction of any thread's stack.
+pub const MAX_NESTING: usize = 100;
+
 /// The filter words of ss that socktrace does not implement.
 const UNSUPPORTED: &[&str] = &["dev", "fwmark", "mark", "cgroup", "autobound"];
 
@@ -35,6 +40,7 @@ pub fn parse(
         text: &text,
         tokens: tokenize(&text),
         pos: 0,
+        depth: 0,
         services,
     };
     let states = parser.states(default_states)?;
@@ -188,6 +194,8 @@ struct Parser<'a> {
     text: &'a str,
     tokens: Vec<Token<'a>>,
     pos: usize,
+    /// The `(` and `not` open around the token being read.
+    depth: usize,
     services: &'a dyn Fn(&str) -> Option<u16>,
 }
 
@@ -264,26 +272,43 @@ impl<'a> Parser<'a> {
 
     /// `and` terms joined by `or`; `before` is the token that opened it.
     fn or(&mut self, before: Option<Token<'a>>) -> Result<Expr, FilterError> {
-        let mut left = self.and(before)?;
+        let mut terms = vec![self.and(before)?];
         while let Some(or) = self.take(Word::Or) {
-            let right = self.and(Some(or))?;
-            left = Expr::Or(Box::new(left), Box::new(right));
+            terms.push(self.and(Some(or))?);
         }
-        Ok(left)
+        Ok(one_or(terms, Expr::Or))
     }
 
     /// Conditions joined by `and` or side by side.
     fn and(&mut self, before: Option<Token<'a>>) -> Result<Expr, FilterError> {
-        let mut left = self.unary(before)?;
+        let mut terms = vec![self.unary(before)?];
         while let Some(next) = self.peek() {
             if matches!(word(next.text), Word::Or | Word::Close) {
                 break;
             }
             let and = self.take(Word::And);
-            let right = self.unary(and)?;
-            left = Expr::And(Box::new(left), Box::new(right));
+            terms.push(self.unary(and)?);
         }
-        Ok(left)
+        Ok(one_or(terms, Expr::And))
+    }
+
+    /// Runs `inner` one level deeper, inside `opener` (a `(` or `not`),
+    /// unless that is deeper than [`MAX_NESTING`].
+    fn nested(
+        &mut self,
+        opener: Token<'a>,
+        inner: impl FnOnce(&mut Self) -> Result<Expr, FilterError>,
+    ) -> Result<Expr, FilterError> {
+        if self.depth == MAX_NESTING {
+            return Err(self.error(
+                opener,
+                format!("the filter nests `(` and `not` more than {MAX_NESTING} deep"),
+            ));
+        }
+        self.depth += 1;
+        let expr = inner(self);
+        self.depth -= 1;
+        expr
     }
 
     fn unary(&mut self, before: Option<Token<'a>>) -> Result<Expr, FilterError> {
@@ -296,11 +321,13 @@ impl<'a> Parser<'a> {
             Word::Other => return Err(self.unknown(token)),
             Word::Not => {
                 self.pos += 1;
-                return Ok(Expr::Not(Box::new(self.unary(Some(token))?)));
+                return self.nested(token, |parser| {
+                    Ok(Expr::Not(Box::new(parser.unary(Some(token))?)))
+                });
             }
             Word::Open => {
                 self.pos += 1;
-                return self.group(token);
+                return self.nested(token, |parser| parser.group(token));
             }
             Word::Close | Word::And | Word::Or | Word::Op(_) => {
                 return Err(self.expected("a condition", &[before]));
@@ -536,6 +563,15 @@ impl<'a> Parser<'a> {
             IpAddr::V4(v4) => Cidr::containing(IpAddr::V4(v4), len),
             IpAddr::V6(v6) => ipv6_prefix(v6, len),
         })
+    }
+}
+
+/// The one term, or the terms joined by `join` (`Expr::And`, `Expr::Or`).
+fn one_or(mut terms: Vec<Expr>, join: fn(Vec<Expr>) -> Expr) -> Expr {
+    if terms.len() == 1 {
+        terms.swap_remove(0)
+    } else {
+        join(terms)
     }
 }
 

@@ -60,11 +60,11 @@ fn dport(port: u16) -> Expr {
 }
 
 fn and(left: Expr, right: Expr) -> Expr {
-    Expr::And(Box::new(left), Box::new(right))
+    Expr::And(vec![left, right])
 }
 
 fn or(left: Expr, right: Expr) -> Expr {
-    Expr::Or(Box::new(left), Box::new(right))
+    Expr::Or(vec![left, right])
 }
 
 fn not(inner: Expr) -> Expr {
@@ -401,13 +401,67 @@ fn not_binds_tighter_than_and_and_and_tighter_than_or() {
     );
     assert_eq!(
         expr("dport :1 or dport :2 or dport :3"),
-        or(or(dport(1), dport(2)), dport(3))
+        Expr::Or(vec![dport(1), dport(2), dport(3)])
+    );
+    assert_eq!(
+        expr("dport :1 dport :2 and dport :3"),
+        Expr::And(vec![dport(1), dport(2), dport(3)])
     );
     assert_eq!(
         expr("not ( dport :1 or dport :2 ) dport :3"),
         and(not(or(dport(1), dport(2))), dport(3))
     );
     assert_eq!(expr("! ! dport :1"), not(not(dport(1))));
+}
+
+#[test]
+fn nesting_deeper_than_the_limit_is_an_error_pointing_at_the_opener() {
+    let nested = |depth: usize| format!("{} dport :1 {}", "( ".repeat(depth), ") ".repeat(depth));
+    assert_eq!(expr(&nested(MAX_NESTING)), dport(1));
+    let err = error(&nested(MAX_NESTING + 1));
+    assert_eq!(
+        err.to_string(),
+        format!("the filter nests `(` and `not` more than {MAX_NESTING} deep")
+    );
+    assert_eq!(
+        err.span(),
+        2 * MAX_NESTING..2 * MAX_NESTING + 1,
+        "the 101st `(`"
+    );
+    let nots = |depth: usize| format!("{}dport :1", "not ".repeat(depth));
+    assert!(line(&nots(MAX_NESTING)).is_ok());
+    assert!(line(&nots(MAX_NESTING + 1)).is_err());
+    let mixed = format!(
+        "{}dport :1{}",
+        "not ( ".repeat(MAX_NESTING / 2 + 1),
+        " )".repeat(51)
+    );
+    assert!(line(&mixed).is_err(), "`not` and `(` count together");
+}
+
+/// A filter nested 10,000 deep overflowed the parser's stack (SIGABRT).
+#[test]
+fn a_filter_nested_ten_thousand_deep_is_an_error_not_a_crash() {
+    let parens = format!("{}dport :1{}", "(".repeat(10_000), ")".repeat(10_000));
+    assert!(error(&parens).to_string().contains("more than 100 deep"));
+    let nots = format!("{}dport :1", "! ".repeat(10_000));
+    assert!(error(&nots).to_string().contains("more than 100 deep"));
+}
+
+/// Long chains of `and` and `or` are flat: matching and dropping them
+/// recurse no deeper than one term.
+#[test]
+fn a_chain_of_twenty_thousand_conditions_matches_and_drops() {
+    let ports: Vec<String> = (1..=20_000)
+        .map(|port| format!("dport != :{}", 1 + port % 60_000))
+        .collect();
+    let all_but = ports.join(" and ");
+    assert!(passes(&all_but, "10.0.0.1:40000", "10.0.0.2:65535"));
+    assert!(!passes(&all_but, "10.0.0.1:40000", "10.0.0.2:443"));
+    let any = ports.join(" or ");
+    assert!(passes(&any, "10.0.0.1:40000", "10.0.0.2:443"));
+    let mixed = ports.join(" or dport :1 and ");
+    assert!(passes(&mixed, "10.0.0.1:40000", "10.0.0.2:443"));
 }
 
 #[test]
