@@ -53,27 +53,41 @@ pub async fn run(args: SsArgs) -> anyhow::Result<()> {
             in_process(&namespaces, args.processes)?
         }
     };
+    // As ss: the summary counts every socket, whatever -a, -l, -4, -6 and
+    // the filter say; the list follows it only when asked for with -t, -4,
+    // -6 or a filter.
+    let mut text = match (args.summary, args.json) {
+        (true, true) => ss_output::summary_json(&sockets),
+        (true, false) => ss_output::summary(&sockets),
+        (false, _) => String::new(),
+    };
+    let listed = args.tcp || args.ipv4 || args.ipv6 || !args.filter.is_empty();
+    if args.summary && !listed {
+        return print_all(&text);
+    }
+    if args.summary && !args.json {
+        text.push('\n');
+    }
     let selected: Vec<ListedSocket> = sockets
         .into_iter()
         .filter(|s| !args.ipv4 || s.is_ipv4())
         .filter(|s| !args.ipv6 || !s.is_ipv4())
         .filter(|s| query.matches(s.state, s.local, s.remote))
         .collect();
-    let text = match (args.summary, args.json) {
-        (true, true) => ss_output::summary_json(&selected),
-        (true, false) => ss_output::summary(&selected),
-        (false, true) => ss_output::json(&selected),
-        (false, false) => {
-            let columns = Columns {
-                state: query.states.single().is_none(),
-                netns: namespaces.several(),
-                processes: args.processes,
-                timers: args.timers,
-                no_header: args.no_header,
-            };
-            ss_output::table(&selected, columns, |netns| namespaces.label(netns))
-        }
-    };
+    if args.json {
+        text.push_str(&ss_output::json(&selected));
+    } else {
+        let columns = Columns {
+            state: query.states.single().is_none(),
+            netns: namespaces.several(),
+            processes: args.processes,
+            timers: args.timers,
+            no_header: args.no_header,
+        };
+        text.push_str(&ss_output::table(&selected, columns, |netns| {
+            namespaces.label(netns)
+        }));
+    }
     print_all(&text)
 }
 

@@ -213,7 +213,8 @@ pub fn duration(ns: u64) -> String {
     }
 }
 
-/// `-s`: sockets per state, IPv4 and IPv6 apart.
+/// `-s`: sockets per state, IPv4 and IPv6 apart, then the figures `ss -s`
+/// prints for TCP in the same namespace.
 pub fn summary(sockets: &[ListedSocket]) -> String {
     let counts = StateCounts::of(sockets);
     let mut rows = vec![
@@ -239,21 +240,43 @@ pub fn summary(sockets: &[ListedSocket]) -> String {
         v4.to_string(),
         v6.to_string(),
     ]);
-    aligned(&rows, |i| i > 0)
+    let [hashed_v4, hashed_v6] = counts.hashed();
+    format!(
+        "{}As ss -s counts them: estab {}, timewait {}, TCP {} (IP {hashed_v4}, IPv6 {hashed_v6})\n",
+        aligned(&rows, |i| i > 0),
+        counts.estab(),
+        counts.timewait.iter().sum::<u64>(),
+        hashed_v4 + hashed_v6,
+    )
 }
 
-/// Sockets per state and family.
+/// Sockets per state and family, and what `ss -s` counts apart.
 struct StateCounts {
     by_state: [[u64; 2]; 12],
+    /// Timewait sockets (TIME-WAIT, and orphaned FIN-WAIT-2 waiting in a
+    /// timewait socket): `ss -s`'s `timewait`.
+    timewait: [u64; 2],
+    /// Request sockets (half-open passive connections).
+    requests: [u64; 2],
 }
 
 impl StateCounts {
     fn of(sockets: &[ListedSocket]) -> Self {
-        let mut by_state = [[0u64; 2]; 12];
+        let mut counts = StateCounts {
+            by_state: [[0; 2]; 12],
+            timewait: [0; 2],
+            requests: [0; 2],
+        };
         for socket in sockets {
-            by_state[socket.state.index()][usize::from(!socket.is_ipv4())] += 1;
+            let family = usize::from(!socket.is_ipv4());
+            counts.by_state[socket.state.index()][family] += 1;
+            if matches!(socket.timer, DiagTimer::TimeWait { .. }) {
+                counts.timewait[family] += 1;
+            } else if socket.state == TcpState::SynRecv {
+                counts.requests[family] += 1;
+            }
         }
-        StateCounts { by_state }
+        counts
     }
 
     fn total(&self) -> [u64; 2] {
@@ -261,9 +284,30 @@ impl StateCounts {
             .iter()
             .fold([0, 0], |[a, b], [v4, v6]| [a + v4, b + v6])
     }
+
+    /// `ss -s`'s `estab`: the kernel's `CurrEstab`, ESTABLISHED and
+    /// CLOSE-WAIT.
+    fn estab(&self) -> u64 {
+        [TcpState::Established, TcpState::CloseWait]
+            .iter()
+            .flat_map(|state| self.by_state[state.index()])
+            .sum()
+    }
+
+    /// `ss -s`'s TCP row: the full sockets in the kernel's hash tables
+    /// (`/proc/net/sockstat`'s `inuse`), every listed socket but timewait
+    /// and request sockets, per family.
+    fn hashed(&self) -> [u64; 2] {
+        let [v4, v6] = self.total();
+        [
+            v4 - self.timewait[0] - self.requests[0],
+            v6 - self.timewait[1] - self.requests[1],
+        ]
+    }
 }
 
-/// `-s --json`: `{"type":"summary","total":N,"states":{"ESTABLISHED":{...}}}`.
+/// `-s --json`: `{"type":"summary","total":N,"states":{"ESTABLISHED":{...}},
+/// "estab":N,"timewait":N,"tcp":{...}}`, the last three as `ss -s` counts.
 pub fn summary_json(sockets: &[ListedSocket]) -> String {
     #[derive(Serialize)]
     struct Count {
@@ -271,26 +315,31 @@ pub fn summary_json(sockets: &[ListedSocket]) -> String {
         ipv4: u64,
         ipv6: u64,
     }
+    impl Count {
+        fn of([ipv4, ipv6]: [u64; 2]) -> Self {
+            Count {
+                total: ipv4 + ipv6,
+                ipv4,
+                ipv6,
+            }
+        }
+    }
     #[derive(Serialize)]
     struct Summary {
         r#type: &'static str,
         total: u64,
         states: std::collections::BTreeMap<&'static str, Count>,
+        estab: u64,
+        timewait: u64,
+        tcp: Count,
     }
     let counts = StateCounts::of(sockets);
     let [v4, v6] = counts.total();
     let states = TcpState::ALL
         .into_iter()
         .filter_map(|state| {
-            let [ipv4, ipv6] = counts.by_state[state.index()];
-            (ipv4 + ipv6 > 0).then_some((
-                state.name(),
-                Count {
-                    total: ipv4 + ipv6,
-                    ipv4,
-                    ipv6,
-                },
-            ))
+            let count = counts.by_state[state.index()];
+            (count != [0, 0]).then_some((state.name(), Count::of(count)))
         })
         .collect();
     let mut out = String::new();
@@ -300,6 +349,9 @@ pub fn summary_json(sockets: &[ListedSocket]) -> String {
             r#type: "summary",
             total: v4 + v6,
             states,
+            estab: counts.estab(),
+            timewait: counts.timewait.iter().sum(),
+            tcp: Count::of(counts.hashed()),
         },
     );
     out

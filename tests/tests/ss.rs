@@ -241,6 +241,110 @@ fn lists_what_ss_lists_with_the_same_options_and_filters() -> Result<()> {
     agent.stop()
 }
 
+/// What `ss -s` says of TCP in one namespace that socktrace can count: its
+/// `estab` and `timewait`, and its TCP row (sockets in the hash tables) by
+/// family; with how many sockets `ss -tan state all` lists.
+#[derive(Debug, PartialEq, Eq)]
+struct TcpSummary {
+    listed: u64,
+    estab: u64,
+    timewait: u64,
+    hashed: [u64; 2],
+}
+
+/// `ss -s`'s figures, and the count of `ss -tan state all`'s rows.
+fn ss_summary(ns: &NetNs) -> Result<TcpSummary> {
+    let text = ns.exec(&["ss", "-s"])?;
+    let figure = |line: &str, name: &str| -> Result<u64> {
+        let at = line.find(&format!("{name} ")).context(name.to_owned())? + name.len() + 1;
+        let digits: String = line[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        Ok(digits.parse()?)
+    };
+    let headline = text
+        .lines()
+        .find(|l| l.starts_with("TCP:"))
+        .context("no `TCP:` line in ss -s")?;
+    let row: Vec<u64> = text
+        .lines()
+        .find(|l| l.starts_with("TCP\t"))
+        .context("no TCP row in ss -s")?
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    ensure!(row.len() == 3, "TCP row {row:?}");
+    Ok(TcpSummary {
+        listed: rows(&ns.exec(&["ss", "-tan", "state", "all"])?)?.len() as u64,
+        estab: figure(headline, "estab")?,
+        timewait: figure(headline, "timewait")?,
+        hashed: [row[1], row[2]],
+    })
+}
+
+/// `socktrace ss -s --json`'s figures.
+fn socktrace_summary(ns: &NetNs, via: Via<'_>) -> Result<TcpSummary> {
+    let summary: Value = serde_json::from_str(&socktrace_ss(ns, via, &["-s", "--json"])?)?;
+    let number = |value: &Value| value.as_u64().with_context(|| format!("{summary}"));
+    Ok(TcpSummary {
+        listed: number(&summary["total"])?,
+        estab: number(&summary["estab"])?,
+        timewait: number(&summary["timewait"])?,
+        hashed: [
+            number(&summary["tcp"]["ipv4"])?,
+            number(&summary["tcp"]["ipv6"])?,
+        ],
+    })
+}
+
+/// `ss -s` counts every socket whatever -a says, and so does `socktrace ss
+/// -s` (without -a it counted only the connected sockets: "Total 0" with
+/// listeners and TIME-WAIT alone).
+#[test]
+fn the_summary_counts_what_ss_dash_s_counts() -> Result<()> {
+    let ns = NetNs::new()?;
+    let scene = scene(&ns)?;
+    // A connection the client closed and the server never did: CLOSE-WAIT
+    // on one end (ss's estab), an orphaned FIN-WAIT-2 (a timewait socket)
+    // on the other.
+    let listener = ns.run(|| tcp::listen(Family::V6))?;
+    let (client, mut server) = ns.run(|| tcp::connect_pair(&listener))?;
+    drop(client);
+    tcp::read_to_eof(&mut server, TIMEOUT)?;
+    let dir = SocketDir::new();
+    let agent = Agent::start_daemon(&ns, &dir.socket(), &[])?;
+    for via in [Via::Agent(&dir.socket()), Via::InProcess] {
+        let counted = wait::until(&format!("ss -s's figures via {via:?}"), TIMEOUT, || {
+            let expected = ss_summary(&ns)?;
+            let counted = socktrace_summary(&ns, via)?;
+            Ok(if counted == expected {
+                Poll::Ready(counted)
+            } else {
+                Poll::Pending(format!("ss: {expected:?}\nsocktrace: {counted:?}"))
+            })
+        })?;
+        // The scene's 17 sockets, the CLOSE-WAIT, the FIN-WAIT-2 and their
+        // listener; 8 ESTAB and the CLOSE-WAIT; 2 TIME-WAIT and the orphan;
+        // hashed: IPv4 2 listeners, 5 ESTAB (one a client of the dual-stack
+        // listener) and a SYN-SENT, IPv6 3 listeners, 3 ESTAB, a SYN-SENT
+        // and the CLOSE-WAIT.
+        ensure!(
+            counted
+                == TcpSummary {
+                    listed: 20,
+                    estab: 9,
+                    timewait: 3,
+                    hashed: [8, 8],
+                },
+            "{counted:?}"
+        );
+    }
+    drop((scene, server, listener));
+    agent.stop()
+}
+
 #[test]
 fn the_agent_knows_time_in_state_retries_and_owners() -> Result<()> {
     let ns = NetNs::new()?;

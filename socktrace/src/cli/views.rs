@@ -87,8 +87,9 @@ pub struct SsArgs {
     #[arg(short = 'o', long = "options")]
     pub timers: bool,
 
-    /// Counts per state (of the sockets the filter selects) instead of the
-    /// list.
+    /// Counts per state of every socket, as ss -s counts whatever -a, -l
+    /// and the filter say, and ss -s's estab, timewait and TCP figures;
+    /// followed by the list only with -t, -4, -6 or a filter, as ss does.
     #[arg(short = 's', long = "summary")]
     pub summary: bool,
 
