@@ -42,9 +42,10 @@ pub enum Command {
     /// remote address, outcome (errno), retransmits, first SYN (or SYN-ACK)
     /// to outcome in ms ("-" when that start was not seen), and the
     /// retransmit times in ms from the first SYN. At exit (and every
-    /// --summary-every seconds) a summary per peer, per /24 or /64 subnet and
-    /// per listening port: outcomes, retransmit distribution, latency p50/p99
-    /// and SYNs the listener dropped with a full accept queue.
+    /// --summary-every seconds) a summary of the --top busiest peers, /24 or
+    /// /64 subnets and listening ports, with a count of those left out:
+    /// outcomes, retransmit distribution, latency p50/p99 and SYNs the
+    /// listener dropped with a full accept queue.
     Handshakes(HandshakesArgs),
     /// TIME-WAIT sockets: when each took over from its closed connection,
     /// how long it really lived and why it ended, and who produces them
@@ -154,6 +155,11 @@ pub struct HandshakesArgs {
     /// a year).
     #[arg(long, value_name = "SECS", default_value = "0", value_parser = parse_seconds)]
     pub summary_every: Seconds,
+
+    /// Rows in each of the summary's lists, per side for peers and subnets
+    /// (1 to 1000); the rest are counted as omitted.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = parse_top)]
+    pub top: usize,
 
     #[command(flatten)]
     pub ring: RingArgs,

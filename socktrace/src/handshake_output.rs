@@ -157,8 +157,12 @@ impl Row<'_> {
     }
 }
 
-/// Appends the summary: per peer, per subnet, per listener.
-pub fn write_summary(out: &mut String, summary: &HandshakeSummary, format: Format) {
+/// Appends the summary: the `top` busiest peers and subnets of each side
+/// and the `top` busiest listeners, with the count of those left out.
+pub fn write_summary(out: &mut String, summary: &HandshakeSummary, format: Format, top: usize) {
+    let peers = summary.peers(top);
+    let subnets = summary.subnets(top);
+    let listeners = summary.listeners(top);
     match format {
         Format::Json => {
             let groups = |rows: Vec<(&'static str, String, &Group)>| {
@@ -171,22 +175,25 @@ pub fn write_summary(out: &mut String, summary: &HandshakeSummary, format: Forma
                 &SummaryJson {
                     r#type: "handshake_summary",
                     peers: groups(
-                        summary
-                            .peers()
-                            .into_iter()
-                            .map(|(side, peer, g)| (side.name(), peer.to_string(), g))
+                        peers
+                            .rows
+                            .iter()
+                            .map(|&(side, peer, g)| (side.name(), peer.to_string(), g))
                             .collect(),
                     ),
+                    peers_omitted: peers.omitted,
                     subnets: groups(
-                        summary
-                            .subnets()
-                            .into_iter()
-                            .map(|(side, subnet, g)| (side.name(), subnet.to_string(), g))
+                        subnets
+                            .rows
+                            .iter()
+                            .map(|&(side, subnet, g)| (side.name(), subnet.to_string(), g))
                             .collect(),
                     ),
-                    listeners: summary
-                        .listeners()
-                        .map(|(port, listener)| ListenerJson {
+                    subnets_omitted: subnets.omitted,
+                    listeners: listeners
+                        .rows
+                        .iter()
+                        .map(|&(port, listener)| ListenerJson {
                             port,
                             drops: listener.drops,
                             accept_queue_peak: listener.accept_queue_peak,
@@ -194,6 +201,7 @@ pub fn write_summary(out: &mut String, summary: &HandshakeSummary, format: Forma
                             group: GroupJson::new("server", format!("*:{port}"), &listener.group),
                         })
                         .collect(),
+                    listeners_omitted: listeners.omitted,
                     listen_overflows: summary.listen_counters().overflows,
                     listen_drops: summary.listen_counters().drops,
                 },
@@ -201,13 +209,15 @@ pub fn write_summary(out: &mut String, summary: &HandshakeSummary, format: Forma
         }
         Format::Human => {
             let _ = writeln!(out, "{}", group_header("PEER"));
-            for (side, peer, group) in summary.peers() {
+            for &(side, peer, group) in &peers.rows {
                 group_row(out, side.name(), &peer.to_string(), group);
             }
+            write_omitted(out, peers.omitted, "peers");
             let _ = writeln!(out, "{}", group_header("SUBNET"));
-            for (side, subnet, group) in summary.subnets() {
+            for &(side, subnet, group) in &subnets.rows {
                 group_row(out, side.name(), &subnet.to_string(), group);
             }
+            write_omitted(out, subnets.omitted, "subnets");
             let _ = writeln!(
                 out,
                 "{} {:>8} {:>13}",
@@ -215,12 +225,13 @@ pub fn write_summary(out: &mut String, summary: &HandshakeSummary, format: Forma
                 "DROPS",
                 "ACCEPTQ/MAX"
             );
-            for (port, listener) in summary.listeners() {
+            for &(port, listener) in &listeners.rows {
                 group_row(out, "server", &format!("*:{port}"), &listener.group);
                 out.pop();
                 let queue = format!("{}/{}", listener.accept_queue_peak, listener.backlog);
                 let _ = writeln!(out, " {:>8} {:>13}", listener.drops, queue);
             }
+            write_omitted(out, listeners.omitted, "listening ports");
             let counters = summary.listen_counters();
             let _ = writeln!(
                 out,
@@ -228,6 +239,13 @@ pub fn write_summary(out: &mut String, summary: &HandshakeSummary, format: Forma
                 counters.overflows, counters.drops
             );
         }
+    }
+}
+
+/// `... and 12 more peers (--top)` under a table that left rows out.
+fn write_omitted(out: &mut String, omitted: u64, what: &str) {
+    if omitted > 0 {
+        let _ = writeln!(out, "... and {omitted} more {what} (--top)");
     }
 }
 
@@ -313,8 +331,12 @@ struct RetryingJson {
 struct SummaryJson {
     r#type: &'static str,
     peers: Vec<GroupJson>,
+    /// The rows of each list beyond `--top`.
+    peers_omitted: u64,
     subnets: Vec<GroupJson>,
+    subnets_omitted: u64,
     listeners: Vec<ListenerJson>,
+    listeners_omitted: u64,
     /// The namespace's `TcpExtListenOverflows` and `TcpExtListenDrops`
     /// since tracing began.
     listen_overflows: u64,
@@ -470,7 +492,7 @@ mod tests {
         let mut summary = HandshakeSummary::new();
         summary.record(&timeout());
         let mut out = String::new();
-        write_summary(&mut out, &summary, Format::Json);
+        write_summary(&mut out, &summary, Format::Json, 10);
         let value = json(&out);
         assert_eq!(value["type"], "handshake_summary");
         assert_eq!(value["peers"][0]["key"], "2001:db8::2");
@@ -480,9 +502,49 @@ mod tests {
         assert_eq!(value["subnets"][0]["key"], "2001:db8::/64");
         assert_eq!(value["listeners"], serde_json::json!([]));
         assert_eq!(value["listen_overflows"], 0);
+        assert_eq!(value["peers_omitted"], 0);
         out.clear();
-        write_summary(&mut out, &summary, Format::Human);
+        write_summary(&mut out, &summary, Format::Human, 10);
         assert!(out.contains("timeout=1"), "{out}");
         assert!(out.contains("0/0/1/0/0/0/0"), "{out}");
+        assert!(!out.contains("more"), "nothing left out: {out}");
+    }
+
+    /// With every peer listed, a summary line reached 7.6 MB.
+    #[test]
+    fn a_summary_of_a_hundred_thousand_peers_stays_small() {
+        let mut summary = HandshakeSummary::new();
+        let first = u32::from(std::net::Ipv4Addr::new(127, 0, 0, 1));
+        for i in 0..100_000 {
+            let mut attempt = timeout();
+            attempt.side = Side::Server;
+            attempt.tuple.local = "127.0.0.1:8080".parse().unwrap();
+            attempt.tuple.remote = (std::net::Ipv4Addr::from(first + i), 40000).into();
+            summary.record(&attempt);
+        }
+        summary.record(&timeout());
+        let mut out = String::new();
+        write_summary(&mut out, &summary, Format::Json, 10);
+        assert!(out.len() < 8 * 1024, "{} bytes", out.len());
+        let value = json(&out);
+        let peers = value["peers"].as_array().unwrap();
+        assert_eq!(peers.len(), 11, "10 servers' peers and the client's");
+        assert_eq!(value["peers_omitted"], 100_000 - 10);
+        // 127.0.0.1 to 127.1.134.160.
+        assert_eq!(value["subnets"].as_array().unwrap().len(), 11);
+        assert_eq!(value["subnets_omitted"], 391 - 10);
+        assert_eq!(value["listeners"].as_array().unwrap().len(), 1);
+        assert_eq!(value["listeners_omitted"], 0);
+        out.clear();
+        write_summary(&mut out, &summary, Format::Human, 10);
+        assert!(out.len() < 8 * 1024, "{} bytes", out.len());
+        assert!(
+            out.contains("\n... and 99990 more peers (--top)\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("\n... and 381 more subnets (--top)\n"),
+            "{out}"
+        );
     }
 }

@@ -11,6 +11,7 @@ use crate::{
     counter_since::CounterSince,
     handshake::{Handshake, Outcome, Side},
     latency_histogram::LatencyHistogram,
+    top_list::TopList,
     tuple::NetnsInode,
 };
 
@@ -174,34 +175,47 @@ impl HandshakeSummary {
         }
     }
 
-    /// Per remote peer, busiest first.
-    pub fn peers(&self) -> Vec<(Side, IpAddr, &Group)> {
-        let mut peers: Vec<_> = self
-            .peers
-            .iter()
-            .map(|((side, peer), group)| (*side, *peer, group))
-            .collect();
-        peers.sort_by_key(|(side, peer, group)| (*side, std::cmp::Reverse(group.attempts), *peer));
-        peers
+    /// The `top` busiest remote peers of each side, clients first.
+    pub fn peers(&self, top: usize) -> TopList<(Side, IpAddr, &Group)> {
+        busiest_per_side(&self.peers, top)
     }
 
-    /// Per remote subnet, busiest first.
-    pub fn subnets(&self) -> Vec<(Side, Cidr, &Group)> {
-        let mut subnets: Vec<_> = self
-            .subnets
-            .iter()
-            .map(|((side, subnet), group)| (*side, *subnet, group))
-            .collect();
-        subnets.sort_by_key(|(side, subnet, group)| {
-            (*side, std::cmp::Reverse(group.attempts), *subnet)
-        });
-        subnets
+    /// The `top` busiest remote subnets of each side, clients first.
+    pub fn subnets(&self, top: usize) -> TopList<(Side, Cidr, &Group)> {
+        busiest_per_side(&self.subnets, top)
     }
 
-    /// Per local listening port, by port.
-    pub fn listeners(&self) -> impl Iterator<Item = (u16, &ListenerGroup)> {
-        self.listeners.iter().map(|(port, group)| (*port, group))
+    /// The `top` busiest local listening ports: most attempts and drops
+    /// together first, then by port.
+    pub fn listeners(&self, top: usize) -> TopList<(u16, &ListenerGroup)> {
+        let listeners = self.listeners.iter().map(|(port, group)| (*port, group));
+        TopList::first_by(listeners.collect(), top, |(a_port, a), (b_port, b)| {
+            (b.group.attempts + b.drops)
+                .cmp(&(a.group.attempts + a.drops))
+                .then(a_port.cmp(b_port))
+        })
     }
+}
+
+/// The `top` groups with the most attempts of each side (ties by key),
+/// clients first.
+fn busiest_per_side<K: Copy + Ord>(
+    groups: &BTreeMap<(Side, K), Group>,
+    top: usize,
+) -> TopList<(Side, K, &Group)> {
+    [Side::Client, Side::Server]
+        .into_iter()
+        .map(|side| {
+            let of_side = groups
+                .iter()
+                .filter(|((group_side, _), _)| *group_side == side)
+                .map(|((_, key), group)| (side, *key, group))
+                .collect();
+            TopList::first_by(of_side, top, |(_, a_key, a), (_, b_key, b)| {
+                b.attempts.cmp(&a.attempts).then(a_key.cmp(b_key))
+            })
+        })
+        .fold(TopList::default(), TopList::chain)
 }
 
 #[cfg(test)]
@@ -262,7 +276,7 @@ mod tests {
             0,
         ));
 
-        let peers = summary.peers();
+        let peers = summary.peers(10).rows;
         let (side, busiest, group) = peers[0];
         assert_eq!((side, busiest), (Side::Client, "10.0.7.1".parse().unwrap()));
         assert_eq!(group.attempts, 3);
@@ -272,11 +286,19 @@ mod tests {
         assert_eq!(group.retransmits, [1, 1, 0, 0, 0, 0, 1]);
         assert_eq!(group.latency.count(), 2, "only successes have a latency");
 
-        let subnets = summary.subnets();
+        let subnets = summary.subnets(10).rows;
         assert_eq!(subnets[0].1.to_string(), "10.0.7.0/24");
         assert_eq!(subnets[0].2.attempts, 5);
         assert_eq!(subnets[1].1.to_string(), "192.0.2.0/24");
-        assert_eq!(summary.listeners().count(), 0, "clients have no listener");
+        assert_eq!(
+            summary.listeners(10).rows.len(),
+            0,
+            "clients have no listener"
+        );
+        let top = summary.peers(1);
+        assert_eq!(top.rows.len(), 1);
+        assert_eq!(top.rows[0].1, busiest);
+        assert_eq!(top.omitted, 3);
     }
 
     #[test]
@@ -296,7 +318,7 @@ mod tests {
             Outcome::Expired,
             2,
         ));
-        let listeners: Vec<_> = summary.listeners().collect();
+        let listeners = summary.listeners(10).rows;
         assert_eq!(listeners.len(), 1);
         let (port, listener) = listeners[0];
         assert_eq!(port, 8080);
@@ -318,13 +340,17 @@ mod tests {
             backlog: 128,
         };
         summary.observe_listeners(&[sample(v4, 1, 40, 3)]);
-        assert_eq!(summary.listeners().count(), 0, "old drops are not news");
+        assert_eq!(
+            summary.listeners(10).rows.len(),
+            0,
+            "old drops are not news"
+        );
         summary.observe_listeners(&[sample(v4, 1, 45, 128), sample(v6, 2, 7, 0)]);
         summary.observe_listeners(&[sample(v4, 1, 47, 9), sample(v6, 2, 9, 0)]);
         // The v4 listener restarts: its successor's counter starts at 0.
         summary.observe_listeners(&[sample(v4, 3, 0, 0), sample(v6, 2, 9, 0)]);
         summary.observe_listeners(&[sample(v4, 3, 1, 0), sample(v6, 2, 9, 0)]);
-        let (port, listener) = summary.listeners().next().unwrap();
+        let (port, listener) = summary.listeners(10).rows[0];
         assert_eq!(port, 8080);
         assert_eq!(listener.drops, 5 + 2 + 2 + 1);
         assert_eq!((listener.accept_queue_peak, listener.backlog), (128, 128));

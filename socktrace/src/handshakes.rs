@@ -47,6 +47,7 @@ pub async fn run(args: HandshakesArgs) -> anyhow::Result<()> {
         style,
         snapshot: None,
         summary_every_ns: args.summary_every.as_ns(),
+        top: args.top,
         last_summary_ns: monotonic_now_ns(),
     };
     let summary = event_loop::run(
@@ -82,6 +83,8 @@ struct HandshakeRecorder {
     style: Style,
     snapshot: Option<Snapshot>,
     summary_every_ns: u64,
+    /// Rows in each of the summary's lists.
+    top: usize,
     last_summary_ns: u64,
 }
 
@@ -244,12 +247,12 @@ impl Consumer for HandshakeRecorder {
         let every = self.summary_every_ns;
         if every > 0 && now_ns.saturating_sub(self.last_summary_ns) >= every {
             self.last_summary_ns = now_ns;
-            handshake_output::write_summary(out, &self.summary, self.format);
+            handshake_output::write_summary(out, &self.summary, self.format, self.top);
         }
     }
 
     fn finish(&mut self, now_ns: u64, out: &mut String) {
         self.settle(now_ns, out);
-        handshake_output::write_summary(out, &self.summary, self.format);
+        handshake_output::write_summary(out, &self.summary, self.format, self.top);
     }
 }

@@ -55,6 +55,7 @@ pub mod time_wait_output;
 pub mod time_wait_summary;
 pub mod timewait;
 pub mod top;
+pub mod top_list;
 pub mod top_screen;
 pub mod top_terminal;
 pub mod top_view;

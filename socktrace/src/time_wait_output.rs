@@ -16,6 +16,7 @@ use crate::{
     tcp_state::TcpState,
     time_wait::{EndedTimeWait, TimeWaitEnd, TimeWaitSocket},
     time_wait_summary::TimeWaitReport,
+    top_list::TopList,
     tuple::{NetnsInode, SocketTuple},
 };
 
@@ -243,63 +244,50 @@ fn write_human_summary(out: &mut String, r: &TimeWaitReport, style: &Style, now_
         close_wait.stuck,
         optional_ms(close_wait.oldest_ns.map(ms)),
     );
-    let list = |items: Vec<String>| {
-        if items.is_empty() {
-            "-".to_owned()
+    let ports = listed(&r.top_local_ports, |(port, n)| format!(":{port} {n}"));
+    let _ = writeln!(out, "  by local port: {ports}");
+    let remotes = listed(&r.top_remotes, |(remote, n)| {
+        format!("{} {n}", endpoint(remote))
+    });
+    let _ = writeln!(out, "  by remote: {remotes}");
+    let owners = listed(&r.top_owners, |(owner, n)| match owner {
+        Some(o) => match &o.container {
+            Some(label) => format!("{}/{} ({label}) {n}", o.pid, o.comm),
+            None => format!("{}/{} {n}", o.pid, o.comm),
+        },
+        None => format!("unknown {n}"),
+    });
+    let _ = writeln!(out, "  by process: {owners}");
+    let containers = listed(&r.top_containers, |(label, n)| format!("{label} {n}"));
+    let _ = writeln!(out, "  by container: {containers}");
+    let pressure = listed(&r.port_pressure, |p| {
+        let netns = if style.netns_column {
+            format!("netns {} ", p.netns)
         } else {
-            items.join(", ")
-        }
-    };
-    let ports = r
-        .top_local_ports
-        .iter()
-        .map(|(port, n)| format!(":{port} {n}"))
-        .collect();
-    let _ = writeln!(out, "  by local port: {}", list(ports));
-    let remotes = r
-        .top_remotes
-        .iter()
-        .map(|(remote, n)| format!("{} {n}", endpoint(remote)))
-        .collect();
-    let _ = writeln!(out, "  by remote: {}", list(remotes));
-    let owners = r
-        .top_owners
-        .iter()
-        .map(|(owner, n)| match owner {
-            Some(o) => match &o.container {
-                Some(label) => format!("{}/{} ({label}) {n}", o.pid, o.comm),
-                None => format!("{}/{} {n}", o.pid, o.comm),
-            },
-            None => format!("unknown {n}"),
-        })
-        .collect();
-    let _ = writeln!(out, "  by process: {}", list(owners));
-    let containers = r
-        .top_containers
-        .iter()
-        .map(|(label, n)| format!("{label} {n}"))
-        .collect();
-    let _ = writeln!(out, "  by container: {}", list(containers));
-    let pressure = r
-        .port_pressure
-        .iter()
-        .map(|p| {
-            let netns = if style.netns_column {
-                format!("netns {} ", p.netns)
-            } else {
-                String::new()
-            };
-            format!(
-                "{netns}{} -> {} {}/{} ({:.1}%)",
-                p.local,
-                endpoint(&p.remote),
-                p.time_wait,
-                p.ephemeral_ports,
-                p.ratio() * 100.0
-            )
-        })
-        .collect();
-    let _ = writeln!(out, "  ephemeral ports held: {}", list(pressure));
+            String::new()
+        };
+        format!(
+            "{netns}{} -> {} {}/{} ({:.1}%)",
+            p.local,
+            endpoint(&p.remote),
+            p.time_wait,
+            p.ephemeral_ports,
+            p.ratio() * 100.0
+        )
+    });
+    let _ = writeln!(out, "  ephemeral ports held: {pressure}");
+}
+
+/// A top list on one line: `a, b, and 12 more`; `-` when empty.
+fn listed<T>(list: &TopList<T>, row: impl Fn(&T) -> String) -> String {
+    if list.rows.is_empty() {
+        return "-".to_owned();
+    }
+    let mut text = list.rows.iter().map(row).collect::<Vec<_>>().join(", ");
+    if list.omitted > 0 {
+        let _ = write!(text, ", and {} more", list.omitted);
+    }
+    text
 }
 
 #[derive(Serialize)]
@@ -369,10 +357,16 @@ struct SummaryJson {
     close_wait_oldest_ms: Option<f64>,
     listing_interval_ms: f64,
     top_local_ports: Vec<PortCountJson>,
+    /// The rows of each list beyond `--top`.
+    top_local_ports_omitted: u64,
     top_remotes: Vec<RemoteCountJson>,
+    top_remotes_omitted: u64,
     top_processes: Vec<OwnerCountJson>,
+    top_processes_omitted: u64,
     top_containers: Vec<ContainerCountJson>,
+    top_containers_omitted: u64,
     port_pressure: Vec<PressureJson>,
+    port_pressure_omitted: u64,
 }
 
 impl SummaryJson {
@@ -402,11 +396,14 @@ impl SummaryJson {
             listing_interval_ms: ms(r.observed.listing_interval_ns),
             top_local_ports: r
                 .top_local_ports
+                .rows
                 .iter()
                 .map(|&(port, count)| PortCountJson { port, count })
                 .collect(),
+            top_local_ports_omitted: r.top_local_ports.omitted,
             top_remotes: r
                 .top_remotes
+                .rows
                 .iter()
                 .map(|(remote, count)| RemoteCountJson {
                     addr: remote.ip().to_string(),
@@ -414,24 +411,30 @@ impl SummaryJson {
                     count: *count,
                 })
                 .collect(),
+            top_remotes_omitted: r.top_remotes.omitted,
             top_processes: r
                 .top_owners
+                .rows
                 .iter()
                 .map(|(owner, count)| OwnerCountJson {
                     owner: OwnerJson::from(owner.as_ref()),
                     count: *count,
                 })
                 .collect(),
+            top_processes_omitted: r.top_owners.omitted,
             top_containers: r
                 .top_containers
+                .rows
                 .iter()
                 .map(|(label, count)| ContainerCountJson {
                     container: label.as_str().to_owned(),
                     count: *count,
                 })
                 .collect(),
+            top_containers_omitted: r.top_containers.omitted,
             port_pressure: r
                 .port_pressure
+                .rows
                 .iter()
                 .map(|p| PressureJson {
                     netns: p.netns,
@@ -443,6 +446,7 @@ impl SummaryJson {
                     ratio: p.ratio(),
                 })
                 .collect(),
+            port_pressure_omitted: r.port_pressure.omitted,
         }
     }
 }

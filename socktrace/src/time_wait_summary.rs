@@ -14,6 +14,7 @@ use crate::{
     owner::{ContainerLabel, Owner},
     table::Opening,
     time_wait::{EndedTimeWait, TimeWaitCounts, TimeWaitEnd, TimeWaitSocket},
+    top_list::TopList,
     tuple::NetnsInode,
 };
 
@@ -102,13 +103,13 @@ pub struct TimeWaitReport {
     pub lifetime_p99_ms: Option<f64>,
     pub lifetime_max_ms: Option<f64>,
     /// Timewait sockets (either substate) held per local port, per remote
-    /// endpoint, per owner, per container or service: most first.
-    pub top_local_ports: Vec<(u16, u64)>,
-    pub top_remotes: Vec<(SocketAddr, u64)>,
-    pub top_owners: Vec<(Option<Owner>, u64)>,
-    pub top_containers: Vec<(ContainerLabel, u64)>,
-    /// Destinations by share of the ephemeral range held, most first.
-    pub port_pressure: Vec<PortPressure>,
+    /// endpoint, per owner, per container or service: the `top` most.
+    pub top_local_ports: TopList<(u16, u64)>,
+    pub top_remotes: TopList<(SocketAddr, u64)>,
+    pub top_owners: TopList<(Option<Owner>, u64)>,
+    pub top_containers: TopList<(ContainerLabel, u64)>,
+    /// The `top` destinations by share of the ephemeral range held.
+    pub port_pressure: TopList<PortPressure>,
     pub observed: Observed,
 }
 
@@ -200,7 +201,7 @@ impl TimeWaitSummary {
                     .or_insert(0) += 1;
             }
         }
-        let mut port_pressure: Vec<PortPressure> = destinations
+        let port_pressure: Vec<PortPressure> = destinations
             .into_iter()
             .filter_map(|((netns, local, remote), time_wait)| {
                 Some(PortPressure {
@@ -213,12 +214,11 @@ impl TimeWaitSummary {
             })
             .collect();
         // Most held share first; ties in a stable order.
-        port_pressure.sort_by(|a, b| {
+        let port_pressure = TopList::first_by(port_pressure, top, |a, b| {
             b.ratio()
                 .total_cmp(&a.ratio())
                 .then_with(|| (a.netns, a.local, a.remote).cmp(&(b.netns, b.local, b.remote)))
         });
-        port_pressure.truncate(top);
         let report = TimeWaitReport {
             interval_ns: now_ns.saturating_sub(self.interval_began_ns),
             counts,
@@ -243,20 +243,11 @@ impl TimeWaitSummary {
 }
 
 /// The `top` keys with the highest counts, highest first; ties in key
-/// order so that reports are stable. Selects before sorting: a summary over
-/// 100k timewait sockets has about as many local ports.
-fn most<K: Hash + Eq + Ord>(counts: HashMap<K, u64>, top: usize) -> Vec<(K, u64)> {
-    let order = |a: &(K, u64), b: &(K, u64)| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0));
-    let mut counts: Vec<(K, u64)> = counts.into_iter().collect();
-    if top == 0 {
-        return Vec::new();
-    }
-    if counts.len() > top {
-        counts.select_nth_unstable_by(top - 1, order);
-        counts.truncate(top);
-    }
-    counts.sort_unstable_by(order);
-    counts
+/// order so that reports are stable.
+fn most<K: Hash + Eq + Ord>(counts: HashMap<K, u64>, top: usize) -> TopList<(K, u64)> {
+    TopList::first_by(counts.into_iter().collect(), top, |a, b| {
+        b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0))
+    })
 }
 
 #[cfg(test)]
@@ -401,6 +392,7 @@ mod tests {
         let report = TimeWaitSummary::new(0).report(3 * S, tracker.sockets(), two_ranges(), 5);
         let rows: Vec<_> = report
             .port_pressure
+            .rows
             .iter()
             .map(|p| (p.netns, p.time_wait, p.ephemeral_ports))
             .collect();
@@ -413,8 +405,8 @@ mod tests {
             ..Default::default()
         };
         let report = TimeWaitSummary::new(0).report(3 * S, tracker.sockets(), only_one, 5);
-        assert_eq!(report.port_pressure.len(), 1);
-        assert_eq!(report.port_pressure[0].netns, TEST_NETNS);
+        assert_eq!(report.port_pressure.rows.len(), 1);
+        assert_eq!(report.port_pressure.rows[0].netns, TEST_NETNS);
     }
 
     #[test]
@@ -448,26 +440,29 @@ mod tests {
         };
         let report = summary.report(10 * S, tracker.sockets(), observed, 2);
         assert_eq!(report.counts.time_wait, 4);
-        assert_eq!(report.top_owners, [(Some(curl), 3), (Some(nginx), 1)]);
+        assert_eq!(report.top_owners.rows, [(Some(curl), 3), (Some(nginx), 1)]);
         assert_eq!(
-            report.top_containers,
+            report.top_containers.rows,
             [(docker, 3)],
             "only labelled owners are counted by container"
         );
         assert_eq!(
-            report.top_remotes,
+            report.top_remotes.rows,
             [
                 ("10.0.0.9:443".parse().unwrap(), 2),
                 ("10.0.0.7:50000".parse().unwrap(), 1)
             ]
         );
         assert_eq!(
-            report.top_local_ports,
+            report.top_local_ports.rows,
             [(80, 1), (40001, 1)],
             "ties by port"
         );
+        assert_eq!(report.top_local_ports.omitted, 2, "40002 and 40003");
+        assert_eq!(report.top_remotes.omitted, 1);
+        assert_eq!(report.top_owners.omitted, 0);
         // The server's timewait socket holds no ephemeral port.
-        let pressure = &report.port_pressure;
+        let pressure = &report.port_pressure.rows;
         assert_eq!(pressure.len(), 2);
         assert_eq!(pressure[0].remote, "10.0.0.9:443".parse().unwrap());
         assert_eq!(
@@ -522,7 +517,7 @@ mod tests {
         let report = TimeWaitSummary::new(0).report(3 * S, tracker.sockets(), observed, 5);
         assert_eq!(report.counts.time_wait, 1);
         assert!(
-            report.port_pressure.is_empty(),
+            report.port_pressure.rows.is_empty(),
             "{:?}",
             report.port_pressure
         );
@@ -544,7 +539,7 @@ mod tests {
         assert_eq!(max, 60_500.0, "1 s entry, ended between 61 and 62 s");
         let p50 = report.lifetime_p50_ms.unwrap();
         assert!((p50 - max).abs() / max < 0.02, "{p50}");
-        assert!(report.port_pressure.is_empty(), "no port range known");
+        assert!(report.port_pressure.rows.is_empty(), "no port range known");
         let next = summary.report(4 * S, tracker.sockets(), Observed::default(), 5);
         assert_eq!((next.entered, next.ended, next.interval_ns), (0, 0, 2 * S));
         assert_eq!(next.ends, [1, 0, 0, 0], "ends accumulate");

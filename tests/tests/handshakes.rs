@@ -381,6 +381,56 @@ fn a_full_accept_queue_shows_in_the_listener_summary() -> Result<()> {
     agent.stop()
 }
 
+/// Every list of the summary is cut to `--top` rows (10 by default) with a
+/// count of the rest: with every peer listed, a summary line reached 7.6 MB.
+#[test]
+fn the_summary_lists_the_top_peers_and_counts_the_rest() -> Result<()> {
+    let ns = NetNs::new()?;
+    let listener = ns.run(|| tcp::listen(Family::V4))?;
+    let server = SocketAddr::new(Family::V4.loopback(), tcp::local_port(&listener)?);
+    let port = server.port().to_string();
+    let mut agent = Agent::start_command(
+        &ns,
+        "handshakes",
+        &["--port", &port, "--summary-every", "1"],
+    )?;
+    // 300 clients from distinct loopback addresses, 25 in each of 12 /24
+    // subnets.
+    let sources: Vec<SocketAddr> = (0..300u16)
+        .map(|i| SocketAddr::from(([127, 0, 10 + (i / 25) as u8, 1 + (i % 25) as u8], 0)))
+        .collect();
+    for &source in &sources {
+        let client = ns.run(|| tcp::connect_from(source, server))?;
+        drop((client, tcp::accept(&listener, TIMEOUT)?));
+    }
+    let summary = agent.wait_for(
+        "a summary with every server attempt",
+        |r| {
+            record::is_type(r, "handshake_summary")
+                && r["listeners"][0]["attempts"].as_u64() == Some(sources.len() as u64)
+        },
+        TIMEOUT,
+    )?;
+    let keys = |list: &str, side: &str| -> Vec<String> {
+        let rows = summary[list].as_array().cloned().unwrap_or_default();
+        rows.iter()
+            .filter(|row| row["side"] == side)
+            .filter_map(|row| row["key"].as_str().map(str::to_owned))
+            .collect()
+    };
+    // The clients' one peer (the listener's address) and subnet; the
+    // servers' ten busiest of 300 peers and of 12 subnets, ties by address.
+    ensure!(keys("peers", "client") == ["127.0.0.1"], "{summary}");
+    ensure!(keys("peers", "server").len() == 10, "{summary}");
+    ensure!(summary["peers_omitted"] == 290, "{summary}");
+    let subnets: Vec<String> = (10..20).map(|c| format!("127.0.{c}.0/24")).collect();
+    ensure!(keys("subnets", "server") == subnets, "{summary}");
+    ensure!(summary["subnets_omitted"] == 2, "{summary}");
+    ensure!(summary["listeners_omitted"] == 0, "{summary}");
+    drop(listener);
+    agent.stop()
+}
+
 // Helpers.
 
 /// A namespace whose connects give up after about 3 s.
