@@ -9,7 +9,9 @@ use crate::{cidr::Cidr, socket_filter::SocketFilter};
 /// socktrace: every TCP state transition on this host, from a real eBPF
 /// program, with the owning process and time spent in each state.
 ///
-/// Needs root (or CAP_BPF + CAP_PERFMON) and tracefs mounted.
+/// Needs root, or CAP_BPF + CAP_PERFMON and read access to tracefs
+/// (CAP_DAC_READ_SEARCH where it is root's, mode 0700), and tracefs
+/// mounted.
 #[derive(Debug, Parser)]
 #[command(name = "socktrace", version, about, long_about)]
 pub struct Cli {

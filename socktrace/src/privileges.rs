@@ -1,6 +1,8 @@
 //! What the agent needs to load BPF programs, checked up front so a user
 //! gets one clear sentence instead of an EPERM from deep inside the loader.
 
+const CAP_DAC_READ_SEARCH: u32 = 2;
+const CAP_SYS_PTRACE: u32 = 19;
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
@@ -25,18 +27,37 @@ pub fn check(effective: Option<u64>) -> Result<(), MissingPrivileges> {
             missing: "could not read CapEff from /proc/self/status".into(),
         });
     };
-    let has = |cap: u32| mask & (1u64 << cap) != 0;
-    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
+    if mask & (1u64 << CAP_SYS_ADMIN) != 0 {
         return Ok(());
     }
-    let missing: Vec<_> = [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")]
-        .into_iter()
-        .filter(|&(cap, _)| !has(cap))
-        .map(|(_, name)| name)
+    match missing_of(mask, &[(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")]) {
+        None => Ok(()),
+        Some(missing) => Err(MissingPrivileges { missing }),
+    }
+}
+
+/// Of what reading other users' `/proc/PID/fd` takes (listing it
+/// CAP_DAC_READ_SEARCH, reading its links CAP_SYS_PTRACE), what this
+/// process lacks: `None` when it has both.
+pub fn missing_for_other_users_files() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    missing_of(
+        effective_capabilities(&status).unwrap_or(0),
+        &[
+            (CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH"),
+            (CAP_SYS_PTRACE, "CAP_SYS_PTRACE"),
+        ],
+    )
+}
+
+/// The names of the `wanted` capabilities the mask lacks, if any.
+fn missing_of(mask: u64, wanted: &[(u32, &str)]) -> Option<String> {
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|&&(cap, _)| mask & (1u64 << cap) == 0)
+        .map(|&(_, name)| name)
         .collect();
-    Err(MissingPrivileges {
-        missing: missing.join(", "),
-    })
+    (!missing.is_empty()).then(|| missing.join(", "))
 }
 
 /// The `CapEff:` mask of a `/proc/PID/status` text.
@@ -65,6 +86,23 @@ mod tests {
         let error = check(Some(1 << CAP_BPF)).unwrap_err();
         assert_eq!(error.missing, "CAP_PERFMON");
         assert!(error.to_string().starts_with("socktrace needs root"));
+    }
+
+    #[test]
+    fn what_other_users_files_take_is_named() {
+        let wanted = [
+            (CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH"),
+            (CAP_SYS_PTRACE, "CAP_SYS_PTRACE"),
+        ];
+        assert_eq!(missing_of(0x000001ffffffffff, &wanted), None);
+        assert_eq!(
+            missing_of(1 << CAP_DAC_READ_SEARCH, &wanted).as_deref(),
+            Some("CAP_SYS_PTRACE")
+        );
+        assert_eq!(
+            missing_of(0, &wanted).as_deref(),
+            Some("CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE")
+        );
     }
 
     #[test]

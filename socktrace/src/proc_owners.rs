@@ -9,15 +9,16 @@ use std::path::Path;
 
 use crate::container;
 use crate::owner::{Comm, Owner};
+use crate::privileges;
 
 /// Maps every socket inode open in a process under `proc_root` (normally
 /// `/proc`) to that process. When several processes hold the same socket,
-/// the lowest pid wins. Processes that exit or deny access during the scan
-/// are skipped: that is normal for an unprivileged scan of a busy system.
-/// Any other failure (`proc_root` cannot be listed, a process's
-/// descriptors cannot be read for want of file descriptors or memory)
-/// fails the reading: owners missing for that would look like sockets
-/// nobody holds.
+/// the lowest pid wins. Processes that exit during the scan are skipped;
+/// those whose descriptors this user may not read are skipped and counted
+/// in a warning that says what it takes. Any other failure (`proc_root`
+/// cannot be listed, a process's descriptors cannot be read for want of
+/// file descriptors or memory) fails the reading: owners missing for that
+/// would look like sockets nobody holds.
 pub fn socket_owners(proc_root: &Path) -> io::Result<HashMap<u32, Owner>> {
     let mut owners = HashMap::new();
     let listing = |source: io::Error| {
@@ -26,24 +27,58 @@ pub fn socket_owners(proc_root: &Path) -> io::Result<HashMap<u32, Owner>> {
             format!("cannot list {}: {source}", proc_root.display()),
         )
     };
+    let mut denied = 0;
     for entry in fs::read_dir(proc_root).map_err(listing)? {
         let entry = entry.map_err(listing)?;
         if let Some(pid) = parse_pid(&entry.file_name()) {
-            add_process(&entry.path(), pid, &mut owners)?;
+            match add_process(&entry.path(), pid, &mut owners)? {
+                Access::Read => {}
+                Access::Denied => denied += 1,
+            }
         }
+    }
+    if denied > 0 {
+        report_denied(denied);
     }
     Ok(owners)
 }
 
+/// Whether this user could read a process's descriptors.
+enum Access {
+    Read,
+    Denied,
+}
+
+/// Says why the owners of `denied` processes' sockets are unknown: a
+/// warning naming the capabilities this process lacks, if it lacks any;
+/// otherwise (a security module, or a process that holds capabilities
+/// this one does not) only with -v.
+fn report_denied(denied: u32) {
+    match privileges::missing_for_other_users_files() {
+        Some(missing) => log::warn!(
+            "the owners of the sockets of {denied} processes are unknown: reading another \
+             user's /proc/PID/fd needs CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE (or root; \
+             missing: {missing})"
+        ),
+        None => log::info!(
+            "the owners of the sockets of {denied} processes are unknown: their /proc/PID/fd \
+             is closed to this process"
+        ),
+    }
+}
+
 /// Records the sockets of the process whose `/proc` directory is `dir`.
-fn add_process(dir: &Path, pid: u32, owners: &mut HashMap<u32, Owner>) -> io::Result<()> {
-    let inodes = socket_inodes(&dir.join("fd"))?;
+fn add_process(dir: &Path, pid: u32, owners: &mut HashMap<u32, Owner>) -> io::Result<Access> {
+    let inodes = match socket_inodes(&dir.join("fd"))? {
+        Some(inodes) => inodes,
+        None => return Ok(Access::Denied),
+    };
     if inodes.is_empty() {
-        return Ok(());
+        return Ok(Access::Read);
     }
     let comm = match fs::read_to_string(dir.join("comm")) {
         Ok(comm) => comm,
-        Err(error) if went_away(&error) => return Ok(()),
+        Err(error) if went_away(&error) => return Ok(Access::Read),
         Err(error) => return Err(error),
     };
     let owner = Owner {
@@ -54,15 +89,19 @@ fn add_process(dir: &Path, pid: u32, owners: &mut HashMap<u32, Owner>) -> io::Re
     for inode in inodes {
         keep_lowest_pid(owners, inode, owner.clone());
     }
-    Ok(())
+    Ok(Access::Read)
 }
 
 /// The socket inodes among the descriptors in `fd_dir`; empty if the
-/// process is gone or hides them.
-fn socket_inodes(fd_dir: &Path) -> io::Result<Vec<u32>> {
+/// process is gone, `None` if this user may not read them. Listing another
+/// user's descriptors takes CAP_DAC_READ_SEARCH, reading where they point
+/// CAP_SYS_PTRACE.
+fn socket_inodes(fd_dir: &Path) -> io::Result<Option<Vec<u32>>> {
+    let denied = |error: &io::Error| error.kind() == io::ErrorKind::PermissionDenied;
     let entries = match fs::read_dir(fd_dir) {
         Ok(entries) => entries,
-        Err(error) if went_away(&error) => return Ok(Vec::new()),
+        Err(error) if denied(&error) => return Ok(None),
+        Err(error) if went_away(&error) => return Ok(Some(Vec::new())),
         Err(error) => {
             return Err(io::Error::new(
                 error.kind(),
@@ -70,19 +109,23 @@ fn socket_inodes(fd_dir: &Path) -> io::Result<Vec<u32>> {
             ));
         }
     };
-    Ok(entries
-        .flatten()
-        .filter_map(|entry| fs::read_link(entry.path()).ok())
-        .filter_map(|target| parse_socket_inode(target.as_os_str()))
-        .collect())
+    let mut inodes = Vec::new();
+    for entry in entries.flatten() {
+        match fs::read_link(entry.path()) {
+            Ok(target) => inodes.extend(parse_socket_inode(target.as_os_str())),
+            Err(error) if denied(&error) => return Ok(None),
+            Err(_) => {}
+        }
+    }
+    Ok(Some(inodes))
 }
 
 /// Whether reading a process's files failed because it exited (or is not a
-/// process directory) or denies access: a process to skip.
+/// process directory): a process to skip.
 fn went_away(error: &io::Error) -> bool {
     matches!(
         error.kind(),
-        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied | io::ErrorKind::NotADirectory
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
     ) || error.raw_os_error() == Some(libc::ESRCH)
 }
 

@@ -2,7 +2,11 @@
 //! program reads (`socktrace_ebpf::tracepoints::LAYOUTS`) against the
 //! offsets it was built with, so a kernel that moved a field fails loudly at
 //! start-up instead of producing garbage.
-use std::path::{Path, PathBuf};
+use std::{
+    io::ErrorKind,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+};
 
 use socktrace_ebpf::tracepoints::{LAYOUTS, Layout};
 
@@ -17,6 +21,18 @@ pub enum FormatError {
         TRACEFS_ROOTS.join(", ")
     )]
     NoTracefs,
+    /// tracefs is there but closed to this user: its root is mode 0700 and
+    /// its files 0440, root's, on most hosts.
+    #[error(
+        "{path} is not readable by this user (uid {uid}; it is mode {mode:04o}, owner uid {owner}): \
+         run socktrace as root, or grant it CAP_DAC_READ_SEARCH besides CAP_BPF and CAP_PERFMON"
+    )]
+    NotReadable {
+        path: PathBuf,
+        uid: u32,
+        mode: u32,
+        owner: u32,
+    },
     #[error("cannot read {path}: {source} (does this kernel have the {tracepoint} tracepoint?)")]
     Unreadable {
         tracepoint: String,
@@ -55,11 +71,7 @@ impl OptionalFields {
 /// Reads every attached tracepoint's format file from the mounted tracefs
 /// and checks it; says which optional fields it has.
 pub fn check_all() -> Result<OptionalFields, FormatError> {
-    let root = TRACEFS_ROOTS
-        .iter()
-        .map(Path::new)
-        .find(|root| root.join("events").is_dir())
-        .ok_or(FormatError::NoTracefs)?;
+    let root = tracefs_root()?;
     let mut present = OptionalFields::default();
     for layout in LAYOUTS {
         let path = root
@@ -67,16 +79,75 @@ pub fn check_all() -> Result<OptionalFields, FormatError> {
             .join(layout.category)
             .join(layout.name)
             .join("format");
-        let text = std::fs::read_to_string(&path).map_err(|source| FormatError::Unreadable {
-            tracepoint: display_name(layout),
-            path: path.clone(),
-            source,
+        let text = std::fs::read_to_string(&path).map_err(|source| {
+            if source.kind() == ErrorKind::PermissionDenied {
+                return not_readable(&path);
+            }
+            FormatError::Unreadable {
+                tracepoint: display_name(layout),
+                path: path.clone(),
+                source,
+            }
         })?;
         for field in check_layout(layout, &text)? {
             present.0.push((layout.name, field));
         }
     }
     Ok(present)
+}
+
+/// The first of [`TRACEFS_ROOTS`] with tracefs' `events`; an error that
+/// tells a tracefs this user may not read from one that is not mounted.
+fn tracefs_root() -> Result<&'static Path, FormatError> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mounted = tracefs_mounts(&mountinfo);
+    let mut closed = None;
+    for root in TRACEFS_ROOTS.map(Path::new) {
+        let events = root.join("events");
+        match std::fs::metadata(&events) {
+            Ok(metadata) if metadata.is_dir() => return Ok(root),
+            Err(error)
+                if error.kind() == ErrorKind::PermissionDenied
+                    && mounted.iter().any(|&mount| Path::new(mount) == root) =>
+            {
+                closed.get_or_insert_with(|| not_readable(&events));
+            }
+            _ => {}
+        }
+    }
+    Err(closed.unwrap_or(FormatError::NoTracefs))
+}
+
+/// The mount points of tracefs in a `/proc/PID/mountinfo` text, as it
+/// writes them (a space, tab or backslash escaped in octal: none of
+/// [`TRACEFS_ROOTS`] has one).
+fn tracefs_mounts(mountinfo: &str) -> Vec<&str> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            // ID PARENT MAJ:MIN ROOT MOUNT_POINT OPTIONS [TAGS...] - TYPE SOURCE ...
+            let (mount, filesystem) = line.split_once(" - ")?;
+            let mount_point = mount.split(' ').nth(4)?;
+            (filesystem.split(' ').next()? == "tracefs").then_some(mount_point)
+        })
+        .collect()
+}
+
+/// `path` could not be read for want of permission: names the nearest of
+/// it and its parents this user can see, with its mode and owner (the
+/// tracefs root when that is closed, else the file).
+fn not_readable(path: &Path) -> FormatError {
+    let (path, metadata) = path
+        .ancestors()
+        .find_map(|at| Some((at, std::fs::metadata(at).ok()?)))
+        .map_or((path, None), |(at, metadata)| (at, Some(metadata)));
+    FormatError::NotReadable {
+        path: path.to_owned(),
+        // SAFETY: geteuid has no preconditions.
+        uid: unsafe { libc::geteuid() },
+        mode: metadata.as_ref().map_or(0, |m| m.mode() & 0o7777),
+        owner: metadata.as_ref().map_or(0, MetadataExt::uid),
+    }
 }
 
 /// `category:name`, as perf and bpftrace spell a tracepoint.
@@ -174,6 +245,38 @@ mod tests {
 \tfield:__u8 daddr_v6[16];\toffset:46;\tsize:16;\tsigned:0;
 \tfield:__u64 sock_cookie;\toffset:64;\tsize:8;\tsigned:0;
 ";
+
+    #[test]
+    fn tracefs_mounts_are_read_from_mountinfo() {
+        let mountinfo = "\
+22 28 0:21 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
+45 23 0:13 / /sys/kernel/tracing rw,relatime shared:20 - tracefs nodev rw
+46 23 0:7 / /sys/kernel/debug rw,nosuid,nodev,noexec,relatime shared:21 - debugfs debugfs rw
+47 46 0:13 / /sys/kernel/debug/tracing rw,relatime - tracefs tracefs rw
+48 28 0:40 / /mnt/my\\040trace rw - tmpfs tracefs rw
+";
+        assert_eq!(
+            tracefs_mounts(mountinfo),
+            ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+        );
+        assert!(tracefs_mounts("").is_empty());
+    }
+
+    #[test]
+    fn a_closed_path_is_named_with_its_mode_and_what_to_do() {
+        let error = FormatError::NotReadable {
+            path: "/sys/kernel/tracing".into(),
+            uid: 65534,
+            mode: 0o700,
+            owner: 0,
+        };
+        assert_eq!(
+            error.to_string(),
+            "/sys/kernel/tracing is not readable by this user (uid 65534; it is mode 0700, \
+             owner uid 0): run socktrace as root, or grant it CAP_DAC_READ_SEARCH besides \
+             CAP_BPF and CAP_PERFMON"
+        );
+    }
 
     #[test]
     fn the_known_layout_passes() {

@@ -118,10 +118,41 @@ impl<'ns> Agent<'ns> {
         Self::spawn(ns, &args, fd_limit)
     }
 
+    /// Starts `WRAPPER... $SOCKTRACE_BIN COMMAND --json EXTRA...` inside
+    /// `ns`, following every namespace unless `extra_args` choose some:
+    /// `wrapper` execs the agent, such as `setpriv` running it as another
+    /// user with some capabilities.
+    pub fn start_wrapped(
+        ns: &'ns NetNs,
+        wrapper: &[&str],
+        subcommand: &str,
+        extra_args: &[&str],
+    ) -> Result<Self> {
+        let mut args = vec![subcommand, "--json"];
+        args.extend_from_slice(extra_args);
+        Self::spawn_wrapped(ns, wrapper, &args, None)
+    }
+
     fn spawn(ns: &'ns NetNs, args: &[&str], fd_limit: Option<u64>) -> Result<Self> {
+        Self::spawn_wrapped(ns, &[], args, fd_limit)
+    }
+
+    fn spawn_wrapped(
+        ns: &'ns NetNs,
+        wrapper: &[&str],
+        args: &[&str],
+        fd_limit: Option<u64>,
+    ) -> Result<Self> {
         let binary = crate::agent_binary();
         crate::require_root();
-        let mut command = ns.command(&binary)?;
+        let mut command = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut command = ns.command(program)?;
+                command.args(wrapper_args).arg(&binary);
+                command
+            }
+            None => ns.command(&binary)?,
+        };
         if let Some(limit) = fd_limit {
             let limit = libc::rlimit {
                 rlim_cur: limit,
@@ -144,7 +175,8 @@ impl<'ns> Agent<'ns> {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let command_line = format!(
-            "{} {} (in netns {})",
+            "{}{} {} (in netns {})",
+            wrapper.iter().map(|w| format!("{w} ")).collect::<String>(),
             binary.display(),
             args.join(" "),
             ns.name()
