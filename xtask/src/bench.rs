@@ -31,11 +31,12 @@ use tracer::{Running, TracerSpec};
 /// What `cargo xtask bench` was asked for.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// Seconds of churn measured per configuration and round.
-    #[arg(long, default_value_t = 5)]
+    /// Seconds of churn measured per configuration and round (1 to 3600).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub seconds: u64,
-    /// Rounds: every configuration is measured once per round.
-    #[arg(long, default_value_t = 5)]
+    /// Rounds: every configuration is measured once per round (1 to 100);
+    /// the report takes medians.
+    #[arg(long, default_value_t = 5, value_parser = rounds)]
     pub rounds: usize,
     /// Replace the table in README.md's performance section.
     #[arg(long)]
@@ -47,6 +48,14 @@ pub struct BenchArgs {
     /// untraced one); repeatable. For working on one tracer's figures.
     #[arg(long, value_name = "NAME")]
     pub only: Vec<String>,
+}
+
+/// A round count from 1 to 100: a median needs one, and each takes minutes.
+fn rounds(text: &str) -> Result<usize, String> {
+    match text.parse() {
+        Ok(rounds @ 1..=100) => Ok(rounds),
+        _ => Err(format!("`{text}` is not a number in 1..=100")),
+    }
 }
 
 /// Churn not counted after a tracer attaches, while caches settle.
