@@ -159,6 +159,14 @@ pub fn lint() -> Result<()> {
     run(cargo()
         .current_dir(workspace_root())
         .args(["fmt", "--all", "--", "--check"]))?;
+    // The fuzz crate is a workspace of its own; cargo xtask fuzz builds it.
+    run(cargo().current_dir(workspace_root()).args([
+        "fmt",
+        "--manifest-path",
+        "socktrace/fuzz/Cargo.toml",
+        "--",
+        "--check",
+    ]))?;
     run(cargo()
         .current_dir(workspace_root())
         .env("AYA_BUILD_SKIP", "1")

@@ -1,6 +1,7 @@
 //! socktrace's developer tasks. `cargo xtask --help` lists them.
 mod bench;
 mod cmd;
+mod fuzz;
 mod netns;
 mod setup;
 mod soak;
@@ -18,7 +19,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Install every build and test prerequisite that is missing (apt
-    /// packages, nightly rust-src, bpf-linker, tracefs mount). Idempotent.
+    /// packages, nightly rust-src, bpf-linker, cargo-fuzz, tracefs mount).
+    /// Idempotent.
     Setup,
     /// Build socktrace and run it as root, e.g. `cargo xtask run -- trace`.
     Run {
@@ -43,6 +45,10 @@ enum Task {
     /// descriptors or threads grow or it loses events. Writes
     /// target/soak/samples.csv and summary.md.
     Soak(soak::SoakArgs),
+    /// Run each fuzz target of socktrace/fuzz (record decoder, recording
+    /// reader, ss filter parser, agent protocol reader) for --seconds,
+    /// from the seed corpus; fails on a crash.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> Result<()> {
@@ -66,6 +72,10 @@ fn main() -> Result<()> {
         Task::Soak(args) => {
             setup::ensure()?;
             soak::run(&args)
+        }
+        Task::Fuzz(args) => {
+            setup::ensure()?;
+            fuzz::run_all(&args)
         }
         Task::Lint => {
             setup::ensure()?;

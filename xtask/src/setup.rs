@@ -1,5 +1,6 @@
 //! The one set-up path: checks every prerequisite and installs only what is
-//! missing, saying what it does. Run by `setup`, `run`, `test` and `lint`.
+//! missing, saying what it does. Run by `setup`, `run`, `test`, `lint` and
+//! `fuzz`.
 use std::{path::Path, process::Command};
 
 use anyhow::{Context, Result, bail};
@@ -19,12 +20,15 @@ const APT_PACKAGES: [&str; 6] = [
 ];
 const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// For `cargo xtask fuzz`; builds with the host's stable rustc.
+const CARGO_FUZZ_VERSION: &str = "0.13.1";
 const TRACEFS: &str = "/sys/kernel/tracing";
 
 pub fn ensure() -> Result<()> {
     apt_packages()?;
     nightly_rust_src()?;
     bpf_linker()?;
+    cargo_fuzz()?;
     tracefs()
 }
 
@@ -105,6 +109,24 @@ fn bpf_linker() -> Result<()> {
         "--no-default-features",
         "--features",
         "llvm-22",
+        "--force",
+    ]))
+}
+
+fn cargo_fuzz() -> Result<()> {
+    let version = Command::new("cargo").args(["fuzz", "--version"]).output();
+    if version.is_ok_and(|o| {
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains(CARGO_FUZZ_VERSION)
+    }) {
+        return Ok(());
+    }
+    eprintln!("xtask: setup: building cargo-fuzz {CARGO_FUZZ_VERSION} (about two minutes)");
+    run(Command::new("cargo").args([
+        "install",
+        "cargo-fuzz",
+        "--version",
+        CARGO_FUZZ_VERSION,
+        "--locked",
         "--force",
     ]))
 }
