@@ -75,6 +75,7 @@ fn main() -> Result<()> {
         }
         Task::Fuzz(args) => {
             setup::ensure()?;
+            setup::cargo_fuzz()?;
             fuzz::run_all(&args)
         }
         Task::Lint => {

@@ -1,6 +1,6 @@
 //! The one set-up path: checks every prerequisite and installs only what is
-//! missing, saying what it does. Run by `setup`, `run`, `test`, `lint` and
-//! `fuzz`.
+//! missing, saying what it does. Run by `setup`, `run`, `test`, `lint`,
+//! `bench`, `soak` and `fuzz` (which also installs cargo-fuzz).
 use std::{path::Path, process::Command};
 
 use anyhow::{Context, Result, bail};
@@ -28,7 +28,6 @@ pub fn ensure() -> Result<()> {
     apt_packages()?;
     nightly_rust_src()?;
     bpf_linker()?;
-    cargo_fuzz()?;
     tracefs()
 }
 
@@ -113,7 +112,8 @@ fn bpf_linker() -> Result<()> {
     ]))
 }
 
-fn cargo_fuzz() -> Result<()> {
+/// cargo-fuzz, for `cargo xtask fuzz` only.
+pub fn cargo_fuzz() -> Result<()> {
     let version = Command::new("cargo").args(["fuzz", "--version"]).output();
     if version.is_ok_and(|o| {
         o.status.success() && String::from_utf8_lossy(&o.stdout).contains(CARGO_FUZZ_VERSION)
