@@ -23,10 +23,10 @@ pub enum ClientError {
     Denied(PathBuf),
     #[error(transparent)]
     PathTooLong(#[from] PathTooLong),
-    /// The error is in the line, not a cause: the hint stays last.
-    #[error("cannot connect to the agent at {}: {error} (--no-agent works without it)", .path.display())]
+    #[error("cannot connect to the agent at {} (--no-agent works without it)", .path.display())]
     Connect {
         path: PathBuf,
+        #[source]
         error: std::io::Error,
     },
     #[error(

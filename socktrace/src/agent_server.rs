@@ -24,6 +24,7 @@ use tokio::{
 use crate::{
     agent_protocol::{self, MAX_REQUEST_BYTES, PathTooLong, ProtocolError, Request, Response},
     clock::monotonic_now_ns,
+    error_line::ErrorLine,
     live_consumer::{Answer, Answers},
     log_throttle::LogThrottle,
 };
@@ -268,7 +269,7 @@ pub async fn serve(listening: Listening, answers: Answers) {
         let server = Arc::clone(&server);
         tokio::spawn(async move {
             if let Err(error) = serve_client(stream, &server).await {
-                log::info!("client: {error}");
+                log::info!("client: {}", ErrorLine(error.as_ref()));
             }
             drop(slot);
         });

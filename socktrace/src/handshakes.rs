@@ -5,6 +5,7 @@
 use crate::{
     cli::HandshakesArgs,
     clock::monotonic_now_ns,
+    error_line::ErrorLine,
     event::Event,
     event_loop::{self, Consumer, LossNotices, Output},
     handshake::{Handshake, HandshakeTracker, Retrying, request_sockets},
@@ -222,8 +223,10 @@ impl Consumer for HandshakeRecorder {
             .filter_map(|dump| {
                 // That namespace's half-open connections wait for the next
                 // snapshot.
-                dump.inspect_err(|error| log::warn!("request socket snapshot: {error}"))
-                    .ok()
+                dump.inspect_err(|error| {
+                    log::warn!("request socket snapshot: {}", ErrorLine(error));
+                })
+                .ok()
             })
             .collect();
         self.snapshot = Some(Snapshot {

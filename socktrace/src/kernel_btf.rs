@@ -34,7 +34,7 @@ const KIND_MAX: u32 = 19;
 /// Why an offset could not be resolved.
 #[derive(Debug, thiserror::Error)]
 pub enum BtfError {
-    #[error("cannot read {path}: {source} (this kernel was built without CONFIG_DEBUG_INFO_BTF?)")]
+    #[error("cannot read {path} (this kernel was built without CONFIG_DEBUG_INFO_BTF?)")]
     Unreadable {
         path: String,
         source: std::io::Error,

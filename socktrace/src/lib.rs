@@ -6,6 +6,9 @@
 //! and CLOSE-WAIT accounting ([`time_wait`], [`time_wait_summary`],
 //! [`close_wait`]), network namespaces ([`netns`], [`namespaces`]), loading
 //! ([`loader`]) and the commands ([`trace`], [`handshakes`], [`timewait`]).
+//!
+//! Errors: a message never repeats its cause, which is its `source`;
+//! [`error_line::ErrorLine`] writes an error and its causes on one line.
 pub mod agent;
 pub mod agent_client;
 pub mod agent_protocol;
@@ -17,6 +20,7 @@ pub mod close_wait;
 pub mod container;
 pub mod counter_since;
 pub mod errno_name;
+pub mod error_line;
 pub mod event;
 pub mod event_loop;
 pub mod fast_hash;

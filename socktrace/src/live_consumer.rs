@@ -10,6 +10,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use crate::{
     agent_protocol::{Request, Response},
     clock::monotonic_now_ns,
+    error_line::ErrorLine,
     event::Event,
     event_loop::{Consumer, Job, JobContext},
     live::LiveState,
@@ -99,7 +100,10 @@ impl Consumer for LiveConsumer {
                 // listing.
                 dump.inspect_err(|error| {
                     if let Some(times) = self.failed_listings.failed(began_ns) {
-                        log::warn!("reconciliation listing failed {times} time(s): {error}");
+                        log::warn!(
+                            "reconciliation listing failed {times} time(s): {}",
+                            ErrorLine(error)
+                        );
                     }
                 })
                 .ok()
@@ -200,7 +204,7 @@ impl Answers {
         let listing = self
             .in_loop(move |_, context| context.namespaces.listing(&netns))
             .await?
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| ErrorLine(&error).to_string())?;
         let turn = tokio::time::timeout(LISTING_WAIT, Arc::clone(&self.listings).acquire_owned())
             .await
             .map_err(|_| {
@@ -263,10 +267,10 @@ struct ListingRead {
 fn read_listing(listing: Listing, owners: bool) -> Result<ListingRead, String> {
     let dumps = listing
         .dump(&DumpRequest::all())
-        .map_err(|error| error.to_string())?;
+        .map_err(|error| ErrorLine(&error).to_string())?;
     let owners = if owners {
         socket_owners(Path::new("/proc"))
-            .map_err(|error| format!("reading the sockets' owners in /proc: {error}"))?
+            .map_err(|error| format!("reading the sockets' owners: {}", ErrorLine(&error)))?
     } else {
         HashMap::new()
     };

@@ -35,29 +35,29 @@ pub enum LoadError {
     Privileges(#[from] privileges::MissingPrivileges),
     #[error(transparent)]
     Format(#[from] tracepoint_format::FormatError),
-    #[error("cannot locate kernel struct fields the BPF programs read: {0}")]
+    #[error("cannot locate kernel struct fields the BPF programs read")]
     Offsets(#[from] kernel_btf::BtfError),
-    #[error("kernel BTF (/sys/kernel/btf/vmlinux) is required for the state programs: {0}")]
+    #[error("kernel BTF (/sys/kernel/btf/vmlinux) is required for the state programs")]
     Btf(#[source] aya::BtfError),
     #[error("this socktrace binary was built with AYA_BUILD_SKIP=1 and holds no BPF program")]
     NoObject,
-    #[error("loading the BPF object: {0}")]
+    #[error("loading the BPF object")]
     Object(#[source] aya::EbpfError),
     #[error("the BPF object has no {0}")]
     Missing(&'static str),
-    #[error("reading the possible CPUs ({path}): {source}")]
+    #[error("reading the possible CPUs ({path})")]
     Cpus {
         path: &'static str,
         #[source]
         source: std::io::Error,
     },
-    #[error("{what}: {source}")]
+    #[error("BPF program {what}")]
     Program {
         what: &'static str,
         #[source]
         source: aya::programs::ProgramError,
     },
-    #[error("map {name}: {source}")]
+    #[error("map {name}")]
     Map {
         name: &'static str,
         #[source]

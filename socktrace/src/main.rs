@@ -1,7 +1,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use socktrace::cli::{Cli, Command};
+use socktrace::{
+    cli::{Cli, Command},
+    error_line::ErrorLine,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -31,7 +34,7 @@ fn main() -> ExitCode {
 
 /// One line on stderr, with the chain of causes, and exit status 1.
 fn fail(error: &anyhow::Error) -> ExitCode {
-    eprintln!("socktrace: error: {error:#}");
+    eprintln!("socktrace: error: {}", ErrorLine(error.as_ref()));
     ExitCode::FAILURE
 }
 

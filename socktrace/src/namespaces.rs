@@ -8,6 +8,7 @@ use std::{collections::BTreeSet, io, path::PathBuf};
 use crate::{
     cli::NetnsArgs,
     clock::{WallClock, monotonic_now_ns},
+    error_line::ErrorLine,
     log_throttle::LogThrottle,
     netns::{self, NamespaceRegistry, NetNamespace, NetnsError},
     output::Style,
@@ -29,7 +30,7 @@ const SCAN_WARNING_EVERY_NS: u64 = 60_000_000_000;
 /// Why namespaces could not be selected or listed.
 #[derive(Debug, thiserror::Error)]
 pub enum NamespacesError {
-    #[error("cannot read the agent's own network namespace (/proc/thread-self/ns/net): {0}")]
+    #[error("cannot read the agent's own network namespace (/proc/thread-self/ns/net)")]
     Own(#[source] std::io::Error),
     #[error(transparent)]
     Name(#[from] NetnsError),
@@ -79,13 +80,10 @@ pub struct NamespaceDump {
 /// Why one namespace could not be dumped.
 #[derive(Debug, thiserror::Error)]
 pub enum DumpError {
-    #[error("entering network namespace {netns}: {source}")]
-    Enter {
-        netns: NetnsInode,
-        #[source]
-        source: NetnsError,
-    },
-    #[error("network namespace {netns}: {source}")]
+    /// Opening or entering it failed; the error names the namespace.
+    #[error(transparent)]
+    Enter(NetnsError),
+    #[error("network namespace {netns}")]
     Dump {
         netns: NetnsInode,
         #[source]
@@ -208,9 +206,10 @@ impl Namespaces {
                 if let Some(times) = self.failed_scans.failed(now_ns) {
                     log::warn!(
                         "scanning network namespaces failed {times} time(s) ({} since start), \
-                         keeping the {} known: {error}",
+                         keeping the {} known: {}",
                         self.failed_scans.total(),
-                        self.registry.len()
+                        self.registry.len(),
+                        ErrorLine(&error)
                     );
                 }
                 return Vec::new();
@@ -255,8 +254,12 @@ impl Namespaces {
         let mut dumps = Vec::with_capacity(targets.len());
         for ns in &targets {
             match dump_in(ns, self.own, request) {
-                Err(DumpError::Enter { source, netns }) if vanished(&source) => {
-                    log::debug!("network namespace {netns} vanished since the last scan: {source}");
+                Err(DumpError::Enter(error)) if vanished(&error) => {
+                    log::debug!(
+                        "network namespace {} vanished since the last scan: {}",
+                        ns.inode,
+                        ErrorLine(&error)
+                    );
                     self.rescan_wanted = true;
                 }
                 Err(error) => {
@@ -364,8 +367,7 @@ fn dump_in(
     request: &DumpRequest,
 ) -> Result<NamespaceDump, DumpError> {
     let netns = ns.inode;
-    netns::run_in(ns, own, || dump_here(netns, request))
-        .map_err(|source| DumpError::Enter { netns, source })?
+    netns::run_in(ns, own, || dump_here(netns, request)).map_err(DumpError::Enter)?
 }
 
 /// `request` dumped in the calling thread's namespace, `netns`.

@@ -79,7 +79,7 @@ pub enum NetnsError {
     NotNamespace { path: PathBuf },
     /// The path could not be opened or examined: the process exited or the
     /// name was deleted since the scan, or access was denied.
-    #[error("cannot open {}: {source}", .path.display())]
+    #[error("cannot open {}", .path.display())]
     Open { path: PathBuf, source: io::Error },
     /// The path now leads to another namespace: the pid was reused or the
     /// name deleted and added again since the scan.
@@ -93,17 +93,17 @@ pub enum NetnsError {
     },
     /// setns refused: it needs CAP_SYS_ADMIN, and the file must be a network
     /// namespace.
-    #[error("cannot enter network namespace {inode}: {source} (setns needs CAP_SYS_ADMIN)")]
+    #[error("cannot enter network namespace {inode} (setns needs CAP_SYS_ADMIN)")]
     Enter {
         inode: NetnsInode,
         source: io::Error,
     },
     /// A directory where namespaces are found could not be listed: a scan
     /// that would miss every namespace in it, so it fails instead.
-    #[error("cannot list {}: {source}", .path.display())]
+    #[error("cannot list {}", .path.display())]
     List { path: PathBuf, source: io::Error },
     /// No thread could be started to enter the namespace on.
-    #[error("cannot start a thread to enter network namespace {inode}: {source}")]
+    #[error("cannot start a thread to enter network namespace {inode}")]
     Thread {
         inode: NetnsInode,
         source: io::Error,

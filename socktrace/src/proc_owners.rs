@@ -5,11 +5,28 @@ use std::collections::hash_map::Entry;
 use std::ffi::OsStr;
 use std::fs;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::container;
 use crate::owner::{Comm, Owner};
 use crate::privileges;
+
+/// Why the owners could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum OwnersError {
+    #[error("cannot list {}", .path.display())]
+    List {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot read {}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
 
 /// Maps every socket inode open in a process under `proc_root` (normally
 /// `/proc`) to that process. When several processes hold the same socket,
@@ -19,13 +36,11 @@ use crate::privileges;
 /// cannot be listed, a process's descriptors cannot be read for want of
 /// file descriptors or memory) fails the reading: owners missing for that
 /// would look like sockets nobody holds.
-pub fn socket_owners(proc_root: &Path) -> io::Result<HashMap<u32, Owner>> {
+pub fn socket_owners(proc_root: &Path) -> Result<HashMap<u32, Owner>, OwnersError> {
     let mut owners = HashMap::new();
-    let listing = |source: io::Error| {
-        io::Error::new(
-            source.kind(),
-            format!("cannot list {}: {source}", proc_root.display()),
-        )
+    let listing = |source| OwnersError::List {
+        path: proc_root.to_owned(),
+        source,
     };
     let mut denied = 0;
     for entry in fs::read_dir(proc_root).map_err(listing)? {
@@ -68,7 +83,11 @@ fn report_denied(denied: u32) {
 }
 
 /// Records the sockets of the process whose `/proc` directory is `dir`.
-fn add_process(dir: &Path, pid: u32, owners: &mut HashMap<u32, Owner>) -> io::Result<Access> {
+fn add_process(
+    dir: &Path,
+    pid: u32,
+    owners: &mut HashMap<u32, Owner>,
+) -> Result<Access, OwnersError> {
     let inodes = match socket_inodes(&dir.join("fd"))? {
         Some(inodes) => inodes,
         None => return Ok(Access::Denied),
@@ -76,10 +95,16 @@ fn add_process(dir: &Path, pid: u32, owners: &mut HashMap<u32, Owner>) -> io::Re
     if inodes.is_empty() {
         return Ok(Access::Read);
     }
-    let comm = match fs::read_to_string(dir.join("comm")) {
+    let comm_path = dir.join("comm");
+    let comm = match fs::read_to_string(&comm_path) {
         Ok(comm) => comm,
         Err(error) if went_away(&error) => return Ok(Access::Read),
-        Err(error) => return Err(error),
+        Err(source) => {
+            return Err(OwnersError::Read {
+                path: comm_path,
+                source,
+            });
+        }
     };
     let owner = Owner {
         pid,
@@ -96,17 +121,17 @@ fn add_process(dir: &Path, pid: u32, owners: &mut HashMap<u32, Owner>) -> io::Re
 /// process is gone, `None` if this user may not read them. Listing another
 /// user's descriptors takes CAP_DAC_READ_SEARCH, reading where they point
 /// CAP_SYS_PTRACE.
-fn socket_inodes(fd_dir: &Path) -> io::Result<Option<Vec<u32>>> {
+fn socket_inodes(fd_dir: &Path) -> Result<Option<Vec<u32>>, OwnersError> {
     let denied = |error: &io::Error| error.kind() == io::ErrorKind::PermissionDenied;
     let entries = match fs::read_dir(fd_dir) {
         Ok(entries) => entries,
         Err(error) if denied(&error) => return Ok(None),
         Err(error) if went_away(&error) => return Ok(Some(Vec::new())),
-        Err(error) => {
-            return Err(io::Error::new(
-                error.kind(),
-                format!("cannot list {}: {error}", fd_dir.display()),
-            ));
+        Err(source) => {
+            return Err(OwnersError::List {
+                path: fd_dir.to_owned(),
+                source,
+            });
         }
     };
     let mut inodes = Vec::new();

@@ -2,8 +2,9 @@
 use std::path::Path;
 
 use crate::{
+    error_line::ErrorLine,
     namespaces::{DumpError, Namespaces},
-    proc_owners::socket_owners,
+    proc_owners::{OwnersError, socket_owners},
     sock_diag::DumpRequest,
     table::{SeedKind, SeedSocket},
     tcp_state::TcpState,
@@ -14,8 +15,8 @@ use crate::{
 pub enum SeedError {
     #[error(transparent)]
     Dump(#[from] DumpError),
-    #[error("reading the sockets' owners in /proc")]
-    Owners(#[source] std::io::Error),
+    #[error("reading the sockets' owners")]
+    Owners(#[source] OwnersError),
 }
 
 /// Which existing sockets to list.
@@ -58,7 +59,7 @@ pub fn existing_sockets(
                 sockets.extend(dump.sockets);
             }
             Err(error) => {
-                log::warn!("existing sockets: {error}");
+                log::warn!("existing sockets: {}", ErrorLine(&error));
                 first_error.get_or_insert(error);
             }
         }

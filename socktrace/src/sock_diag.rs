@@ -65,12 +65,13 @@ impl DumpRequest {
 #[derive(Debug, thiserror::Error)]
 pub enum SockDiagError {
     /// Opening, sending on or receiving from the netlink socket failed.
-    #[error("NETLINK_SOCK_DIAG socket: {0}")]
-    Socket(io::Error),
+    #[error("NETLINK_SOCK_DIAG socket")]
+    Socket(#[source] io::Error),
     /// The kernel answered the dump request with `NLMSG_ERROR`.
-    #[error("sock_diag {family} dump failed: {errno}")]
+    #[error("sock_diag {family} dump failed")]
     Dump {
         family: &'static str,
+        #[source]
         errno: io::Error,
     },
     /// The reply could not be decoded.
@@ -297,7 +298,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::record::tests::Raw;
-    use crate::tuple::SocketTuple;
+    use crate::{error_line::ErrorLine, tuple::SocketTuple};
     use netlink_packet_core::{DoneMessage, ErrorMessage, NLM_F_MULTIPART};
     use std::net::SocketAddr;
 
@@ -477,10 +478,9 @@ mod tests {
             .feed(&nack)
             .unwrap_err();
         assert!(matches!(failure, SockDiagError::Dump { .. }), "{failure}");
-        assert!(
-            failure
-                .to_string()
-                .starts_with("sock_diag AF_INET dump failed: ")
+        assert_eq!(
+            ErrorLine(&failure).to_string(),
+            "sock_diag AF_INET dump failed: Operation not permitted (os error 1)"
         );
 
         let truncated = &record(5, 1, 1)[..30];

@@ -101,7 +101,7 @@ fn in_process(namespaces: &ViewNamespaces, owners: bool) -> anyhow::Result<Vec<L
         .context("listing sockets")?;
     let sockets: Vec<DiagSocket> = dumps.into_iter().flat_map(|d| d.sockets).collect();
     let owners = if owners {
-        socket_owners(Path::new("/proc")).context("reading the sockets' owners in /proc")?
+        socket_owners(Path::new("/proc")).context("reading the sockets' owners")?
     } else {
         HashMap::new()
     };

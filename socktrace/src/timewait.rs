@@ -9,6 +9,7 @@ use crate::{
     clock::monotonic_now_ns,
     close_wait::CloseWaitWatch,
     counter_since::CounterSince,
+    error_line::ErrorLine,
     event::Event,
     event_loop::{self, Consumer, LossNotices, Output, RECONCILE_INTERVAL},
     namespaces::Namespaces,
@@ -242,7 +243,7 @@ impl Consumer for TimeWaitRecorder {
                 Ok(dump) => listed.push((dump.netns, listed_time_wait(&dump.sockets))),
                 // That namespace's entries and ends wait for its next
                 // listing.
-                Err(error) => log::warn!("timewait socket listing: {error}"),
+                Err(error) => log::warn!("timewait socket listing: {}", ErrorLine(&error)),
             }
         }
         let took_ns = monotonic_now_ns() - taken_ns;

@@ -33,7 +33,7 @@ pub enum FormatError {
         mode: u32,
         owner: u32,
     },
-    #[error("cannot read {path}: {source} (does this kernel have the {tracepoint} tracepoint?)")]
+    #[error("cannot read {path} (does this kernel have the {tracepoint} tracepoint?)")]
     Unreadable {
         tracepoint: String,
         path: PathBuf,

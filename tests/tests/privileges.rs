@@ -2,12 +2,13 @@
 //! missing in one line and exits non-zero: no backtrace, no partial start.
 //! With what the README lists it runs as another user, and says what it
 //! cannot see for want of more.
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use anyhow::{Context, Result, ensure};
 use socktrace_integration_tests::{
-    Agent, Family, NetNs, TIMEOUT, agent_binary, record, require_root, tcp,
+    Agent, Family, KillOnDrop, NetNs, TIMEOUT, agent_binary, record, require_root, tcp,
 };
 
 /// Where `cargo xtask setup` mounts tracefs.
@@ -160,4 +161,61 @@ fn a_user_with_the_listed_capabilities_traces_and_is_told_what_it_cannot_see() -
         TIMEOUT,
     )?;
     agent.stop()
+}
+
+/// A user without CAP_SYS_ADMIN following a namespace it cannot enter was
+/// told why three times in one line ("... Operation not permitted (os
+/// error 1) (setns needs CAP_SYS_ADMIN): cannot enter ...: Operation not
+/// permitted (os error 1)"): each cause is said once, in the warning and in
+/// the error.
+#[test]
+fn a_namespace_it_cannot_enter_is_explained_once() -> Result<()> {
+    require_root();
+    let ns = NetNs::new()?;
+    let inode = ns.inode()?.to_string();
+    let child = Command::new("setpriv")
+        .args(setpriv_args("+bpf,+perfmon,+dac_read_search"))
+        .arg(agent_binary())
+        .args(["trace", "--json", "--netns", &inode])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("setpriv (util-linux) runs the agent as nobody")?;
+    let mut agent = KillOnDrop::new(child);
+    let status = agent.wait_exit(TIMEOUT)?;
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    agent
+        .stdout
+        .take()
+        .context("stdout")?
+        .read_to_string(&mut stdout)?;
+    agent
+        .stderr
+        .take()
+        .context("stderr")?
+        .read_to_string(&mut stderr)?;
+    ensure!(status.code() == Some(1), "{status}: {stderr}");
+    ensure!(stdout.is_empty(), "nothing on stdout: {stdout}");
+    let error = stderr
+        .lines()
+        .find(|line| line.starts_with("socktrace: error: "))
+        .with_context(|| format!("no error line: {stderr}"))?;
+    let warning = stderr
+        .lines()
+        .find(|line| line.contains("WARN"))
+        .with_context(|| format!("no warning: {stderr}"))?;
+    for line in [error, warning] {
+        for cause in [
+            "Operation not permitted",
+            "setns needs CAP_SYS_ADMIN",
+            &inode,
+        ] {
+            ensure!(
+                line.matches(cause).count() == 1,
+                "`{cause}` once in: {line}"
+            );
+        }
+    }
+    Ok(())
 }
