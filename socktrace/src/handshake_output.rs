@@ -8,7 +8,9 @@ use serde::Serialize;
 use crate::{
     errno_name::errno_name,
     handshake::{Handshake, Outcome, Retrying, Side},
-    handshake_summary::{Group, HandshakeSummary, RETRANSMIT_BUCKETS},
+    handshake_summary::{
+        Group, GroupRow, HandshakeSummary, KEPT_PER_SIDE, Merged, RETRANSMIT_BUCKETS,
+    },
     output::{
         Format, OwnerJson, Style, TupleJson, endpoint, ms, netns_header, owner_columns,
         owner_header, push_json, push_netns_cell,
@@ -165,31 +167,20 @@ pub fn write_summary(out: &mut String, summary: &HandshakeSummary, format: Forma
     let listeners = summary.listeners(top);
     match format {
         Format::Json => {
-            let groups = |rows: Vec<(&'static str, String, &Group)>| {
-                rows.into_iter()
-                    .map(|(side, key, group)| GroupJson::new(side, key, group))
-                    .collect::<Vec<_>>()
-            };
+            let peers_merged = summary.peers_merged();
+            let subnets_merged = summary.subnets_merged();
             push_json(
                 out,
                 &SummaryJson {
                     r#type: "handshake_summary",
-                    peers: groups(
-                        peers
-                            .rows
-                            .iter()
-                            .map(|&(side, peer, g)| (side.name(), peer.to_string(), g))
-                            .collect(),
-                    ),
+                    peers: peers.rows.iter().map(GroupJson::of_row).collect(),
                     peers_omitted: peers.omitted,
-                    subnets: groups(
-                        subnets
-                            .rows
-                            .iter()
-                            .map(|&(side, subnet, g)| (side.name(), subnet.to_string(), g))
-                            .collect(),
-                    ),
+                    peers_merged: peers_merged.keys,
+                    peers_merged_attempts: peers_merged.attempts,
+                    subnets: subnets.rows.iter().map(GroupJson::of_row).collect(),
                     subnets_omitted: subnets.omitted,
+                    subnets_merged: subnets_merged.keys,
+                    subnets_merged_attempts: subnets_merged.attempts,
                     listeners: listeners
                         .rows
                         .iter()
@@ -198,7 +189,12 @@ pub fn write_summary(out: &mut String, summary: &HandshakeSummary, format: Forma
                             drops: listener.drops,
                             accept_queue_peak: listener.accept_queue_peak,
                             backlog: listener.backlog,
-                            group: GroupJson::new("server", format!("*:{port}"), &listener.group),
+                            group: GroupJson::new(
+                                "server",
+                                format!("*:{port}"),
+                                &listener.group,
+                                0,
+                            ),
                         })
                         .collect(),
                     listeners_omitted: listeners.omitted,
@@ -209,15 +205,17 @@ pub fn write_summary(out: &mut String, summary: &HandshakeSummary, format: Forma
         }
         Format::Human => {
             let _ = writeln!(out, "{}", group_header("PEER"));
-            for &(side, peer, group) in &peers.rows {
-                group_row(out, side.name(), &peer.to_string(), group);
+            for row in &peers.rows {
+                group_row(out, row.side.name(), &row.key.to_string(), row.group);
             }
             write_omitted(out, peers.omitted, "peers");
+            write_merged(out, summary.peers_merged(), "peers");
             let _ = writeln!(out, "{}", group_header("SUBNET"));
-            for &(side, subnet, group) in &subnets.rows {
-                group_row(out, side.name(), &subnet.to_string(), group);
+            for row in &subnets.rows {
+                group_row(out, row.side.name(), &row.key.to_string(), row.group);
             }
             write_omitted(out, subnets.omitted, "subnets");
+            write_merged(out, summary.subnets_merged(), "subnets");
             let _ = writeln!(
                 out,
                 "{} {:>8} {:>13}",
@@ -246,6 +244,18 @@ pub fn write_summary(out: &mut String, summary: &HandshakeSummary, format: Forma
 fn write_omitted(out: &mut String, omitted: u64, what: &str) {
     if omitted > 0 {
         let _ = writeln!(out, "... and {omitted} more {what} (--top)");
+    }
+}
+
+/// `... 12 peers merged beyond the 4096 kept per side: 345 attempts in no
+/// row` under a table whose bound was reached.
+fn write_merged(out: &mut String, merged: Merged, what: &str) {
+    if merged.keys > 0 {
+        let _ = writeln!(
+            out,
+            "... {} {what} merged beyond the {KEPT_PER_SIDE} kept per side: {} attempts in no row",
+            merged.keys, merged.attempts
+        );
     }
 }
 
@@ -333,8 +343,14 @@ struct SummaryJson {
     peers: Vec<GroupJson>,
     /// The rows of each list beyond `--top`.
     peers_omitted: u64,
+    /// Peers merged beyond [`KEPT_PER_SIDE`], and their attempts, in no
+    /// row.
+    peers_merged: u64,
+    peers_merged_attempts: u64,
     subnets: Vec<GroupJson>,
     subnets_omitted: u64,
+    subnets_merged: u64,
+    subnets_merged_attempts: u64,
     listeners: Vec<ListenerJson>,
     listeners_omitted: u64,
     /// The namespace's `TcpExtListenOverflows` and `TcpExtListenDrops`
@@ -353,13 +369,26 @@ struct GroupJson {
     retransmits: [u64; RETRANSMIT_BUCKETS],
     latency_p50_ms: Option<f64>,
     latency_p99_ms: Option<f64>,
+    /// At most this many more attempts came before the row was kept: 0
+    /// unless the bound was reached.
+    attempts_uncounted_max: u64,
 }
 
 impl GroupJson {
-    fn new(side: &'static str, key: String, group: &Group) -> Self {
+    fn of_row<K: ToString>(row: &GroupRow<'_, K>) -> Self {
+        GroupJson::new(
+            row.side.name(),
+            row.key.to_string(),
+            row.group,
+            row.attempts_uncounted_max,
+        )
+    }
+
+    fn new(side: &'static str, key: String, group: &Group, attempts_uncounted_max: u64) -> Self {
         GroupJson {
             side,
             key,
+            attempts_uncounted_max,
             attempts: group.attempts,
             outcomes: Outcome::ALL
                 .iter()
@@ -510,12 +539,13 @@ mod tests {
         assert!(!out.contains("more"), "nothing left out: {out}");
     }
 
-    /// With every peer listed, a summary line reached 7.6 MB.
+    /// With every peer listed, a summary line reached 7.6 MB (with 100,000
+    /// peers). Fewer than the bound keeps: every one is counted, not shown.
     #[test]
-    fn a_summary_of_a_hundred_thousand_peers_stays_small() {
+    fn a_summary_of_four_thousand_peers_stays_small() {
         let mut summary = HandshakeSummary::new();
         let first = u32::from(std::net::Ipv4Addr::new(127, 0, 0, 1));
-        for i in 0..100_000 {
+        for i in 0..4000 {
             let mut attempt = timeout();
             attempt.side = Side::Server;
             attempt.tuple.local = "127.0.0.1:8080".parse().unwrap();
@@ -529,22 +559,96 @@ mod tests {
         let value = json(&out);
         let peers = value["peers"].as_array().unwrap();
         assert_eq!(peers.len(), 11, "10 servers' peers and the client's");
-        assert_eq!(value["peers_omitted"], 100_000 - 10);
-        // 127.0.0.1 to 127.1.134.160.
+        assert_eq!(value["peers_omitted"], 4000 - 10);
+        assert_eq!(value["peers_merged"], 0);
+        // 127.0.0.1 to 127.0.15.160.
         assert_eq!(value["subnets"].as_array().unwrap().len(), 11);
-        assert_eq!(value["subnets_omitted"], 391 - 10);
+        assert_eq!(value["subnets_omitted"], 16 - 10);
         assert_eq!(value["listeners"].as_array().unwrap().len(), 1);
         assert_eq!(value["listeners_omitted"], 0);
         out.clear();
         write_summary(&mut out, &summary, Format::Human, 10);
         assert!(out.len() < 8 * 1024, "{} bytes", out.len());
-        assert!(
-            out.contains("\n... and 99990 more peers (--top)\n"),
-            "{out}"
+        assert!(out.contains("\n... and 3990 more peers (--top)\n"), "{out}");
+        assert!(out.contains("\n... and 6 more subnets (--top)\n"), "{out}");
+        assert!(!out.contains("merged"), "{out}");
+    }
+
+    /// A spoofed SYN flood: each SYN from another address (and /24), never
+    /// completed. Every peer and subnet was kept for the life of the
+    /// command; the summary keeps at most its bound of each per side, the
+    /// peers that keep coming back still rank first, and it says how many
+    /// it merged.
+    #[test]
+    fn a_flood_of_a_million_peers_stays_within_the_bound_and_says_so() {
+        const FLOOD: u32 = 1_000_000;
+        const KEPT: u64 = KEPT_PER_SIDE as u64;
+        let mut summary = HandshakeSummary::new();
+        let expired = |remote: std::net::Ipv4Addr| {
+            let mut attempt = timeout();
+            attempt.side = Side::Server;
+            attempt.outcome = Outcome::Expired;
+            attempt.tuple.local = "10.9.9.9:443".parse().unwrap();
+            attempt.tuple.remote = (remote, 40000).into();
+            attempt
+        };
+        // Three peers that keep coming back, 3000, 2000 and 1000 times,
+        // through the whole flood.
+        let heavy: [std::net::Ipv4Addr; 3] = [
+            "192.0.2.1".parse().unwrap(),
+            "192.0.2.2".parse().unwrap(),
+            "192.0.2.3".parse().unwrap(),
+        ];
+        let first = u32::from(std::net::Ipv4Addr::new(10, 0, 0, 0));
+        for i in 0..FLOOD {
+            summary.record(&expired(std::net::Ipv4Addr::from(first + i * 256)));
+            for (rank, peer) in heavy.iter().enumerate() {
+                if i % 1000 < 3 - rank as u32 {
+                    summary.record(&expired(*peer));
+                }
+            }
+        }
+        let mut out = String::new();
+        write_summary(&mut out, &summary, Format::Json, 10);
+        assert!(out.len() < 8 * 1024, "{} bytes", out.len());
+        let value = json(&out);
+        let peers = value["peers"].as_array().unwrap();
+        let keys: Vec<&str> = peers[..3]
+            .iter()
+            .map(|p| p["key"].as_str().unwrap())
+            .collect();
+        assert_eq!(keys, ["192.0.2.1", "192.0.2.2", "192.0.2.3"]);
+        let attempts: Vec<u64> = peers[..3]
+            .iter()
+            .map(|p| p["attempts"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            attempts,
+            [3000, 2000, 1000],
+            "kept from their first attempt"
         );
+        assert_eq!(value["subnets"][0]["key"], "192.0.2.0/24");
+        assert_eq!(value["subnets"][0]["attempts"], 6000);
+        let kept = peers.len() as u64 + value["peers_omitted"].as_u64().unwrap();
+        assert_eq!(kept, KEPT, "peers kept");
+        let kept = value["subnets"].as_array().unwrap().len() as u64
+            + value["subnets_omitted"].as_u64().unwrap();
+        assert_eq!(kept, KEPT, "subnets kept");
+        let distinct = u64::from(FLOOD) + 3;
+        assert_eq!(value["peers_merged"], distinct - KEPT);
+        assert_eq!(value["subnets_merged"], u64::from(FLOOD) + 1 - KEPT);
+        let merged_attempts = value["peers_merged_attempts"].as_u64().unwrap();
         assert!(
-            out.contains("\n... and 381 more subnets (--top)\n"),
-            "{out}"
+            (u64::from(FLOOD) - KEPT..u64::from(FLOOD)).contains(&merged_attempts),
+            "{merged_attempts}"
         );
+        out.clear();
+        write_summary(&mut out, &summary, Format::Human, 10);
+        assert!(out.len() < 8 * 1024, "{} bytes", out.len());
+        let said = format!(
+            "\n... {} peers merged beyond the {KEPT} kept per side: {merged_attempts} attempts in no row\n",
+            distinct - KEPT
+        );
+        assert!(out.contains(&said), "{out}");
     }
 }

@@ -1,8 +1,11 @@
 //! Handshake attempts summed up per remote peer, per peer subnet (/24 or
 //! /64) and per local listener: outcomes, retransmit distribution and
-//! handshake latency. Pure: resolved attempts and listener counters in.
+//! handshake latency. Peers and subnets are kept in bounded memory (a scan
+//! or a spoofed SYN flood brings millions), listening ports exactly. Pure:
+//! resolved attempts and listener counters in.
 use std::{
     collections::{BTreeMap, HashMap},
+    hash::Hash,
     net::{IpAddr, SocketAddr},
 };
 
@@ -10,6 +13,7 @@ use crate::{
     cidr::Cidr,
     counter_since::CounterSince,
     handshake::{Handshake, Outcome, Side},
+    heavy_hitters::{HeavyHitters, Tally},
     latency_histogram::LatencyHistogram,
     top_list::TopList,
     tuple::NetnsInode,
@@ -18,6 +22,11 @@ use crate::{
 /// Retransmit counts are bucketed 0, 1, ... up to this one, which also
 /// holds everything above it.
 pub const RETRANSMIT_BUCKETS: usize = 7;
+
+/// Remote peers, and remote subnets, kept per side: four times the most
+/// rows `--top` shows. Past that, each new one takes the place of the one
+/// with the fewest attempts, merged into the rest (see [`HeavyHitters`]).
+pub const KEPT_PER_SIDE: usize = 4096;
 
 /// The figures of one peer, subnet or listener.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -53,6 +62,45 @@ impl Group {
             .map(|o| self.outcomes[o.index()])
             .sum()
     }
+}
+
+impl Tally for Group {
+    fn weight(&self) -> u64 {
+        self.attempts
+    }
+
+    fn merge(&mut self, other: Group) {
+        self.attempts += other.attempts;
+        for (count, other) in self.outcomes.iter_mut().zip(other.outcomes) {
+            *count += other;
+        }
+        for (count, other) in self.retransmits.iter_mut().zip(other.retransmits) {
+            *count += other;
+        }
+        self.latency.merge(&other.latency);
+    }
+}
+
+/// A peer's or a subnet's row in a summary list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupRow<'a, K> {
+    pub side: Side,
+    pub key: K,
+    /// Its attempts since it was kept.
+    pub group: &'a Group,
+    /// At most this many of its attempts came before it was kept, counted
+    /// in the merged rest: 0 unless the bound was reached.
+    pub attempts_uncounted_max: u64,
+}
+
+/// What the bound merged of a list, both sides together.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Merged {
+    /// Peers (or subnets) merged into the rest; one merged, kept again and
+    /// merged again counts twice.
+    pub keys: u64,
+    /// The attempts counted in the rest: in no row.
+    pub attempts: u64,
 }
 
 /// A listening port's figures: its attempts and its accept queue.
@@ -93,35 +141,45 @@ pub struct ListenCounters {
 }
 
 /// The summary. See the module documentation.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct HandshakeSummary {
-    peers: BTreeMap<(Side, IpAddr), Group>,
-    subnets: BTreeMap<(Side, Cidr), Group>,
+    /// By side, [`Side::Client`] first: at most [`KEPT_PER_SIDE`] each.
+    peers: [HeavyHitters<IpAddr, Group>; 2],
+    subnets: [HeavyHitters<Cidr, Group>; 2],
     /// Server attempts by local port (a listener and its dual-stack twin
-    /// are one service).
+    /// are one service): exact, at most the 65,536 ports.
     listeners: BTreeMap<u16, ListenerGroup>,
-    /// Each listener's drop counter at the last snapshot.
+    /// Each listener's drop counter at the last snapshot: the listeners
+    /// the kernel lists now.
     drop_counters: HashMap<(SocketAddr, u32), u32>,
     /// [`ListenCounters`] of every namespace followed.
     listen_overflows: CounterSince,
     listen_drops: CounterSince,
 }
 
+impl Default for HandshakeSummary {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl HandshakeSummary {
     pub fn new() -> Self {
-        Self::default()
+        HandshakeSummary {
+            peers: [(); 2].map(|()| HeavyHitters::new(KEPT_PER_SIDE)),
+            subnets: [(); 2].map(|()| HeavyHitters::new(KEPT_PER_SIDE)),
+            listeners: BTreeMap::new(),
+            drop_counters: HashMap::new(),
+            listen_overflows: CounterSince::new(),
+            listen_drops: CounterSince::new(),
+        }
     }
 
     pub fn record(&mut self, handshake: &Handshake) {
         let peer = handshake.tuple.remote.ip().to_canonical();
-        self.peers
-            .entry((handshake.side, peer))
-            .or_default()
-            .record(handshake);
-        self.subnets
-            .entry((handshake.side, Cidr::subnet_of(peer)))
-            .or_default()
-            .record(handshake);
+        let side = side_index(handshake.side);
+        self.peers[side].update(peer, |group| group.record(handshake));
+        self.subnets[side].update(Cidr::subnet_of(peer), |group| group.record(handshake));
         if handshake.side == Side::Server {
             self.listeners
                 .entry(handshake.tuple.local.port())
@@ -176,13 +234,23 @@ impl HandshakeSummary {
     }
 
     /// The `top` busiest remote peers of each side, clients first.
-    pub fn peers(&self, top: usize) -> TopList<(Side, IpAddr, &Group)> {
+    pub fn peers(&self, top: usize) -> TopList<GroupRow<'_, IpAddr>> {
         busiest_per_side(&self.peers, top)
     }
 
     /// The `top` busiest remote subnets of each side, clients first.
-    pub fn subnets(&self, top: usize) -> TopList<(Side, Cidr, &Group)> {
+    pub fn subnets(&self, top: usize) -> TopList<GroupRow<'_, Cidr>> {
         busiest_per_side(&self.subnets, top)
+    }
+
+    /// The peers merged beyond [`KEPT_PER_SIDE`].
+    pub fn peers_merged(&self) -> Merged {
+        merged(&self.peers)
+    }
+
+    /// The subnets merged beyond [`KEPT_PER_SIDE`].
+    pub fn subnets_merged(&self) -> Merged {
+        merged(&self.subnets)
     }
 
     /// The `top` busiest local listening ports: most attempts and drops
@@ -197,25 +265,46 @@ impl HandshakeSummary {
     }
 }
 
+/// Where a side's groups are in the per-side arrays.
+fn side_index(side: Side) -> usize {
+    match side {
+        Side::Client => 0,
+        Side::Server => 1,
+    }
+}
+
 /// The `top` groups with the most attempts of each side (ties by key),
 /// clients first.
-fn busiest_per_side<K: Copy + Ord>(
-    groups: &BTreeMap<(Side, K), Group>,
+fn busiest_per_side<K: Copy + Ord + Hash>(
+    groups: &[HeavyHitters<K, Group>; 2],
     top: usize,
-) -> TopList<(Side, K, &Group)> {
+) -> TopList<GroupRow<'_, K>> {
     [Side::Client, Side::Server]
         .into_iter()
         .map(|side| {
-            let of_side = groups
-                .iter()
-                .filter(|((group_side, _), _)| *group_side == side)
-                .map(|((_, key), group)| (side, *key, group))
-                .collect();
-            TopList::first_by(of_side, top, |(_, a_key, a), (_, b_key, b)| {
-                b.attempts.cmp(&a.attempts).then(a_key.cmp(b_key))
-            })
+            let busiest = groups[side_index(side)].top(top);
+            TopList {
+                rows: busiest
+                    .rows
+                    .into_iter()
+                    .map(|row| GroupRow {
+                        side,
+                        key: row.key,
+                        group: row.value,
+                        attempts_uncounted_max: row.uncounted_max,
+                    })
+                    .collect(),
+                omitted: busiest.omitted,
+            }
         })
         .fold(TopList::default(), TopList::chain)
+}
+
+fn merged<K: Copy + Ord + Hash>(groups: &[HeavyHitters<K, Group>; 2]) -> Merged {
+    groups.iter().fold(Merged::default(), |sum, side| Merged {
+        keys: sum.keys + side.merged(),
+        attempts: sum.attempts + side.rest().attempts,
+    })
 }
 
 #[cfg(test)]
@@ -277,8 +366,14 @@ mod tests {
         ));
 
         let peers = summary.peers(10).rows;
-        let (side, busiest, group) = peers[0];
+        let GroupRow {
+            side,
+            key: busiest,
+            group,
+            attempts_uncounted_max,
+        } = peers[0];
         assert_eq!((side, busiest), (Side::Client, "10.0.7.1".parse().unwrap()));
+        assert_eq!(attempts_uncounted_max, 0, "no bound reached");
         assert_eq!(group.attempts, 3);
         assert_eq!(group.outcomes[Outcome::Established.index()], 2);
         assert_eq!(group.outcomes[Outcome::Timeout.index()], 1);
@@ -287,9 +382,9 @@ mod tests {
         assert_eq!(group.latency.count(), 2, "only successes have a latency");
 
         let subnets = summary.subnets(10).rows;
-        assert_eq!(subnets[0].1.to_string(), "10.0.7.0/24");
-        assert_eq!(subnets[0].2.attempts, 5);
-        assert_eq!(subnets[1].1.to_string(), "192.0.2.0/24");
+        assert_eq!(subnets[0].key.to_string(), "10.0.7.0/24");
+        assert_eq!(subnets[0].group.attempts, 5);
+        assert_eq!(subnets[1].key.to_string(), "192.0.2.0/24");
         assert_eq!(
             summary.listeners(10).rows.len(),
             0,
@@ -297,8 +392,9 @@ mod tests {
         );
         let top = summary.peers(1);
         assert_eq!(top.rows.len(), 1);
-        assert_eq!(top.rows[0].1, busiest);
+        assert_eq!(top.rows[0].key, busiest);
         assert_eq!(top.omitted, 3);
+        assert_eq!(summary.peers_merged(), Merged::default());
     }
 
     #[test]

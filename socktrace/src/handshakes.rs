@@ -10,7 +10,7 @@ use crate::{
     event_loop::{self, Consumer, LossNotices, Output},
     handshake::{Handshake, HandshakeTracker, Retrying, request_sockets},
     handshake_output,
-    handshake_summary::{HandshakeSummary, ListenCounters, ListenerSample},
+    handshake_summary::{HandshakeSummary, KEPT_PER_SIDE, ListenCounters, ListenerSample},
     namespaces::{NamespaceDump, Namespaces},
     netstat::TcpExt,
     output::{Format, Style},
@@ -185,6 +185,18 @@ impl HandshakeRecorder {
         let pending = self.tracker.pending();
         if pending > 0 {
             eprintln!("socktrace: {pending} handshake attempts were still in progress at exit");
+        }
+        for (merged, what) in [
+            (self.summary.peers_merged(), "peers"),
+            (self.summary.subnets_merged(), "subnets"),
+        ] {
+            if merged.keys > 0 {
+                eprintln!(
+                    "socktrace: the handshake summary kept at most {KEPT_PER_SIDE} {what} per \
+                     side: {} more were merged, their {} attempts in no row",
+                    merged.keys, merged.attempts
+                );
+            }
         }
     }
 }

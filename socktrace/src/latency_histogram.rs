@@ -8,6 +8,8 @@ const SUB_BITS: u32 = SUB_BUCKETS.trailing_zeros();
 /// Counts of microsecond latencies in log-linear buckets.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LatencyHistogram {
+    /// Up to the highest bucket used: at most 1,601 (12.5 KiB), up to the
+    /// bucket of `u64::MAX` nanoseconds.
     counts: Vec<u64>,
     total: u64,
 }
@@ -24,6 +26,17 @@ impl LatencyHistogram {
 
     pub fn count(&self) -> u64 {
         self.total
+    }
+
+    /// Adds the samples of `other`.
+    pub fn merge(&mut self, other: &LatencyHistogram) {
+        if self.counts.len() < other.counts.len() {
+            self.counts.resize(other.counts.len(), 0);
+        }
+        for (count, other) in self.counts.iter_mut().zip(&other.counts) {
+            *count += other;
+        }
+        self.total += other.total;
     }
 
     /// The `q` quantile (0.5 for the median) in milliseconds: the middle of
@@ -96,5 +109,17 @@ mod tests {
         assert!((p99 - 1000.0).abs() < 1000.0 * 0.03, "{p99}");
         let max = histogram.quantile_ms(1.0).unwrap();
         assert!((max - 3000.0).abs() < 3000.0 * 0.03, "{max}");
+
+        let mut merged = LatencyHistogram::default();
+        merged.record_ns(1_000_000_000);
+        merged.merge(&histogram);
+        assert_eq!(merged.count(), 101);
+        assert_eq!(merged.quantile_ms(0.5), histogram.quantile_ms(0.5));
+        assert_eq!(merged.quantile_ms(1.0), histogram.quantile_ms(1.0));
+    }
+
+    #[test]
+    fn the_longest_latency_has_the_last_bucket() {
+        assert_eq!(bucket(u64::MAX / 1000), 1600);
     }
 }

@@ -28,6 +28,7 @@ pub mod handshake;
 pub mod handshake_output;
 pub mod handshake_summary;
 pub mod handshakes;
+pub mod heavy_hitters;
 pub mod kernel_btf;
 pub mod latency_histogram;
 pub mod listed_socket;
