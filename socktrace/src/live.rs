@@ -108,6 +108,7 @@ impl LiveState {
         lost_events: u64,
     ) -> Overview {
         let mut states = [0u64; 12];
+        // As many as the sockets tracked: bounded by the kernel's sockets.
         let mut remotes: HashMap<IpAddr, u64> = HashMap::new();
         let mut held = |state: TcpState, tuple: &SocketTuple| {
             states[state.index()] += 1;
@@ -153,6 +154,7 @@ impl LiveState {
                 })
                 .collect(),
             window_secs: WINDOW_SECS,
+            opening_subnets_merged: self.opening.merged(),
         }
     }
 

@@ -20,7 +20,8 @@ pub struct Overview {
     pub states: [u64; 12],
     /// Counts since the tracer started.
     pub totals: Totals,
-    /// Remote addresses by connections held now, most first.
+    /// Remote addresses by connections held now, most first: counted over
+    /// the live sockets, exact.
     pub top_remotes: Vec<RemoteCount>,
     /// Remote /24 (IPv4) or /64 (IPv6) subnets by connections held now,
     /// most first.
@@ -30,6 +31,10 @@ pub struct Overview {
     pub top_opening_subnets: Vec<RemoteCount>,
     /// The span [`Overview::top_opening_subnets`] counts over.
     pub window_secs: u64,
+    /// Subnets that span merged beyond what it keeps per second, their
+    /// opens in no count (see [`crate::opening_window`]).
+    #[serde(default)]
+    pub opening_subnets_merged: u64,
 }
 
 impl Overview {

@@ -16,7 +16,10 @@ use ratatui::{
     widgets::{Block, Borders, Cell, Padding, Paragraph, Row, Sparkline, Table},
 };
 
-use crate::top_view::{Rate, RemoteTable, STATES, TopView};
+use crate::{
+    opening_window::KEPT_PER_SECOND,
+    top_view::{Rate, RemoteTable, STATES, TopView},
+};
 
 /// Width of the state and rate names.
 const NAME_WIDTH: u16 = 10;
@@ -135,6 +138,12 @@ fn draw_table(frame: &mut Frame, area: Rect, view: &TopView) {
         title.push(format!("│ {} of {} ", rows.len().min(fit), rows.len()).into());
     }
     title.push(format!("│ by {} ", view.sort().label()).into());
+    if let (RemoteTable::OpeningSubnets, Some(o)) = (view.table(), view.latest())
+        && o.opening_subnets_merged > 0
+    {
+        let merged = o.opening_subnets_merged;
+        title.push(format!("│ {merged} merged beyond {KEPT_PER_SECOND}/s ").yellow());
+    }
     if view.editing() {
         title.push("│ ".into());
         title.push(format!("filter: {}_", view.filter()).black().on_yellow());

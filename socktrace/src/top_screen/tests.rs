@@ -165,6 +165,25 @@ fn top_screen_table_title_names_table_sort_and_filter() {
     assert!(title.contains("by address"), "{title:?}");
     assert!(line_with(&screen, "REMOTE").contains("OPENED IN 60 s"));
     assert!(line_with(&screen, "198.51.100.0/24").ends_with(" 80"));
+    assert!(!title.contains("merged"), "{title:?}");
+}
+
+/// A scan past the opening window's bound: the table says how many
+/// subnets it could not count.
+#[test]
+fn top_screen_says_how_many_opening_subnets_were_merged() {
+    let mut view = busy();
+    let mut flooded = view.latest().unwrap().clone();
+    flooded.at_ns += SECOND;
+    flooded.opening_subnets_merged = 995_000;
+    view.push(flooded);
+    let screen = lines(&view, 80, 24);
+    assert!(!line_with(&screen, "Remotes holding").contains("merged"));
+    view.key(Key::Tab);
+    view.key(Key::Tab);
+    let screen = lines(&view, 80, 24);
+    let title = line_with(&screen, "Subnets opening connections");
+    assert!(title.contains("995000 merged beyond 1024/s"), "{title:?}");
 }
 
 #[test]
