@@ -72,6 +72,7 @@ pub struct CloseWaitWatch {
     threshold_ns: u64,
     /// When tracing began: the age origin of sockets already waiting then.
     started_ns: u64,
+    /// The socket table's sockets in CLOSE-WAIT: bounded by the kernel's.
     waiting: HashMap<SocketId, Waiting>,
 }
 

@@ -359,9 +359,9 @@ struct Cached {
 /// a read per event would cost more than the event.
 ///
 /// Bounded: when a new pid would make the cache exceed its capacity the
-/// whole cache is cleared first. Clearing is simple and honest about its
-/// cost: live processes are read once more when next seen, and nothing
-/// stale survives it.
+/// whole cache is cleared first, with a warning. Clearing is simple and
+/// honest about its cost: live processes are read once more when next
+/// seen, and nothing stale survives it.
 ///
 /// Pid reuse and cgroup moves are not checked on lookup (that would cost a
 /// read per lookup). Call [`ContainerLabels::refresh`] periodically: it
@@ -374,6 +374,8 @@ pub struct ContainerLabels {
     proc_root: PathBuf,
     capacity: usize,
     entries: FastMap<u32, Cached>,
+    /// Times the cache was full and cleared.
+    clears: u64,
 }
 
 impl ContainerLabels {
@@ -384,6 +386,7 @@ impl ContainerLabels {
             proc_root,
             capacity: capacity.max(1),
             entries: FastMap::default(),
+            clears: 0,
         }
     }
 
@@ -393,6 +396,14 @@ impl ContainerLabels {
     pub fn of(&mut self, pid: u32) -> Option<ContainerLabel> {
         if !self.entries.contains_key(&pid) {
             if self.entries.len() >= self.capacity {
+                // At most one line per `capacity` processes read.
+                self.clears += 1;
+                log::warn!(
+                    "the container label cache held its {} processes: cleared ({} times so far), \
+                     the labels of live processes are read again",
+                    self.capacity,
+                    self.clears
+                );
                 self.entries.clear();
             }
             let cached = self.read(pid);

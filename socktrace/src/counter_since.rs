@@ -9,7 +9,7 @@ use crate::tuple::NetnsInode;
 /// See the module documentation.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CounterSince {
-    /// Per namespace: the value first read and the latest.
+    /// Per namespace followed now: the value first read and the latest.
     namespaces: BTreeMap<NetnsInode, (u64, u64)>,
     /// What namespaces now gone added while they were followed.
     gone: u64,

@@ -250,10 +250,15 @@ pub fn request_sockets(sockets: &[DiagSocket], table: &SocketTable) -> Vec<Reque
 /// The tracker. See the module documentation.
 #[derive(Debug, Default)]
 pub struct HandshakeTracker {
+    /// By `struct sock` address: the kernel's sockets in SYN-SENT (one
+    /// whose end was lost goes when its address is reused).
     clients: FastMap<u64, ClientAttempt>,
+    /// The kernel's request sockets (each listener's backlog at most): one
+    /// its namespace's next listing misses is dropped.
     half_open: FastMap<SocketTuple, HalfOpen>,
     /// Server completions since the last snapshot was taken, by canonical
-    /// tuple: a snapshot may still list their request sockets.
+    /// tuple: a snapshot may still list their request sockets. Each
+    /// namespace's listing forgets its own.
     recent_completions: FastMap<SocketTuple, u64>,
     stats: HandshakeStats,
 }

@@ -302,9 +302,12 @@ pub fn listed_time_wait(sockets: &[DiagSocket]) -> Vec<ListedTimeWait> {
 #[derive(Debug, Default)]
 pub struct TimeWaitTracker {
     /// By canonical tuple: a v4-mapped IPv6 socket's entry and listing
-    /// name the same socket.
+    /// name the same socket. The kernel's timewait sockets (at most
+    /// `tcp_max_tw_buckets` per namespace) and the entries the next listing
+    /// confirms or drops.
     sockets: FastMap<SocketTuple, TimeWaitSocket>,
-    /// Sockets (by kernel address) that received a RST, and when.
+    /// Sockets (by kernel address) that received a RST, and when: those of
+    /// the last [`RESET_MEMORY_NS`] before a listing.
     resets: FastMap<u64, u64>,
     /// Namespaces listed at least once: their first listing shows what
     /// existed before.

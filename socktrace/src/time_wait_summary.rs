@@ -176,6 +176,7 @@ impl TimeWaitSummary {
         top: usize,
     ) -> TimeWaitReport {
         let mut counts = TimeWaitCounts::default();
+        // Each as many as `sockets`: the kernel's timewait sockets.
         let mut local_ports = HashMap::new();
         let mut remotes = HashMap::new();
         let mut owners = HashMap::new();

@@ -552,11 +552,13 @@ fn the_cache_is_cleared_when_full() {
     assert_eq!(labels.entries.len(), 3);
     labels.of(2);
     assert_eq!(labels.entries.len(), 3, "a hit does not evict");
+    assert_eq!(labels.clears, 0);
     assert_eq!(
         label_of(&mut labels, 4).as_deref(),
         Some("systemd:s4.service")
     );
     assert_eq!(labels.entries.len(), 1, "cleared, then the new pid");
+    assert_eq!(labels.clears, 1, "and counted in the warning");
     assert_eq!(
         label_of(&mut labels, 1).as_deref(),
         Some("systemd:s1.service")
