@@ -8,20 +8,18 @@ const SUB_BITS: u32 = SUB_BUCKETS.trailing_zeros();
 /// Counts of microsecond latencies in log-linear buckets.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LatencyHistogram {
-    /// Up to the highest bucket used: at most 1,601 (12.5 KiB), up to the
-    /// bucket of `u64::MAX` nanoseconds.
+    /// The bucket `counts[0]` counts.
+    first: usize,
+    /// From the lowest bucket used to the highest: one bucket for a single
+    /// latency, 32 per doubling of the spread, at most 1,601 (12.5 KiB,
+    /// up to the bucket of `u64::MAX` nanoseconds).
     counts: Vec<u64>,
     total: u64,
 }
 
 impl LatencyHistogram {
     pub fn record_ns(&mut self, ns: u64) {
-        let index = bucket(ns / 1000);
-        if self.counts.len() <= index {
-            self.counts.resize(index + 1, 0);
-        }
-        self.counts[index] += 1;
-        self.total += 1;
+        self.add(bucket(ns / 1000), 1);
     }
 
     pub fn count(&self) -> u64 {
@@ -30,13 +28,28 @@ impl LatencyHistogram {
 
     /// Adds the samples of `other`.
     pub fn merge(&mut self, other: &LatencyHistogram) {
-        if self.counts.len() < other.counts.len() {
-            self.counts.resize(other.counts.len(), 0);
+        for (offset, &count) in other.counts.iter().enumerate() {
+            if count > 0 {
+                self.add(other.first + offset, count);
+            }
         }
-        for (count, other) in self.counts.iter_mut().zip(&other.counts) {
-            *count += other;
+    }
+
+    /// Adds `count` samples to bucket `index`, widening the span to it.
+    fn add(&mut self, index: usize, count: u64) {
+        if self.counts.is_empty() {
+            self.first = index;
+        } else if index < self.first {
+            let below = self.first - index;
+            self.counts.splice(0..0, std::iter::repeat_n(0, below));
+            self.first = index;
         }
-        self.total += other.total;
+        let offset = index - self.first;
+        if self.counts.len() <= offset {
+            self.counts.resize(offset + 1, 0);
+        }
+        self.counts[offset] += count;
+        self.total += count;
     }
 
     /// The `q` quantile (0.5 for the median) in milliseconds: the middle of
@@ -47,10 +60,10 @@ impl LatencyHistogram {
         }
         let rank = ((q.clamp(0.0, 1.0) * self.total as f64).ceil() as u64).max(1);
         let mut seen = 0;
-        for (index, &count) in self.counts.iter().enumerate() {
+        for (offset, &count) in self.counts.iter().enumerate() {
             seen += count;
             if seen >= rank {
-                let (low, width) = bucket_range(index);
+                let (low, width) = bucket_range(self.first + offset);
                 return Some((low as f64 + width as f64 / 2.0) / 1000.0);
             }
         }
@@ -116,6 +129,24 @@ mod tests {
         assert_eq!(merged.count(), 101);
         assert_eq!(merged.quantile_ms(0.5), histogram.quantile_ms(0.5));
         assert_eq!(merged.quantile_ms(1.0), histogram.quantile_ms(1.0));
+    }
+
+    /// A peer kept in a handshake summary held every bucket below its
+    /// latency: 4 KiB for one handshake of a second.
+    #[test]
+    fn memory_spans_the_buckets_used_only() {
+        let mut histogram = LatencyHistogram::default();
+        histogram.record_ns(1_000_000_000);
+        assert_eq!(histogram.counts.len(), 1);
+        histogram.record_ns(2_000_000_000);
+        assert_eq!(histogram.counts.len(), 33, "one doubling");
+        histogram.record_ns(500_000_000);
+        assert_eq!(histogram.counts.len(), 65, "widened downwards");
+        assert_eq!(histogram.count(), 3);
+        let median = histogram.quantile_ms(0.5).unwrap();
+        assert!((median - 1000.0).abs() < 1000.0 * 0.03, "{median}");
+        let min = histogram.quantile_ms(0.0).unwrap();
+        assert!((min - 500.0).abs() < 500.0 * 0.03, "{min}");
     }
 
     #[test]
