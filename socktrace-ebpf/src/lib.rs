@@ -185,4 +185,5 @@ pub const RECORD_SIZE: usize = 96;
 const _: () = assert!(core::mem::size_of::<Record>() == RECORD_SIZE);
 const _: () = assert!(core::mem::align_of::<Record>() == 8);
 
+pub mod toolchain;
 pub mod tracepoints;

@@ -6,6 +6,17 @@ mod views;
 pub use self::views::{AgentArgs, AgentChoice, SsArgs, TopArgs};
 use crate::{cidr::Cidr, socket_filter::SocketFilter};
 
+/// `socktrace --version`: what was built from what (`-V`: the version only).
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\ncommit: ",
+    env!("SOCKTRACE_COMMIT"),
+    "\nBPF object sha256: ",
+    env!("SOCKTRACE_BPF_SHA256"),
+    "\nBPF toolchain: ",
+    env!("SOCKTRACE_BPF_TOOLCHAIN"),
+);
+
 /// socktrace: every TCP state transition on this host, from a real eBPF
 /// program, with the owning process and time spent in each state.
 ///
@@ -13,7 +24,7 @@ use crate::{cidr::Cidr, socket_filter::SocketFilter};
 /// (CAP_DAC_READ_SEARCH where it is root's, mode 0700), and tracefs
 /// mounted.
 #[derive(Debug, Parser)]
-#[command(name = "socktrace", version, about, long_about)]
+#[command(name = "socktrace", version, long_version = LONG_VERSION, about, long_about)]
 pub struct Cli {
     /// More diagnostics on stderr (-v info, -vv debug). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]

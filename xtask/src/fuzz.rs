@@ -3,26 +3,18 @@
 //! time, with cargo-fuzz and the project's nightly, starting from the seed
 //! corpus kept in the repository. What the fuzzer adds to the corpus and
 //! the inputs that crash go under `target/fuzz/`; a crash fails the task.
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::cmd::{run, workspace_root};
+use crate::{
+    cmd::{run, workspace_root},
+    toolchain,
+};
 
 /// The fuzz crate (a workspace of its own), relative to the workspace root.
 const FUZZ_DIR: &str = "socktrace/fuzz";
-
-/// The BPF build's toolchain file, whose nightly the fuzz targets are built
-/// with too: one dated nightly for the project.
-const NIGHTLY_FILE: &str = "socktrace-ebpf/rust-toolchain.toml";
-
-/// The nightly before there is a [`NIGHTLY_FILE`]: the one aya-build
-/// builds the BPF object with by default.
-const DEFAULT_NIGHTLY: &str = "nightly";
 
 #[derive(Args)]
 pub struct FuzzArgs {
@@ -34,7 +26,7 @@ pub struct FuzzArgs {
 
 pub fn run_all(args: &FuzzArgs) -> Result<()> {
     let root = workspace_root();
-    let nightly = nightly(&root)?;
+    let nightly = toolchain::bpf_nightly()?;
     let target_dir = root.join("target/fuzz");
     let cargo_fuzz = |subcommand: &str| {
         let mut command = Command::new("cargo");
@@ -100,40 +92,4 @@ pub fn run_all(args: &FuzzArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// The nightly named by [`NIGHTLY_FILE`], or [`DEFAULT_NIGHTLY`] without one.
-fn nightly(root: &Path) -> Result<String> {
-    let file: PathBuf = root.join(NIGHTLY_FILE);
-    match std::fs::read_to_string(&file) {
-        Ok(text) => {
-            channel(&text).with_context(|| format!("{} names no `channel`", file.display()))
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            Ok(DEFAULT_NIGHTLY.to_owned())
-        }
-        Err(error) => Err(error).with_context(|| format!("reading {}", file.display())),
-    }
-}
-
-/// The `channel = "..."` of a rust-toolchain.toml text.
-fn channel(toml: &str) -> Option<String> {
-    toml.lines().find_map(|line| {
-        let value = line.trim().strip_prefix("channel")?.trim_start();
-        let value = value.strip_prefix('=')?.trim();
-        Some(value.strip_prefix('"')?.split('"').next()?.to_owned())
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_channel_is_read_from_a_toolchain_file() {
-        let toml = "# The BPF build's nightly\n[toolchain]\nchannel = \"nightly-2026-05-20\"\n\
-                    components = [\"rust-src\"]\n";
-        assert_eq!(channel(toml).as_deref(), Some("nightly-2026-05-20"));
-        assert_eq!(channel("[toolchain]\nprofile = \"minimal\"\n"), None);
-    }
 }

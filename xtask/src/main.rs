@@ -5,6 +5,7 @@ mod fuzz;
 mod netns;
 mod setup;
 mod soak;
+mod toolchain;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

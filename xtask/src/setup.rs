@@ -5,20 +5,19 @@ use std::{path::Path, process::Command};
 
 use anyhow::{Context, Result, bail};
 
-use crate::cmd::{is_root, run};
+use crate::{
+    cmd::{is_root, run},
+    toolchain,
+};
 
-/// Debian packages: LLVM 22 for bpf-linker, the network tools the
-/// integration tests drive (ip, ss, iptables), tmux for `socktrace top` in a
-/// terminal and util-linux's setpriv for a non-root client.
-const APT_PACKAGES: [&str; 6] = [
-    "llvm-22-dev",
-    "libpolly-22-dev",
-    "iproute2",
-    "iptables",
-    "tmux",
-    "util-linux",
-];
-const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
+/// The LLVM major version bpf-linker is built against (Debian's LLVM
+/// packages) and that the BPF nightly's rustc must use too: a mismatch fails
+/// the link with `ERROR llvm: Invalid record`.
+const LLVM_MAJOR: u32 = 22;
+/// Debian packages: LLVM for bpf-linker, the network tools the integration
+/// tests drive (ip, ss, iptables), tmux for `socktrace top` in a terminal and
+/// util-linux's setpriv for a non-root client.
+const APT_PACKAGES: [&str; 4] = ["iproute2", "iptables", "tmux", "util-linux"];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// For `cargo xtask fuzz`; builds with the host's stable rustc.
 const CARGO_FUZZ_VERSION: &str = "0.13.1";
@@ -26,13 +25,32 @@ const TRACEFS: &str = "/sys/kernel/tracing";
 
 pub fn ensure() -> Result<()> {
     apt_packages()?;
-    nightly_rust_src()?;
+    let nightly = toolchain::bpf_nightly()?;
+    nightly_rust_src(&nightly)?;
+    let rustc_llvm = toolchain::rustc_llvm_major(&nightly)?;
+    toolchain::check_llvm(&nightly, rustc_llvm, "Debian's LLVM packages", LLVM_MAJOR)?;
     bpf_linker()?;
+    let linker_llvm = toolchain::bpf_linker_llvm_major()?;
+    toolchain::check_llvm(
+        &nightly,
+        rustc_llvm,
+        &format!("bpf-linker {BPF_LINKER_VERSION}"),
+        linker_llvm,
+    )?;
     tracefs()
 }
 
 fn apt_packages() -> Result<()> {
-    apt_install(&APT_PACKAGES)
+    let llvm = [
+        format!("llvm-{LLVM_MAJOR}-dev"),
+        format!("libpolly-{LLVM_MAJOR}-dev"),
+    ];
+    let packages: Vec<&str> = llvm
+        .iter()
+        .map(String::as_str)
+        .chain(APT_PACKAGES)
+        .collect();
+    apt_install(&packages)
 }
 
 /// Installs the Debian packages among `packages` that are missing.
@@ -67,21 +85,22 @@ fn dpkg_installed(package: &str) -> bool {
         })
 }
 
-/// aya-build compiles the BPF crate with nightly and `-Z build-std=core`.
-fn nightly_rust_src() -> Result<()> {
+/// The BPF nightly with rust-src: aya-build compiles the BPF crate with
+/// `-Z build-std=core`. Exactly the toolchain file's nightly, never "latest".
+fn nightly_rust_src(nightly: &str) -> Result<()> {
     let installed = Command::new("rustup")
-        .args(["component", "list", "--toolchain", "nightly", "--installed"])
+        .args(["component", "list", "--toolchain", nightly, "--installed"])
         .output()
         .context("rustup is required (https://rustup.rs)")?;
     let listed = String::from_utf8_lossy(&installed.stdout);
     if installed.status.success() && listed.lines().any(|l| l.starts_with("rust-src")) {
         return Ok(());
     }
-    eprintln!("xtask: setup: installing the nightly toolchain's rust-src");
+    eprintln!("xtask: setup: installing {nightly} with rust-src (the BPF build's toolchain)");
     run(Command::new("rustup").args([
         "toolchain",
         "install",
-        "nightly",
+        nightly,
         "--profile",
         "minimal",
         "--component",
@@ -97,17 +116,21 @@ fn bpf_linker() -> Result<()> {
         return Ok(());
     }
     eprintln!(
-        "xtask: setup: building bpf-linker {BPF_LINKER_VERSION} against Debian's LLVM 22 (about a minute)"
+        "xtask: setup: building bpf-linker {BPF_LINKER_VERSION} against Debian's LLVM {LLVM_MAJOR} (about two minutes)"
     );
-    let path = format!("{LLVM_BIN}:{}", std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "/usr/lib/llvm-{LLVM_MAJOR}/bin:{}",
+        std::env::var("PATH").unwrap_or_default()
+    );
     run(Command::new("cargo").env("PATH", path).args([
         "install",
         "bpf-linker",
         "--version",
         BPF_LINKER_VERSION,
+        "--locked",
         "--no-default-features",
         "--features",
-        "llvm-22",
+        &format!("llvm-{LLVM_MAJOR}"),
         "--force",
     ]))
 }
