@@ -4,7 +4,6 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-
 /// The dated nightly `socktrace-ebpf/rust-toolchain.toml` names: the one
 /// socktrace's build script builds the BPF object with.
 pub fn bpf_nightly() -> Result<String> {
@@ -81,7 +80,7 @@ fn llvm_major_of_rustc(text: &str) -> Option<u32> {
 /// `libLLVM.so.22.1 => ...` (or `libLLVM-22.so`) in `ldd`'s output → 22.
 fn llvm_major_of_ldd(text: &str) -> Option<u32> {
     text.lines().find_map(|line| {
-        let name = line.trim().split_whitespace().next()?;
+        let name = line.split_whitespace().next()?;
         let version = name
             .strip_prefix("libLLVM.so.")
             .or_else(|| name.strip_prefix("libLLVM-")?.strip_suffix(".so"))?;
@@ -118,7 +117,13 @@ mod tests {
     fn only_dated_nightlies_are_pins() {
         use socktrace_ebpf::toolchain::is_dated_nightly;
         assert!(is_dated_nightly("nightly-2026-05-20"));
-        for moving in ["nightly", "stable", "1.95.0", "nightly-2026-5-20", "nightly-20260520"] {
+        for moving in [
+            "nightly",
+            "stable",
+            "1.95.0",
+            "nightly-2026-5-20",
+            "nightly-20260520",
+        ] {
             assert!(!is_dated_nightly(moving), "{moving}");
         }
     }
@@ -133,7 +138,10 @@ mod tests {
                    \tlibLLVM.so.22.1 => /usr/lib/llvm-22/lib/libLLVM.so.22.1 (0x00007f93)\n\
                    \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f92)\n";
         assert_eq!(llvm_major_of_ldd(ldd), Some(22));
-        assert_eq!(llvm_major_of_ldd("\tlibLLVM-18.so => /usr/lib/x (0x1)\n"), Some(18));
+        assert_eq!(
+            llvm_major_of_ldd("\tlibLLVM-18.so => /usr/lib/x (0x1)\n"),
+            Some(18)
+        );
         assert_eq!(llvm_major_of_ldd("\tlibc.so.6 => /lib/libc.so.6\n"), None);
     }
 
@@ -144,7 +152,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!error.contains('\n'));
-        for named in ["nightly-2026-11-30", "LLVM 23", "bpf-linker 0.13.0 is LLVM 22"] {
+        for named in [
+            "nightly-2026-11-30",
+            "LLVM 23",
+            "bpf-linker 0.13.0 is LLVM 22",
+        ] {
             assert!(error.contains(named), "{error}");
         }
     }
