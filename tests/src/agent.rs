@@ -130,29 +130,41 @@ impl<'ns> Agent<'ns> {
     ) -> Result<Self> {
         let mut args = vec![subcommand, "--json"];
         args.extend_from_slice(extra_args);
-        Self::spawn_wrapped(ns, wrapper, &args, None)
+        let binary = crate::agent_binary();
+        let mut program = wrapper.to_vec();
+        program.push(binary.to_str().context("SOCKTRACE_BIN is not UTF-8")?);
+        Self::spawn_program(ns, &program, &args, None)
+    }
+
+    /// Starts `PROGRAM... COMMAND --json EXTRA...` inside `ns`: `program`
+    /// runs socktrace itself (an installed copy, say), not `$SOCKTRACE_BIN`.
+    pub fn start_program(
+        ns: &'ns NetNs,
+        program: &[&str],
+        subcommand: &str,
+        extra_args: &[&str],
+    ) -> Result<Self> {
+        let mut args = vec![subcommand, "--json"];
+        args.extend_from_slice(extra_args);
+        Self::spawn_program(ns, program, &args, None)
     }
 
     fn spawn(ns: &'ns NetNs, args: &[&str], fd_limit: Option<u64>) -> Result<Self> {
-        Self::spawn_wrapped(ns, &[], args, fd_limit)
+        let binary = crate::agent_binary();
+        let binary = binary.to_str().context("SOCKTRACE_BIN is not UTF-8")?;
+        Self::spawn_program(ns, &[binary], args, fd_limit)
     }
 
-    fn spawn_wrapped(
+    fn spawn_program(
         ns: &'ns NetNs,
-        wrapper: &[&str],
+        program: &[&str],
         args: &[&str],
         fd_limit: Option<u64>,
     ) -> Result<Self> {
-        let binary = crate::agent_binary();
         crate::require_root();
-        let mut command = match wrapper.split_first() {
-            Some((program, wrapper_args)) => {
-                let mut command = ns.command(program)?;
-                command.args(wrapper_args).arg(&binary);
-                command
-            }
-            None => ns.command(&binary)?,
-        };
+        let (first, program_args) = program.split_first().context("no program to start")?;
+        let mut command = ns.command(first)?;
+        command.args(program_args);
         if let Some(limit) = fd_limit {
             let limit = libc::rlimit {
                 rlim_cur: limit,
@@ -175,9 +187,8 @@ impl<'ns> Agent<'ns> {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let command_line = format!(
-            "{}{} {} (in netns {})",
-            wrapper.iter().map(|w| format!("{w} ")).collect::<String>(),
-            binary.display(),
+            "{} {} (in netns {})",
+            program.join(" "),
             args.join(" "),
             ns.name()
         );

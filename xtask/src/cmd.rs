@@ -104,8 +104,9 @@ pub fn unit_tests(filter: Option<&str>) -> Result<()> {
     run(&mut command)
 }
 
-/// Builds the integration test binaries as the caller, runs them as root.
-pub fn integration_tests(agent: &Path, filter: Option<&str>) -> Result<()> {
+/// Builds the integration test binaries as the caller, runs them as root
+/// with `env` (the agent's path, the dist artefacts...).
+pub fn integration_tests(filter: Option<&str>, env: &[(&str, &Path)]) -> Result<()> {
     let package = "socktrace-integration-tests";
     let output = cargo()
         .current_dir(workspace_root())
@@ -135,7 +136,7 @@ pub fn integration_tests(agent: &Path, filter: Option<&str>) -> Result<()> {
     let mut args = vec!["--test-threads=1".to_owned()];
     args.extend(filter.map(str::to_owned));
     for binary in binaries {
-        run_as_root(&binary, &args, &[("SOCKTRACE_BIN", agent)])?;
+        run_as_root(&binary, &args, env)?;
     }
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! socktrace's developer tasks. `cargo xtask --help` lists them.
 mod bench;
 mod cmd;
+mod debian_root;
+mod dist;
 mod fuzz;
 mod netns;
 mod setup;
@@ -46,6 +48,9 @@ enum Task {
     /// descriptors or threads grow or it loses events. Writes
     /// target/soak/samples.csv and summary.md.
     Soak(soak::SoakArgs),
+    /// Build the static x86_64 musl binary (BPF object embedded) and a
+    /// Debian package with the agent's systemd unit, in target/dist/.
+    Dist,
     /// Run each fuzz target of socktrace/fuzz (record decoder, recording
     /// reader, ss filter parser, agent protocol reader) for --seconds,
     /// from the seed corpus; fails on a crash.
@@ -64,7 +69,17 @@ fn main() -> Result<()> {
             setup::ensure()?;
             cmd::unit_tests(filter.as_deref())?;
             let agent = cmd::build_agent()?;
-            cmd::integration_tests(&agent, filter.as_deref())
+            let dist = dist::build()?;
+            let debian_root = debian_root::ensure()?;
+            cmd::integration_tests(
+                filter.as_deref(),
+                &[
+                    ("SOCKTRACE_BIN", &agent),
+                    ("SOCKTRACE_DIST_BIN", &dist.binary),
+                    ("SOCKTRACE_DEB", &dist.deb),
+                    ("SOCKTRACE_DEBIAN_ROOT", &debian_root),
+                ],
+            )
         }
         Task::Bench(args) => {
             setup::ensure()?;
@@ -73,6 +88,10 @@ fn main() -> Result<()> {
         Task::Soak(args) => {
             setup::ensure()?;
             soak::run(&args)
+        }
+        Task::Dist => {
+            setup::ensure()?;
+            dist::build().map(drop)
         }
         Task::Fuzz(args) => {
             setup::ensure()?;

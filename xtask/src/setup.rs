@@ -16,11 +16,25 @@ use crate::{
 const LLVM_MAJOR: u32 = 22;
 /// Debian packages: LLVM for bpf-linker, the network tools the integration
 /// tests drive (ip, ss, iptables), tmux for `socktrace top` in a terminal and
-/// util-linux's setpriv for a non-root client.
-const APT_PACKAGES: [&str; 4] = ["iproute2", "iptables", "tmux", "util-linux"];
+/// util-linux's setpriv for a non-root client, debootstrap and podman (with
+/// runc) for the install tests, systemd for `systemd-analyze verify`.
+const APT_PACKAGES: [&str; 8] = [
+    "iproute2",
+    "iptables",
+    "tmux",
+    "util-linux",
+    "debootstrap",
+    "podman",
+    "runc",
+    "systemd",
+];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// For `cargo xtask fuzz`; builds with the host's stable rustc.
 const CARGO_FUZZ_VERSION: &str = "0.13.1";
+/// For `cargo xtask dist`'s Debian package.
+const CARGO_DEB_VERSION: &str = "3.8.0";
+/// `cargo xtask dist`'s static binary; rust-toolchain.toml names it too.
+const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 const TRACEFS: &str = "/sys/kernel/tracing";
 
 pub fn ensure() -> Result<()> {
@@ -137,21 +151,56 @@ fn bpf_linker() -> Result<()> {
 
 /// cargo-fuzz, for `cargo xtask fuzz` only.
 pub fn cargo_fuzz() -> Result<()> {
-    let version = Command::new("cargo").args(["fuzz", "--version"]).output();
-    if version.is_ok_and(|o| {
-        o.status.success() && String::from_utf8_lossy(&o.stdout).contains(CARGO_FUZZ_VERSION)
-    }) {
+    cargo_install(
+        "cargo-fuzz",
+        &["fuzz"],
+        CARGO_FUZZ_VERSION,
+        "about two minutes",
+    )
+}
+
+/// cargo-deb, for `cargo xtask dist` only.
+pub fn cargo_deb() -> Result<()> {
+    cargo_install("cargo-deb", &["deb"], CARGO_DEB_VERSION, "about a minute")
+}
+
+/// `cargo install --locked` of `krate` at `version`, unless `cargo ARGS
+/// --version` already says it is.
+fn cargo_install(krate: &str, args: &[&str], version: &str, takes: &str) -> Result<()> {
+    let installed = Command::new("cargo").args(args).arg("--version").output();
+    if installed
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(version))
+    {
         return Ok(());
     }
-    eprintln!("xtask: setup: building cargo-fuzz {CARGO_FUZZ_VERSION} (about two minutes)");
+    eprintln!("xtask: setup: building {krate} {version} ({takes})");
     run(Command::new("cargo").args([
         "install",
-        "cargo-fuzz",
+        krate,
         "--version",
-        CARGO_FUZZ_VERSION,
+        version,
         "--locked",
         "--force",
     ]))
+}
+
+/// The musl target of the host toolchain, for `cargo xtask dist`.
+pub fn musl_target() -> Result<()> {
+    let listed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(crate::cmd::workspace_root())
+        .output()
+        .context("rustup is required (https://rustup.rs)")?;
+    if String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .any(|line| line.trim() == MUSL_TARGET)
+    {
+        return Ok(());
+    }
+    eprintln!("xtask: setup: adding the {MUSL_TARGET} target");
+    run(Command::new("rustup")
+        .current_dir(crate::cmd::workspace_root())
+        .args(["target", "add", MUSL_TARGET]))
 }
 
 /// aya attaches classic tracepoints through tracefs.
