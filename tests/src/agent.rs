@@ -128,12 +128,10 @@ impl<'ns> Agent<'ns> {
         subcommand: &str,
         extra_args: &[&str],
     ) -> Result<Self> {
-        let mut args = vec![subcommand, "--json"];
-        args.extend_from_slice(extra_args);
         let binary = crate::agent_binary();
         let mut program = wrapper.to_vec();
         program.push(binary.to_str().context("SOCKTRACE_BIN is not UTF-8")?);
-        Self::spawn_program(ns, &program, &args, None)
+        Self::start_program(ns, &program, subcommand, extra_args)
     }
 
     /// Starts `PROGRAM... COMMAND --json EXTRA...` inside `ns`: `program`

@@ -18,6 +18,7 @@
 //! - [`churn::Churn`]: connection churn in a namespace.
 //! - [`agent_socket`]: raw requests to the agent, clients that never read.
 //! - [`process_usage`]: a process's CPU time and resident memory.
+//! - [`run_checked`]: a command run to completion, its stderr in the error.
 
 pub mod agent;
 pub mod agent_socket;
@@ -32,7 +33,10 @@ pub mod tcp;
 pub mod wait;
 
 use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
 
 pub use agent::Agent;
 pub use child::KillOnDrop;
@@ -73,4 +77,20 @@ pub fn agent_binary() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Runs `command` to completion; its stdout, or an error with its stderr.
+pub fn run_checked(command: &mut Command) -> Result<String> {
+    let shown = format!("{command:?}");
+    let output = command
+        .output()
+        .with_context(|| format!("cannot run {shown}"))?;
+    if !output.status.success() {
+        bail!(
+            "{shown} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    String::from_utf8(output.stdout).with_context(|| format!("{shown} printed non-UTF-8"))
 }

@@ -11,6 +11,8 @@ use std::thread;
 
 use anyhow::{Context, Result, bail};
 
+use crate::run_checked;
+
 /// Distinguishes the namespaces of one test process.
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -217,20 +219,4 @@ fn enter(file: File, name: &str) {
         "setns into network namespace {name} failed: {}",
         std::io::Error::last_os_error()
     );
-}
-
-/// Runs `command` to completion; its stdout, or an error with its stderr.
-fn run_checked(command: &mut Command) -> Result<String> {
-    let shown = format!("{command:?}");
-    let output = command
-        .output()
-        .with_context(|| format!("cannot run {shown}"))?;
-    if !output.status.success() {
-        bail!(
-            "{shown} failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    String::from_utf8(output.stdout).with_context(|| format!("{shown} printed non-UTF-8"))
 }

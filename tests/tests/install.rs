@@ -7,8 +7,10 @@ use std::{
     process::Command,
 };
 
-use anyhow::{Context, Result, bail, ensure};
-use socktrace_integration_tests::{Agent, Family, NetNs, TIMEOUT, record, require_root, tcp};
+use anyhow::{Context, Result, ensure};
+use socktrace_integration_tests::{
+    Agent, Family, NetNs, TIMEOUT, record, require_root, run_checked as run, tcp,
+};
 
 /// A copy of the cached Debian root, removed on drop. Nothing is mounted in
 /// it outside the private mount namespace of the process that uses it.
@@ -46,21 +48,6 @@ fn artefact(variable: &str) -> Result<PathBuf> {
         format!("{variable} is not set: run these tests through `cargo xtask test`")
     })?;
     Ok(PathBuf::from(path))
-}
-
-/// Runs `command`, failing with its stderr; returns its stdout.
-fn run(command: &mut Command) -> Result<String> {
-    let output = command
-        .output()
-        .with_context(|| format!("starting {command:?}"))?;
-    if !output.status.success() {
-        bail!(
-            "{command:?} failed with {}: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 #[test]
@@ -108,7 +95,7 @@ fn the_deb_installs_and_traces_on_a_host_with_no_toolchain() -> Result<()> {
                   mount -t proc proc \"$r/proc\"; mount --rbind /sys \"$r/sys\"; \
                   mkdir -p \"$r/run/netns\"; mount --rbind /run/netns \"$r/run/netns\"; \
                   exec chroot \"$r\" \"$@\"";
-    let mut agent = Agent::start_program(
+    let agent = Agent::start_program(
         &ns,
         &[
             "unshare",
@@ -125,19 +112,7 @@ fn the_deb_installs_and_traces_on_a_host_with_no_toolchain() -> Result<()> {
         "trace",
         &["-N", ns.name()],
     )?;
-    let (listener, client, _server) = ns.run(|| -> Result<_> {
-        let listener = tcp::listen(Family::V4)?;
-        let (client, server) = tcp::connect_pair(&listener)?;
-        Ok((listener, client, server))
-    })?;
-    let lport = tcp::local_port(&listener)?;
-    let cport = client.local_addr()?.port();
-    agent.wait_for(
-        &format!("the installed socktrace's SYN_SENT -> ESTABLISHED of :{cport} -> :{lport}"),
-        |value| record::is_transition(value, "SYN_SENT", "ESTABLISHED", cport, lport),
-        TIMEOUT,
-    )?;
-    agent.stop()
+    sees_a_connection(&ns, agent, Family::V4, "the installed socktrace")
 }
 
 #[test]
@@ -196,16 +171,22 @@ fn the_static_binary_runs_in_an_empty_container_image() -> Result<()> {
         "--volume=/run/netns:/run/netns",
         &image.0,
     ]);
-    let mut agent = Agent::start_program(&ns, &program, "trace", &["-N", ns.name()])?;
+    let agent = Agent::start_program(&ns, &program, "trace", &["-N", ns.name()])?;
+    sees_a_connection(&ns, agent, Family::V6, "the container")
+}
+
+/// Makes a loopback connection of `family` in `ns` and waits for `agent`
+/// (`who`, in the failure) to trace its SYN_SENT -> ESTABLISHED.
+fn sees_a_connection(ns: &NetNs, mut agent: Agent, family: Family, who: &str) -> Result<()> {
     let (listener, client, _server) = ns.run(|| -> Result<_> {
-        let listener = tcp::listen(Family::V6)?;
+        let listener = tcp::listen(family)?;
         let (client, server) = tcp::connect_pair(&listener)?;
         Ok((listener, client, server))
     })?;
     let lport = tcp::local_port(&listener)?;
     let cport = client.local_addr()?.port();
     agent.wait_for(
-        &format!("the container's SYN_SENT -> ESTABLISHED of :{cport} -> :{lport}"),
+        &format!("{who}'s SYN_SENT -> ESTABLISHED of :{cport} -> :{lport}"),
         |value| record::is_transition(value, "SYN_SENT", "ESTABLISHED", cport, lport),
         TIMEOUT,
     )?;

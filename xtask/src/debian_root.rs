@@ -10,7 +10,7 @@ use crate::cmd::run;
 const CACHE: &str = "/var/cache/socktrace-tests/bookworm-systemd";
 const MIRROR: &str = "http://deb.debian.org/debian";
 
-/// The root, made first if missing (about three minutes).
+/// The root, made first if missing (about a minute).
 pub fn ensure() -> Result<PathBuf> {
     let root = PathBuf::from(CACHE);
     if root.join("etc/debian_version").is_file() {
@@ -21,7 +21,7 @@ pub fn ensure() -> Result<PathBuf> {
         std::fs::remove_dir_all(&partial)
             .with_context(|| format!("removing {}", partial.display()))?;
     }
-    eprintln!("xtask: making a Debian 12 root in {CACHE} with debootstrap (about three minutes)");
+    eprintln!("xtask: making a Debian 12 root in {CACHE} with debootstrap (about a minute)");
     run(Command::new("debootstrap")
         .args(["--variant=minbase", "--include=systemd", "bookworm"])
         .arg(&partial)
