@@ -218,6 +218,9 @@ pub async fn run<C: Consumer>(
                 let gone = decoder.namespaces.rescan_if_due(monotonic_now_ns());
                 decoder.labels.refresh();
                 consumer.snapshot(decoder.namespaces)?;
+                // Read before the drain: a warning then follows every record
+                // the ring held when the losses it names were counted.
+                let lost = lost.read()?;
                 if !drain_and_settle(&mut reader, &mut decoder, consumer, out)? {
                     break;
                 }
@@ -227,7 +230,6 @@ pub async fn run<C: Consumer>(
                 if !out.flush()? {
                     break;
                 }
-                let lost = lost.read()?;
                 if lost.total() > lost_seen && loss_notices == LossNotices::Stderr {
                     eprintln!("socktrace: so far {lost}");
                     lost_seen = lost.total();
