@@ -15,13 +15,12 @@
 //!   process-context run is dropped (`recursion_misses`): about 0.5 % of
 //!   transitions under loopback churn. A BTF tracepoint skips only a nested
 //!   run of the same program, so two programs are attached, in order:
-//!   [`tcp_state`] takes every transition and notes each one it finished in
-//!   a per-CPU list ([`HANDLED`]); [`tcp_state_nested`], which the
-//!   tracepoint calls next, takes a transition only when it is not on that
-//!   list, which happens exactly when the kernel skipped [`tcp_state`] for
-//!   it (a softirq transition nested in one of its runs, anywhere from the
-//!   kernel's entry into the program to its exit). A softirq never nests in
-//!   a softirq, so the two are never skipped for the same transition.
+//!   [`tcp_state`] takes every transition and marks the time it runs on its
+//!   CPU ([`STATE_RUNNING`]); [`tcp_state_nested`], which the tracepoint
+//!   calls next, takes a transition only when it comes in that time: then
+//!   it nests in a run of [`tcp_state`], and the kernel skipped that
+//!   program for it. None is taken twice; one that comes in the few
+//!   instructions the kernel runs around [`tcp_state`] is counted lost.
 //! - No perf trace record is assembled for a program that reads a few fields.
 //! - A typed socket pointer and offsets the verifier knows (read-only
 //!   globals) make each field one load instruction instead of a
@@ -153,82 +152,48 @@ struct Fields {
     value: u64,
 }
 
-/// Transitions [`tcp_state`] finished on this CPU, the latest
-/// [`HANDLED_SLOTS`], for [`tcp_state_nested`] to tell which ones the kernel
-/// skipped it for.
+/// Whether [`tcp_state`] runs on this CPU: set by its first store, cleared
+/// by its last. A transition that finds it set nests in that run, and the
+/// kernel skipped [`tcp_state`] for it.
 #[map]
-static HANDLED: PerCpuArray<Handled> = PerCpuArray::with_max_entries(1, 0);
+static STATE_RUNNING: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// Transitions [`tcp_state_nested`] took (`MAP_NESTED_TAKEN`).
 #[map]
 static NESTED_TAKEN: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// How many finished transitions [`HANDLED`] remembers per CPU. Between the
-/// end of [`tcp_state`] and the start of [`tcp_state_nested`] for the same
-/// transition, a softirq may finish others on that CPU; the list must not
-/// wrap around before the second program reads it.
-const HANDLED_SLOTS: usize = 8;
-
-/// A ring of transitions, each the socket's address and [`states`];
-/// all-zero slots are free or already claimed.
-#[repr(C)]
-struct Handled {
-    transitions: [[u64; 2]; HANDLED_SLOTS],
-    next: u64,
-}
-
-/// The two states of a transition as one never-zero word. With the
-/// socket's address it names the transition: a socket never makes the same
-/// transition twice in a row.
-#[inline(always)]
-fn states(oldstate: i32, newstate: i32) -> u64 {
-    1 << 63 | u64::from(oldstate as u32) << 32 | u64::from(newstate as u32)
-}
-
-/// Every transition, then noted as finished on this CPU (last, so that a
-/// transition nested anywhere in this run is not mistaken for it).
+/// Every transition, but those nested in its own run on this CPU (the
+/// kernel skips it for them).
 #[btf_tracepoint(function = "inet_sock_set_state")]
 pub fn tcp_state(ctx: BtfTracePointContext) -> i32 {
-    let (skaddr, oldstate, newstate) = (ctx.arg(0), ctx.arg(1), ctx.arg(2));
+    let (skaddr, oldstate, newstate): (u64, i32, i32) = (ctx.arg(0), ctx.arg(1), ctx.arg(2));
+    let Some(running) = STATE_RUNNING.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's slot; nothing else writes it (a nested run of
+    // this program is skipped).
+    unsafe { core::ptr::write_volatile(running, 1) };
     on_set_state(skaddr as *const u8, oldstate, newstate, LOST_SLOT_STATE);
-    if let Some(handled) = HANDLED.get_ptr_mut(0) {
-        // SAFETY: this CPU's slot; a run nested in this one sees the
-        // list before or after these stores, both consistent for it.
-        unsafe {
-            let next = (*handled).next;
-            (*handled).transitions[(next as usize) % HANDLED_SLOTS] =
-                [skaddr, states(oldstate, newstate)];
-            (*handled).next = next.wrapping_add(1);
-        }
-    }
+    // SAFETY: as above.
+    unsafe { core::ptr::write_volatile(running, 0) };
     0
 }
 
-/// The transitions the kernel skipped [`tcp_state`] for: those it did not
-/// note as finished. Claims (clears) the note of each one it passes over,
-/// so that a later identical identity is not taken for it.
+/// The transitions the kernel skipped [`tcp_state`] for: those that came
+/// while it ran on this CPU. A transition in the few instructions the
+/// kernel runs around [`tcp_state`] is skipped by it without being seen
+/// here; the agent counts those as lost (`recursion_misses` of
+/// [`tcp_state`] less [`NESTED_TAKEN`]). None is taken twice.
 #[btf_tracepoint(function = "inet_sock_set_state")]
 pub fn tcp_state_nested(ctx: BtfTracePointContext) -> i32 {
-    let (skaddr, oldstate, newstate) = (ctx.arg(0), ctx.arg(1), ctx.arg(2));
-    let Some(handled) = HANDLED.get_ptr_mut(0) else {
+    let Some(running) = STATE_RUNNING.get_ptr(0) else {
         return 0;
     };
-    let states = states(oldstate, newstate);
-    // SAFETY: this CPU's slot (see `tcp_state`).
-    unsafe {
-        // Newest first: the transition the tracepoint just ran `tcp_state`
-        // for is the last one noted unless a softirq got in between.
-        let newest = (*handled).next.wrapping_sub(1) as usize;
-        for age in 0..HANDLED_SLOTS {
-            let slot = &mut (*handled).transitions[newest.wrapping_sub(age) % HANDLED_SLOTS];
-            // Two comparisons, not an array equality: the verifier allows
-            // comparing the socket pointer, not mixing it into arithmetic.
-            if slot[1] == states && slot[0] == skaddr {
-                *slot = [0, 0];
-                return 0;
-            }
-        }
+    // SAFETY: this CPU's slot, read once.
+    if unsafe { core::ptr::read_volatile(running) } == 0 {
+        return 0;
     }
+    let (skaddr, oldstate, newstate): (u64, i32, i32) = (ctx.arg(0), ctx.arg(1), ctx.arg(2));
     if let Some(taken) = NESTED_TAKEN.get_ptr_mut(0) {
         // SAFETY: this CPU's slot, which only this program increments, and
         // it never nests in itself (the kernel skips such runs).

@@ -6,10 +6,11 @@ use tokio::sync::mpsc;
 use crate::{
     agent_server::{self, Access},
     cli::AgentArgs,
-    event_loop::{self, LossNotices, Output},
+    event_loop::{self, LossNotices},
     live::LiveState,
     live_consumer::{Answers, LiveConsumer},
     seed::Existing,
+    stdout_queue::Output,
 };
 
 /// Jobs waiting for the loop: one per client served, at most (a listing
@@ -38,13 +39,13 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let server = tokio::spawn(agent_server::serve(listening, Answers::new(jobs)));
     eprintln!("socktrace: ready: agent serving {}", args.socket.display());
     let mut consumer = LiveConsumer::new(LiveState::new(table));
-    let mut out = Output::new();
+    let out = Output::new();
     let summary = event_loop::run(
         probes,
         recorder,
         &mut namespaces,
         &mut consumer,
-        &mut out,
+        out,
         Some(&mut inbox),
         LossNotices::Stderr,
     )

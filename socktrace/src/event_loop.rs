@@ -5,7 +5,7 @@
 //! tables and loss reports; SIGINT and SIGTERM end it cleanly.
 use std::{
     fs::File,
-    io::{self, BufWriter, Write},
+    io::{self, BufWriter},
     path::PathBuf,
     time::Duration,
 };
@@ -23,6 +23,7 @@ use crate::{
     recording::Recorder,
     ring_reader::RingReader,
     seed::{self, Existing},
+    stdout_queue::Output,
     table::{SocketTable, TrackedSocket},
     tuple::NetnsInode,
 };
@@ -64,8 +65,9 @@ pub trait Consumer {
     /// snapshot decided. `now_ns` is CLOCK_MONOTONIC, the records' clock.
     fn settle(&mut self, _now_ns: u64, _out: &mut String) {}
 
-    /// Once, after the last records were handled.
-    fn finish(&mut self, _now_ns: u64, _out: &mut String) {}
+    /// Once, after the last records were handled; `totals` says what did
+    /// not reach the consumer or the output.
+    fn finish(&mut self, _now_ns: u64, _totals: &LoopSummary, _out: &mut String) {}
 }
 
 /// A recording being written (`--record FILE`).
@@ -76,6 +78,8 @@ pub type FileRecorder = Recorder<BufWriter<File>>;
 pub struct LoopSummary {
     pub lost: Lost,
     pub rejected: RejectCounts,
+    /// Output lines dropped because stdout was not read fast enough.
+    pub output_dropped: u64,
 }
 
 impl LoopSummary {
@@ -89,6 +93,12 @@ impl LoopSummary {
                 "socktrace: {} malformed records skipped: {:?}",
                 self.rejected.total(),
                 self.rejected
+            );
+        }
+        if self.output_dropped > 0 {
+            eprintln!(
+                "socktrace: {} output lines dropped: stdout was not read as fast as transitions came",
+                self.output_dropped
             );
         }
     }
@@ -172,7 +182,7 @@ pub async fn run<C: Consumer>(
     recorder: Option<FileRecorder>,
     namespaces: &mut Namespaces,
     consumer: &mut C,
-    out: &mut Output,
+    mut out: Output,
     mut inbox: Option<&mut Inbox<C>>,
     loss_notices: LossNotices,
 ) -> anyhow::Result<LoopSummary> {
@@ -200,9 +210,11 @@ pub async fn run<C: Consumer>(
 
     loop {
         tokio::select! {
+            // While stdout's queue is full, records wait in the ring (and
+            // the kernel counts what does not fit there).
             batch = reader.next_batch(BATCH, |bytes| {
                 decoder.decode(bytes, &mut |event| consumer.event(event, &mut out.buffer));
-            }) => {
+            }), if out.has_room() => {
                 batch.context("reading the ring buffer")?;
                 decoder.check_recording()?;
                 if !out.flush()? {
@@ -210,7 +222,7 @@ pub async fn run<C: Consumer>(
                 }
             }
             _ = drain.tick() => {
-                if !drain_and_settle(&mut reader, &mut decoder, consumer, out)? {
+                if !drain_and_settle(&mut reader, &mut decoder, consumer, &mut out, Room::Wait)? {
                     break;
                 }
             }
@@ -221,7 +233,7 @@ pub async fn run<C: Consumer>(
                 // Read before the drain: a warning then follows every record
                 // the ring held when the losses it names were counted.
                 let lost = lost.read()?;
-                if !drain_and_settle(&mut reader, &mut decoder, consumer, out)? {
+                if !drain_and_settle(&mut reader, &mut decoder, consumer, &mut out, Room::Wait)? {
                     break;
                 }
                 for netns in gone {
@@ -234,10 +246,15 @@ pub async fn run<C: Consumer>(
                     eprintln!("socktrace: so far {lost}");
                     lost_seen = lost.total();
                 }
+                if let Some(dropped) = out.newly_dropped() {
+                    eprintln!(
+                        "socktrace: so far {dropped} output lines dropped: stdout is not read as fast as transitions come"
+                    );
+                }
             }
             job = next_job(&mut inbox) => {
                 let Some(job) = job else { break };
-                if !drain_and_settle(&mut reader, &mut decoder, consumer, out)? {
+                if !drain_and_settle(&mut reader, &mut decoder, consumer, &mut out, Room::Wait)? {
                     break;
                 }
                 let lost_events = lost.read()?.total();
@@ -247,14 +264,17 @@ pub async fn run<C: Consumer>(
             _ = terminate.recv() => break,
         }
     }
-    // What the kernel produced before we stopped is still reported.
-    drain_and_settle(&mut reader, &mut decoder, consumer, out)?;
-    consumer.finish(monotonic_now_ns(), &mut out.buffer);
-    out.flush()?;
-    Ok(LoopSummary {
+    // What the kernel produced before we stopped is still reported, or
+    // counted as dropped output if stdout's queue has no room for it.
+    drain_and_settle(&mut reader, &mut decoder, consumer, &mut out, Room::Ignore)?;
+    let mut summary = LoopSummary {
         lost: lost.read()?,
         rejected: decoder.rejected,
-    })
+        output_dropped: out.dropped_lines(),
+    };
+    consumer.finish(monotonic_now_ns(), &summary, &mut out.buffer);
+    summary.output_dropped = out.finish()?;
+    Ok(summary)
 }
 
 /// The next job, `None` once every sender is gone; never, without an inbox.
@@ -318,15 +338,26 @@ impl Decoder<'_> {
     }
 }
 
-/// Handles every record already in the ring, batch by batch, then lets the
-/// consumer settle. `Ok(false)` when stdout's reader went away.
+/// Whether a drain stops when stdout's queue is full.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Room {
+    /// Leave the rest in the ring until the queue has room.
+    Wait,
+    /// Drain it all (the end of a run): the queue drops what it cannot hold.
+    Ignore,
+}
+
+/// Handles the records already in the ring, batch by batch, while stdout's
+/// queue has room (or to the end), then lets the consumer settle.
+/// `Ok(false)` when stdout's reader went away.
 fn drain_and_settle(
     reader: &mut RingReader,
     decoder: &mut Decoder<'_>,
     consumer: &mut impl Consumer,
     out: &mut Output,
+    room: Room,
 ) -> anyhow::Result<bool> {
-    loop {
+    while room == Room::Ignore || out.has_room() {
         let handled = reader.drain_now(BATCH, |bytes| {
             decoder.decode(bytes, &mut |event| consumer.event(event, &mut out.buffer));
         });
@@ -340,47 +371,4 @@ fn drain_and_settle(
     decoder.check_recording()?;
     consumer.settle(monotonic_now_ns(), &mut out.buffer);
     out.flush()
-}
-
-/// Buffered stdout that notices a closed pipe (`socktrace trace | head`).
-pub struct Output {
-    pub buffer: String,
-    stdout: io::Stdout,
-}
-
-impl Output {
-    pub fn new() -> Self {
-        Self {
-            buffer: String::with_capacity(64 * 1024),
-            stdout: io::stdout(),
-        }
-    }
-
-    pub fn line(&mut self, text: &str) {
-        self.buffer.push_str(text);
-        self.buffer.push('\n');
-    }
-
-    /// Writes what is buffered. `Ok(false)` when the reader went away.
-    pub fn flush(&mut self) -> anyhow::Result<bool> {
-        if self.buffer.is_empty() {
-            return Ok(true);
-        }
-        let mut stdout = self.stdout.lock();
-        let written = stdout
-            .write_all(self.buffer.as_bytes())
-            .and_then(|()| stdout.flush());
-        self.buffer.clear();
-        match written {
-            Ok(()) => Ok(true),
-            Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(false),
-            Err(error) => Err(error).context("writing to stdout"),
-        }
-    }
-}
-
-impl Default for Output {
-    fn default() -> Self {
-        Self::new()
-    }
 }

@@ -7,7 +7,7 @@ use crate::{
     clock::monotonic_now_ns,
     error_line::ErrorLine,
     event::Event,
-    event_loop::{self, Consumer, LossNotices, Output},
+    event_loop::{self, Consumer, LoopSummary, LossNotices},
     handshake::{Handshake, HandshakeTracker, Retrying, request_sockets},
     handshake_output,
     handshake_summary::{HandshakeSummary, KEPT_PER_SIDE, ListenCounters, ListenerSample},
@@ -17,6 +17,7 @@ use crate::{
     seed::Existing,
     sock_diag::DumpRequest,
     socket_filter::SocketFilter,
+    stdout_queue::Output,
     table::SocketTable,
     tcp_state::TcpState,
     tuple::NetnsInode,
@@ -56,7 +57,7 @@ pub async fn run(args: HandshakesArgs) -> anyhow::Result<()> {
         recording,
         &mut namespaces,
         &mut recorder,
-        &mut out,
+        out,
         None,
         LossNotices::Stderr,
     )
@@ -266,7 +267,7 @@ impl Consumer for HandshakeRecorder {
         }
     }
 
-    fn finish(&mut self, now_ns: u64, out: &mut String) {
+    fn finish(&mut self, now_ns: u64, _totals: &LoopSummary, out: &mut String) {
         self.settle(now_ns, out);
         handshake_output::write_summary(out, &self.summary, self.format, self.top);
     }

@@ -53,6 +53,7 @@ pub mod socket_filter;
 pub mod ss;
 pub mod ss_filter;
 pub mod ss_output;
+pub mod stdout_queue;
 pub mod table;
 pub mod tcp_state;
 pub mod time_wait;

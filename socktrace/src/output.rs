@@ -190,6 +190,37 @@ pub(crate) fn endpoint(addr: &SocketAddr) -> String {
     }
 }
 
+/// `trace --json`'s last record: what did not reach the output.
+#[derive(Serialize)]
+pub struct TraceSummary {
+    /// Records the kernel could not hand over (full ring).
+    pub lost_events: u64,
+    /// At least this many transitions never arrived (see the table's gaps).
+    pub transitions_missed: u64,
+    pub malformed_records: u64,
+    /// Lines dropped because stdout was not read fast enough.
+    pub output_lines_dropped: u64,
+    /// Sockets dropped with their network namespace, their CLOSE unseen.
+    pub sockets_torn_down: u64,
+}
+
+/// `{"type":"summary",...}`, newline terminated.
+pub fn write_trace_summary(out: &mut String, summary: &TraceSummary) {
+    #[derive(Serialize)]
+    struct Json<'a> {
+        r#type: &'static str,
+        #[serde(flatten)]
+        summary: &'a TraceSummary,
+    }
+    push_json(
+        out,
+        &Json {
+            r#type: "summary",
+            summary,
+        },
+    );
+}
+
 pub(crate) fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }

@@ -11,13 +11,14 @@ use crate::{
     counter_since::CounterSince,
     error_line::ErrorLine,
     event::Event,
-    event_loop::{self, Consumer, LossNotices, Output, RECONCILE_INTERVAL},
+    event_loop::{self, Consumer, LoopSummary, LossNotices, RECONCILE_INTERVAL},
     namespaces::Namespaces,
     netstat::TcpExt,
     output::{Format, Style},
     seed::Existing,
     sock_diag::DumpRequest,
     socket_filter::SocketFilter,
+    stdout_queue::Output,
     table::SocketTable,
     tcp_state::TcpState,
     time_wait::{ListedTimeWait, ListingTime, TimeWaitOutcome, TimeWaitTracker, listed_time_wait},
@@ -87,7 +88,7 @@ pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
         recording,
         &mut namespaces,
         &mut recorder,
-        &mut out,
+        out,
         None,
         LossNotices::Stderr,
     )
@@ -296,7 +297,7 @@ impl Consumer for TimeWaitRecorder {
         }
     }
 
-    fn finish(&mut self, now_ns: u64, out: &mut String) {
+    fn finish(&mut self, now_ns: u64, _totals: &LoopSummary, out: &mut String) {
         self.settle(now_ns, out);
         self.write_summary(now_ns, out);
     }

@@ -9,11 +9,12 @@ use crate::{
     agent_client,
     agent_protocol::{Request, Response},
     cli::TopArgs,
-    event_loop::{self, LossNotices, Output},
+    event_loop::{self, LossNotices},
     live::LiveState,
     live_consumer::{Answers, LiveConsumer},
     overview::Overview,
     seed::Existing,
+    stdout_queue::Output,
     top_terminal::{self, OverviewSource},
     view_namespaces::ViewNamespaces,
 };
@@ -44,7 +45,7 @@ pub async fn run(args: TopArgs) -> anyhow::Result<()> {
     } = event_loop::attach_and_seed(&args.ring, &namespaces.as_args(), Existing::WithoutTimeWait)?;
     let (jobs, mut inbox) = mpsc::channel(1);
     let mut consumer = LiveConsumer::new(LiveState::new(table));
-    let mut out = Output::new();
+    let out = Output::new();
     let mut tracer = InProcess {
         answers: Answers::new(jobs),
         request,
@@ -55,7 +56,7 @@ pub async fn run(args: TopArgs) -> anyhow::Result<()> {
         recorder,
         &mut followed,
         &mut consumer,
-        &mut out,
+        out,
         Some(&mut inbox),
         LossNotices::InView,
     );

@@ -2,10 +2,11 @@
 use crate::{
     cli::TraceArgs,
     event::Event,
-    event_loop::{self, Consumer, LossNotices, Output},
-    output::{self, Format, Style},
+    event_loop::{self, Consumer, LoopSummary, LossNotices},
+    output::{self, Format, Style, TraceSummary},
     seed::Existing,
-    table::SocketTable,
+    stdout_queue::Output,
+    table::{SocketTable, TableStats},
     tuple::NetnsInode,
 };
 
@@ -55,17 +56,18 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
         recorder,
         &mut namespaces,
         &mut printer,
-        &mut out,
+        out,
         None,
         LossNotices::Stderr,
     )
     .await?;
     summary.report();
     let stats = printer.table.stats();
-    if stats.inconsistent > 0 {
+    let missed = transitions_missed(&stats);
+    if missed > 0 {
         eprintln!(
-            "socktrace: {} transitions disagreed with the socket table (events missed before start or lost)",
-            stats.inconsistent
+            "socktrace: at least {missed} transitions never arrived (seen as gaps in sockets' \
+             lives; lost events included)"
         );
     }
     if stats.torn_down > 0 {
@@ -96,4 +98,28 @@ impl Consumer for TransitionPrinter {
     fn namespace_gone(&mut self, netns: NetnsInode, _now_ns: u64, _out: &mut String) {
         self.table.tear_down(netns);
     }
+
+    /// `--json` ends with what did not reach it (stderr says it either way).
+    fn finish(&mut self, _now_ns: u64, totals: &LoopSummary, out: &mut String) {
+        if self.format == Format::Json {
+            let stats = self.table.stats();
+            output::write_trace_summary(
+                out,
+                &TraceSummary {
+                    lost_events: totals.lost.total(),
+                    transitions_missed: transitions_missed(&stats),
+                    malformed_records: totals.rejected.total(),
+                    output_lines_dropped: totals.output_dropped,
+                    sockets_torn_down: stats.torn_down,
+                },
+            );
+        }
+    }
+}
+
+/// A lower bound of the transitions that never reached the table: one for
+/// each that did not start in the state the last one left its socket in,
+/// and one for each socket first seen mid-life.
+fn transitions_missed(stats: &TableStats) -> u64 {
+    stats.inconsistent + stats.mid_life
 }

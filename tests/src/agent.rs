@@ -41,6 +41,13 @@ enum Message {
     StderrClosed,
 }
 
+/// Whether the agent's stdout is read into records or handed to the test.
+#[derive(Clone, Copy)]
+enum Stdout {
+    Read,
+    Handed,
+}
+
 /// The agent, started by [`Agent::start`] inside a [`NetNs`] (which it
 /// borrows, so it is stopped before the namespace goes). Every stdout line is
 /// kept, in order, as a JSON value; the waits below search all of them, from
@@ -55,6 +62,8 @@ pub struct Agent<'ns> {
     rx: Receiver<Message>,
     records: Vec<Value>,
     stderr: Vec<String>,
+    /// False when the test took stdout ([`Agent::start_unread`]).
+    stdout_read: bool,
     stdout_open: bool,
     stderr_open: bool,
     bad_line: Option<String>,
@@ -76,6 +85,18 @@ impl<'ns> Agent<'ns> {
     /// Starts `$SOCKTRACE_BIN COMMAND --json -N NS EXTRA...` as
     /// [`Agent::start`] does: it follows `ns` only, so that the host's own
     /// traffic stays out of the test's counts.
+    /// Starts `$SOCKTRACE_BIN trace --json -N NS EXTRA...` as
+    /// [`Agent::start`] does, but hands its stdout to the test, to stream
+    /// through a counter (millions of records) or to leave unread.
+    pub fn start_unread(ns: &'ns NetNs, extra_args: &[&str]) -> Result<(Self, ChildStdout)> {
+        let mut args = vec!["trace", "--json", "-N", ns.name()];
+        args.extend_from_slice(extra_args);
+        let binary = crate::agent_binary();
+        let binary = binary.to_str().context("SOCKTRACE_BIN is not UTF-8")?;
+        Self::spawn_program(ns, &[binary], &args, None, Stdout::Handed)
+            .map(|(agent, stdout)| (agent, stdout.expect("stdout is handed over")))
+    }
+
     pub fn start_command(ns: &'ns NetNs, subcommand: &str, extra_args: &[&str]) -> Result<Self> {
         let mut args = vec!["-N", ns.name()];
         args.extend_from_slice(extra_args);
@@ -144,13 +165,13 @@ impl<'ns> Agent<'ns> {
     ) -> Result<Self> {
         let mut args = vec![subcommand, "--json"];
         args.extend_from_slice(extra_args);
-        Self::spawn_program(ns, program, &args, None)
+        Self::spawn_program(ns, program, &args, None, Stdout::Read).map(|(agent, _)| agent)
     }
 
     fn spawn(ns: &'ns NetNs, args: &[&str], fd_limit: Option<u64>) -> Result<Self> {
         let binary = crate::agent_binary();
         let binary = binary.to_str().context("SOCKTRACE_BIN is not UTF-8")?;
-        Self::spawn_program(ns, &[binary], args, fd_limit)
+        Self::spawn_program(ns, &[binary], args, fd_limit, Stdout::Read).map(|(agent, _)| agent)
     }
 
     fn spawn_program(
@@ -158,7 +179,8 @@ impl<'ns> Agent<'ns> {
         program: &[&str],
         args: &[&str],
         fd_limit: Option<u64>,
-    ) -> Result<Self> {
+        stdout: Stdout,
+    ) -> Result<(Self, Option<ChildStdout>)> {
         crate::require_root();
         let (first, program_args) = program.split_first().context("no program to start")?;
         let mut command = ns.command(first)?;
@@ -195,9 +217,15 @@ impl<'ns> Agent<'ns> {
             .with_context(|| format!("cannot start {command_line}"))?;
         let pid = child.id();
         let (tx, rx) = channel();
-        let stdout = child.stdout.take().expect("stdout is piped");
+        let piped = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
-        spawn_stdout_reader(stdout, tx.clone(), pid)?;
+        let handed = match stdout {
+            Stdout::Read => {
+                spawn_stdout_reader(piped, tx.clone(), pid)?;
+                None
+            }
+            Stdout::Handed => Some(piped),
+        };
         spawn_stderr_reader(stderr, tx, pid)?;
         let mut agent = Agent {
             child,
@@ -206,14 +234,15 @@ impl<'ns> Agent<'ns> {
             rx,
             records: Vec::new(),
             stderr: Vec::new(),
-            stdout_open: true,
+            stdout_read: handed.is_none(),
+            stdout_open: handed.is_none(),
             stderr_open: true,
             bad_line: None,
             exit: None,
             _ns: PhantomData,
         };
         agent.wait_ready()?;
-        Ok(agent)
+        Ok((agent, handed))
     }
 
     fn wait_ready(&mut self) -> Result<()> {
@@ -343,7 +372,12 @@ impl<'ns> Agent<'ns> {
 
     /// Sends `signal` (SIGTERM or SIGINT) and checks the agent exits 0
     /// within [`STOP_TIMEOUT`] and printed only valid JSON until then.
-    pub fn stop_with(mut self, signal: libc::c_int) -> Result<()> {
+    pub fn stop_with(self, signal: libc::c_int) -> Result<()> {
+        self.stop_with_stderr(signal).map(drop)
+    }
+
+    /// [`Agent::stop_with`], then every line the agent wrote on stderr.
+    pub fn stop_with_stderr(mut self, signal: libc::c_int) -> Result<Vec<String>> {
         self.signal(signal);
         let status = match self.wait_exit(STOP_TIMEOUT) {
             Some(status) => status,
@@ -365,7 +399,7 @@ impl<'ns> Agent<'ns> {
             let err = anyhow!("exited with {status} after signal {signal}, expected exit status 0");
             return Err(self.failure("a clean exit", err));
         }
-        Ok(())
+        Ok(std::mem::take(&mut self.stderr))
     }
 
     /// Handles one message from the readers, waiting until `deadline`.
@@ -373,7 +407,7 @@ impl<'ns> Agent<'ns> {
         if let Some(line) = &self.bad_line {
             return Err(Stop::BadLine(line.clone()));
         }
-        if !self.stdout_open {
+        if self.stdout_read && !self.stdout_open {
             return Err(Stop::StdoutClosed);
         }
         let timeout = deadline.saturating_duration_since(Instant::now());
