@@ -187,8 +187,8 @@ pub struct RequestSocket {
 /// Attempts the tracker gave up on without an outcome.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HandshakeStats {
-    /// Client attempts whose socket address was reused before their end
-    /// was seen (lost events).
+    /// Client attempts whose end was not seen (lost events): their socket
+    /// went on past the handshake, or its address was reused.
     pub client_ends_missed: u64,
     /// Half-open connections seen only in SYN-ACK retransmits that no
     /// snapshot of their namespace ever listed.
@@ -251,7 +251,8 @@ pub fn request_sockets(sockets: &[DiagSocket], table: &SocketTable) -> Vec<Reque
 #[derive(Debug, Default)]
 pub struct HandshakeTracker {
     /// By `struct sock` address: the kernel's sockets in SYN-SENT (one
-    /// whose end was lost goes when its address is reused).
+    /// whose end was lost goes at the socket's next transition, or when its
+    /// address is reused).
     clients: FastMap<u64, ClientAttempt>,
     /// The kernel's request sockets (each listener's backlog at most): one
     /// its namespace's next listing misses is dropped.
@@ -326,15 +327,23 @@ impl HandshakeTracker {
                 None if t.old_state == TcpState::SynRecv => Some(self.completed(t)),
                 None => None,
             },
-            (_, TcpState::Close) => {
+            (TcpState::SynSent | TcpState::SynRecv, TcpState::Close) => {
                 let attempt = self.clients.remove(&skaddr)?;
                 let (outcome, errno) = failed_connect(&attempt, event);
                 Some(client_outcome(attempt, t, outcome, errno))
             }
-            _ => {
+            // Simultaneous open: still a handshake.
+            (TcpState::SynSent, _) => {
                 if let Some(attempt) = self.clients.get_mut(&skaddr) {
                     attempt.tuple = t.tuple;
                     attempt.owner = t.owner.clone().or(attempt.owner.take());
+                }
+                None
+            }
+            // Past the handshake: an attempt still held lost its end.
+            _ => {
+                if self.clients.remove(&skaddr).is_some() {
+                    self.stats.client_ends_missed += 1;
                 }
                 None
             }

@@ -322,6 +322,30 @@ fn a_reused_address_drops_the_attempt_whose_end_was_lost() {
     assert_eq!(agent.tracker.pending(), 1);
 }
 
+#[test]
+fn an_attempt_whose_end_was_lost_goes_at_the_sockets_next_transition() {
+    let mut agent = Agent::default();
+    agent.state(0, SK, unbound(), Close, SynSent, PROCESS);
+    // SYN_SENT -> ESTABLISHED lost: the close is not a failed connect.
+    let after = agent.state(5 * MS, SK, bound(), Established, FinWait1, PROCESS);
+    assert_eq!(after, None);
+    assert_eq!(agent.tracker.stats().client_ends_missed, 1);
+    assert_eq!(agent.tracker.pending(), 0);
+
+    agent.state(10 * MS, SK + 64, unbound(), Close, SynSent, PROCESS);
+    let closed = agent.transition(
+        20 * MS,
+        SK + 64,
+        bound(),
+        (FinWait2, Close),
+        SOFTIRQ,
+        (0, 0),
+    );
+    assert_eq!(closed, None);
+    assert_eq!(agent.tracker.stats().client_ends_missed, 2);
+    assert_eq!(agent.tracker.pending(), 0);
+}
+
 fn request() -> SocketTuple {
     tuple("127.0.0.1:8080", "127.0.0.1:51000")
 }
