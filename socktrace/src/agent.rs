@@ -29,8 +29,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     // Clients that come meanwhile wait in the listen backlog.
     let listening = agent_server::bind(&args.socket, Access { group })?;
     let event_loop::Started {
-        probes,
-        recorder,
+        tracing,
         mut namespaces,
         table,
         ..
@@ -41,8 +40,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let mut consumer = LiveConsumer::new(LiveState::new(table));
     let out = Output::new();
     let summary = event_loop::run(
-        probes,
-        recorder,
+        tracing,
         &mut namespaces,
         &mut consumer,
         out,

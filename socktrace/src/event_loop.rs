@@ -11,7 +11,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::{
     cli::{NetnsArgs, RingArgs},
@@ -108,13 +108,28 @@ impl LoopSummary {
 /// follows, and a socket table holding the sockets that existed in them
 /// when the programs were attached.
 pub struct Started {
-    pub probes: KernelProbes,
-    /// Where raw records are also written (`--record`).
-    pub recorder: Option<FileRecorder>,
+    pub tracing: Tracing,
     pub namespaces: Namespaces,
     pub table: SocketTable,
     /// Every socket listed at start-up, full or not, as the table names it.
     pub existing: Vec<TrackedSocket>,
+}
+
+/// What [`run`] drains and answers to: the attached programs, the
+/// recording, and the stop signals.
+pub struct Tracing {
+    pub probes: KernelProbes,
+    /// Where raw records are also written (`--record`).
+    pub recorder: Option<FileRecorder>,
+    /// SIGINT and SIGTERM, listened for from the start: one that comes
+    /// while the programs load or sockets are listed still ends the run
+    /// cleanly, at its first turn.
+    signals: StopSignals,
+}
+
+struct StopSignals {
+    interrupt: Signal,
+    terminate: Signal,
 }
 
 /// Finds the namespaces `netns` selects, loads and attaches the programs,
@@ -125,6 +140,10 @@ pub fn attach_and_seed(
     netns: &NetnsArgs,
     which: Existing,
 ) -> anyhow::Result<Started> {
+    let signals = StopSignals {
+        interrupt: signal(SignalKind::interrupt())?,
+        terminate: signal(SignalKind::terminate())?,
+    };
     let mut namespaces = Namespaces::from_args(netns)?;
     let recorder = ring
         .record
@@ -141,8 +160,11 @@ pub fn attach_and_seed(
         seed::existing_sockets(&mut namespaces, which).context("listing existing sockets")?;
     let existing = table.seed(listed);
     Ok(Started {
-        probes,
-        recorder,
+        tracing: Tracing {
+            probes,
+            recorder,
+            signals,
+        },
         namespaces,
         table,
         existing,
@@ -178,14 +200,21 @@ pub enum LossNotices {
 /// Runs until SIGINT, SIGTERM, a closed stdout, or (with an `inbox`) until
 /// every sender of jobs is gone.
 pub async fn run<C: Consumer>(
-    probes: KernelProbes,
-    recorder: Option<FileRecorder>,
+    tracing: Tracing,
     namespaces: &mut Namespaces,
     consumer: &mut C,
     mut out: Output,
     mut inbox: Option<&mut Inbox<C>>,
     loss_notices: LossNotices,
 ) -> anyhow::Result<LoopSummary> {
+    let Tracing {
+        probes,
+        recorder,
+        signals: StopSignals {
+            mut interrupt,
+            mut terminate,
+        },
+    } = tracing;
     // `_attached` keeps the programs attached until this function returns.
     let KernelProbes {
         attached: _attached,
@@ -199,8 +228,6 @@ pub async fn run<C: Consumer>(
         recorder,
         record_error: None,
     };
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
     let mut reconcile = tokio::time::interval(RECONCILE_INTERVAL);
     reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut drain = tokio::time::interval(DRAIN_INTERVAL);

@@ -5,29 +5,28 @@
 use crate::{
     cli::HandshakesArgs,
     clock::monotonic_now_ns,
-    error_line::ErrorLine,
     event::Event,
     event_loop::{self, Consumer, LoopSummary, LossNotices},
-    handshake::{Handshake, HandshakeTracker, Retrying, request_sockets},
+    handshake::{Handshake, Retrying},
     handshake_output,
     handshake_summary::{HandshakeSummary, KEPT_PER_SIDE, ListenCounters, ListenerSample},
     namespaces::{NamespaceDump, Namespaces},
     netstat::TcpExt,
     output::{Format, Style},
+    pipeline::{Applied, Pipeline, Trackers},
     seed::Existing,
     sock_diag::DumpRequest,
     socket_filter::SocketFilter,
     stdout_queue::Output,
-    table::SocketTable,
     tcp_state::TcpState,
+    time_wait::ListingTime,
     tuple::NetnsInode,
 };
 
 pub async fn run(args: HandshakesArgs) -> anyhow::Result<()> {
     let format = Format::from_json_flag(args.json);
     let event_loop::Started {
-        probes,
-        recorder: recording,
+        tracing,
         mut namespaces,
         table,
         ..
@@ -40,8 +39,13 @@ pub async fn run(args: HandshakesArgs) -> anyhow::Result<()> {
     out.flush()?;
     eprintln!("socktrace: ready: tracing TCP handshakes");
     let mut recorder = HandshakeRecorder {
-        table,
-        tracker: HandshakeTracker::new(),
+        pipeline: Pipeline::new(
+            table,
+            Trackers {
+                handshakes: true,
+                time_wait: false,
+            },
+        ),
         summary: HandshakeSummary::new(),
         filter: SocketFilter::from(args.filter),
         problems_only: args.problems,
@@ -53,8 +57,7 @@ pub async fn run(args: HandshakesArgs) -> anyhow::Result<()> {
         last_summary_ns: monotonic_now_ns(),
     };
     let summary = event_loop::run(
-        probes,
-        recording,
+        tracing,
         &mut namespaces,
         &mut recorder,
         out,
@@ -70,14 +73,13 @@ pub async fn run(args: HandshakesArgs) -> anyhow::Result<()> {
 /// sock_diag's request sockets and listeners of each namespace that could
 /// be listed, and when the dumps began; each namespace's listen counters.
 struct Snapshot {
-    taken_ns: u64,
+    time: ListingTime,
     dumps: Vec<NamespaceDump>,
     counters: Vec<(NetnsInode, TcpExt)>,
 }
 
 struct HandshakeRecorder {
-    table: SocketTable,
-    tracker: HandshakeTracker,
+    pipeline: Pipeline,
     summary: HandshakeSummary,
     filter: SocketFilter,
     problems_only: bool,
@@ -117,7 +119,12 @@ impl HandshakeRecorder {
     fn apply_snapshot(&mut self, snapshot: Snapshot, out: &mut String) {
         let mut listeners = Vec::new();
         for dump in &snapshot.dumps {
-            self.apply_dump(dump, snapshot.taken_ns, out);
+            let reconciled = self
+                .pipeline
+                .on_listing(dump.netns, &dump.sockets, snapshot.time);
+            for expired in reconciled.expired {
+                self.resolved(expired, out);
+            }
             listeners.extend(self.listener_samples(dump));
         }
         self.summary.observe_listeners(&listeners);
@@ -128,18 +135,6 @@ impl HandshakeRecorder {
                 self.summary
                     .observe_listen_counters(*netns, ListenCounters { overflows, drops });
             }
-        }
-    }
-
-    /// One namespace's request sockets: new half-open connections, and
-    /// expiries.
-    fn apply_dump(&mut self, dump: &NamespaceDump, taken_ns: u64, out: &mut String) {
-        let requests = request_sockets(&dump.sockets, &self.table);
-        for expired in self
-            .tracker
-            .on_request_snapshot(dump.netns, &requests, taken_ns)
-        {
-            self.resolved(expired, out);
         }
     }
 
@@ -164,7 +159,7 @@ impl HandshakeRecorder {
 
     /// What the tracker could not account for, on stderr at exit.
     fn report(&self) {
-        let stats = self.tracker.stats();
+        let stats = self.pipeline.handshakes().stats();
         if stats.server_unlisted > 0 {
             eprintln!(
                 "socktrace: {} half-open connections were seen only in SYN-ACK retransmits, never listed",
@@ -183,7 +178,7 @@ impl HandshakeRecorder {
                 stats.client_ends_missed
             );
         }
-        let pending = self.tracker.pending();
+        let pending = self.pipeline.handshakes().pending();
         if pending > 0 {
             eprintln!("socktrace: {pending} handshake attempts were still in progress at exit");
         }
@@ -204,55 +199,33 @@ impl HandshakeRecorder {
 
 impl Consumer for HandshakeRecorder {
     fn event(&mut self, event: Event, out: &mut String) {
-        match event {
-            Event::State(event) => {
-                let transition = self.table.apply(&event);
-                if let Some(handshake) = self.tracker.on_transition(&event, &transition) {
-                    self.resolved(handshake, out);
-                }
-            }
-            Event::SynRetransmit(signal) => {
-                let owner = self.table.by_skaddr(signal.skaddr).and_then(|s| s.owner);
-                let retrying = self.tracker.on_syn_retransmit(&signal, owner);
-                self.retrying(retrying, out);
-            }
-            Event::SynAckRetransmit(synack) => {
-                let owner = self
-                    .table
-                    .listener_owner(synack.tuple.netns, &synack.tuple.local);
-                let retrying = self.tracker.on_synack_retransmit(&synack, owner);
-                self.retrying(retrying, out);
-            }
-            Event::ResetReceived(signal) => self.tracker.on_reset(&signal),
+        match self.pipeline.apply(event) {
+            Applied::Transition {
+                handshake: Some(handshake),
+                ..
+            } => self.resolved(handshake, out),
+            Applied::Retrying(retrying) => self.retrying(retrying, out),
+            Applied::Transition { .. } | Applied::Noted => {}
         }
     }
 
     fn snapshot(&mut self, namespaces: &mut Namespaces) -> anyhow::Result<()> {
         let taken_ns = monotonic_now_ns();
         let request = DumpRequest::states(&[TcpState::SynRecv, TcpState::Listen]).with_memory();
-        let dumps = namespaces
-            .dump_each(&request)
-            .into_iter()
-            .filter_map(|dump| {
-                // That namespace's half-open connections wait for the next
-                // snapshot.
-                dump.inspect_err(|error| {
-                    log::warn!("request socket snapshot: {}", ErrorLine(error));
-                })
-                .ok()
-            })
-            .collect();
+        let dumps = namespaces.periodic_listing(&request, taken_ns);
         self.snapshot = Some(Snapshot {
-            taken_ns,
+            time: ListingTime {
+                began_ns: taken_ns,
+                ended_ns: monotonic_now_ns(),
+            },
             dumps,
             counters: namespaces.in_each(TcpExt::read_here),
         });
         Ok(())
     }
 
-    fn namespace_gone(&mut self, netns: NetnsInode, _now_ns: u64, _out: &mut String) {
-        self.table.tear_down(netns);
-        self.tracker.tear_down(netns);
+    fn namespace_gone(&mut self, netns: NetnsInode, now_ns: u64, _out: &mut String) {
+        self.pipeline.tear_down(netns, now_ns);
         self.summary.forget_namespace(netns);
     }
 

@@ -43,6 +43,7 @@ pub mod opening_window;
 pub mod output;
 pub mod overview;
 pub mod owner;
+pub mod pipeline;
 pub mod privileges;
 pub mod proc_owners;
 pub mod recording;

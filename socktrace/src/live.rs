@@ -10,15 +10,16 @@ use std::{
 use crate::{
     cidr::Cidr,
     event::Event,
-    handshake::{Handshake, HandshakeTracker, InProgress, Side, request_sockets},
+    handshake::{Handshake, InProgress, Side},
     listed_socket::ListedSocket,
     opening_window::{OpeningWindow, WINDOW_SECS},
     overview::{Overview, RemoteCount, Totals, remote_label},
     owner::Owner,
+    pipeline::{Applied, Pipeline, Trackers},
     sock_diag::DiagSocket,
     table::{SocketTable, Transition},
     tcp_state::TcpState,
-    time_wait::{ListingTime, TimeWaitOutcome, TimeWaitTracker, listed_time_wait},
+    time_wait::{ListingTime, TimeWaitOutcome},
     tuple::{NetnsInode, SocketTuple},
 };
 
@@ -28,9 +29,7 @@ pub const TOP_REMOTES: usize = 20;
 /// See the module documentation.
 #[derive(Debug)]
 pub struct LiveState {
-    table: SocketTable,
-    handshakes: HandshakeTracker,
-    time_wait: TimeWaitTracker,
+    pipeline: Pipeline,
     totals: Totals,
     opening: OpeningWindow,
 }
@@ -39,9 +38,7 @@ impl LiveState {
     /// Starts from a table seeded with the sockets that existed.
     pub fn new(table: SocketTable) -> Self {
         LiveState {
-            table,
-            handshakes: HandshakeTracker::new(),
-            time_wait: TimeWaitTracker::new(),
+            pipeline: Pipeline::new(table, Trackers::ALL),
             totals: Totals::default(),
             opening: OpeningWindow::new(),
         }
@@ -49,54 +46,33 @@ impl LiveState {
 
     /// One decoded record.
     pub fn event(&mut self, event: Event) {
-        match event {
-            Event::State(event) => {
-                let transition = self.table.apply(&event);
-                if let Some(handshake) = self.handshakes.on_transition(&event, &transition) {
-                    self.resolved(&handshake);
-                }
-                let outcome = self.time_wait.on_transition(&event, &transition);
-                self.time_wait_outcome(&outcome);
-                self.count_opening(&transition);
+        if let Applied::Transition {
+            transition,
+            handshake,
+            time_wait,
+        } = self.pipeline.apply(event)
+        {
+            if let Some(handshake) = handshake {
+                self.resolved(&handshake);
             }
-            Event::SynRetransmit(signal) => {
-                let owner = self.table.by_skaddr(signal.skaddr).and_then(|s| s.owner);
-                self.handshakes.on_syn_retransmit(&signal, owner);
-            }
-            Event::SynAckRetransmit(synack) => {
-                let owner = self
-                    .table
-                    .listener_owner(synack.tuple.netns, &synack.tuple.local);
-                self.handshakes.on_synack_retransmit(&synack, owner);
-            }
-            Event::ResetReceived(signal) => {
-                self.handshakes.on_reset(&signal);
-                self.time_wait.on_reset(&signal);
-            }
+            self.time_wait_outcome(&time_wait);
+            self.count_opening(&transition);
         }
     }
 
     /// One namespace's request and timewait sockets, dumped during `time`
     /// and applied once the records before it were handled.
     pub fn reconcile(&mut self, netns: NetnsInode, sockets: &[DiagSocket], time: ListingTime) {
-        let requests = request_sockets(sockets, &self.table);
-        for expired in self
-            .handshakes
-            .on_request_snapshot(netns, &requests, time.began_ns)
-        {
-            self.resolved(&expired);
+        let reconciled = self.pipeline.on_listing(netns, sockets, time);
+        for expired in &reconciled.expired {
+            self.resolved(expired);
         }
-        let outcome = self
-            .time_wait
-            .on_listing(netns, &listed_time_wait(sockets), time);
-        self.time_wait_outcome(&outcome);
+        self.time_wait_outcome(&reconciled.time_wait);
     }
 
     /// Namespace `netns` is gone, found so at `now_ns`.
     pub fn tear_down(&mut self, netns: NetnsInode, now_ns: u64) {
-        self.table.tear_down(netns);
-        self.handshakes.tear_down(netns);
-        self.time_wait.tear_down(netns, now_ns);
+        self.pipeline.tear_down(netns, now_ns);
     }
 
     /// Counts and top remotes as of `now_ns`, over the namespaces
@@ -116,17 +92,17 @@ impl LiveState {
                 *remotes.entry(tuple.remote.ip().to_canonical()).or_default() += 1;
             }
         };
-        for socket in self.table.sockets() {
+        for socket in self.pipeline.table().sockets() {
             if selected(socket.tuple.netns) {
                 held(socket.state, &socket.tuple);
             }
         }
-        for socket in self.time_wait.sockets() {
+        for socket in self.pipeline.time_wait().sockets() {
             if selected(socket.tuple.netns) {
                 held(socket.substate.unwrap_or(TcpState::TimeWait), &socket.tuple);
             }
         }
-        for attempt in self.handshakes.in_progress() {
+        for attempt in self.pipeline.handshakes().in_progress() {
             if attempt.side == Side::Server && selected(attempt.tuple.netns) {
                 held(TcpState::SynRecv, &attempt.tuple);
             }
@@ -170,12 +146,14 @@ impl LiveState {
     ) -> Vec<ListedSocket> {
         let (full, unbound) = self.table_index();
         let time_wait: HashMap<SocketTuple, Known> = self
-            .time_wait
+            .pipeline
+            .time_wait()
             .sockets()
             .map(|s| (s.tuple.canonical(), (s.entered_ns, s.owner.clone())))
             .collect();
         let attempts: HashMap<(Side, SocketTuple), InProgress> = self
-            .handshakes
+            .pipeline
+            .handshakes()
             .in_progress()
             .map(|a| ((a.side, a.tuple), a))
             .collect();
@@ -204,7 +182,10 @@ impl LiveState {
                         listed.owner = owner.clone();
                     }
                 } else if socket.state == TcpState::SynRecv && socket.inode == 0 {
-                    listed.owner = self.table.listener_owner(tuple.netns, &socket.tuple.local);
+                    listed.owner = self
+                        .pipeline
+                        .table()
+                        .listener_owner(tuple.netns, &socket.tuple.local);
                     let attempt = attempts.get(&(Side::Server, tuple));
                     listed.in_state_ns = age(attempt.and_then(|a| a.started_ns));
                     listed.retries = Some(retries(socket, attempt));
@@ -250,7 +231,7 @@ impl LiveState {
     fn table_index(&self) -> (HashMap<(SocketTuple, TcpState), Known>, UnboundConnects) {
         let mut full = HashMap::new();
         let mut unbound = UnboundConnects::new();
-        for socket in self.table.sockets() {
+        for socket in self.pipeline.table().sockets() {
             let tuple = socket.tuple.canonical();
             let known = (socket.state_since_ns, socket.owner);
             if socket.state == TcpState::SynSent && tuple.local.port() == 0 {

@@ -14,7 +14,6 @@ use crate::{
     event::Event,
     event_loop::{Consumer, Job, JobContext},
     live::LiveState,
-    log_throttle::LogThrottle,
     namespaces::{Listing, NamespaceDump, Namespaces, NamespacesError},
     owner::Owner,
     proc_owners::socket_owners,
@@ -32,9 +31,6 @@ const LISTINGS_AT_ONCE: usize = 2;
 /// How long a listing waits for its turn before it is refused as busy.
 const LISTING_WAIT: Duration = Duration::from_secs(5);
 
-/// At most one warning this often about reconciliation listings that fail.
-const LISTING_WARNING_EVERY_NS: u64 = 60_000_000_000;
-
 /// Request and timewait sockets of each namespace that could be listed.
 struct Reconciliation {
     time: ListingTime,
@@ -47,8 +43,6 @@ pub struct LiveConsumer {
     pending: Option<Reconciliation>,
     /// No listing before this moment (see [`listing_interval_ns`]).
     next_listing_ns: u64,
-    /// Namespaces that could not be listed for reconciliation.
-    failed_listings: LogThrottle,
 }
 
 impl LiveConsumer {
@@ -57,7 +51,6 @@ impl LiveConsumer {
             live,
             pending: None,
             next_listing_ns: 0,
-            failed_listings: LogThrottle::new(LISTING_WARNING_EVERY_NS),
         }
     }
 
@@ -92,23 +85,7 @@ impl Consumer for LiveConsumer {
         // FIN-WAIT-2 sockets, which the trackers leave out).
         let request =
             DumpRequest::states(&[TcpState::SynRecv, TcpState::TimeWait, TcpState::FinWait2]);
-        let dumps = namespaces
-            .dump_each(&request)
-            .into_iter()
-            .filter_map(|dump| {
-                // That namespace keeps its state and waits for the next
-                // listing.
-                dump.inspect_err(|error| {
-                    if let Some(times) = self.failed_listings.failed(began_ns) {
-                        log::warn!(
-                            "reconciliation listing failed {times} time(s): {}",
-                            ErrorLine(error)
-                        );
-                    }
-                })
-                .ok()
-            })
-            .collect();
+        let dumps = namespaces.periodic_listing(&request, began_ns);
         let ended_ns = monotonic_now_ns();
         // Provisional: `settle` adds what applying the listing cost.
         self.next_listing_ns = began_ns + listing_interval_ns(ended_ns - began_ns);

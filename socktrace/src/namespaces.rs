@@ -107,6 +107,9 @@ pub struct Namespaces {
     last_noted: NetnsInode,
     /// Scans that failed, and when one was last said so.
     failed_scans: LogThrottle,
+    /// Periodic listings that failed in a namespace, and when one was last
+    /// said so.
+    failed_listings: LogThrottle,
 }
 
 impl Namespaces {
@@ -128,6 +131,7 @@ impl Namespaces {
             last_scan_ns: now_ns,
             last_noted: own,
             failed_scans: LogThrottle::new(SCAN_WARNING_EVERY_NS),
+            failed_listings: LogThrottle::new(SCAN_WARNING_EVERY_NS),
         };
         let first = netns::scan(&namespaces.proc_root, &namespaces.run_netns)?;
         namespaces.registry.update(first);
@@ -244,6 +248,28 @@ impl Namespaces {
     /// the next dump) and asks for a rescan; one that vanished since the
     /// last scan (its last process exited, its name was deleted) is left
     /// out silently: the rescan will find it gone.
+    /// A periodic listing: [`Namespaces::dump_each`], keeping the dumps that
+    /// worked. A namespace that failed keeps its state until the next
+    /// listing; the failure is logged, once a minute at most.
+    pub fn periodic_listing(&mut self, request: &DumpRequest, now_ns: u64) -> Vec<NamespaceDump> {
+        let mut dumps = Vec::new();
+        for dump in self.dump_each(request) {
+            match dump {
+                Ok(dump) => dumps.push(dump),
+                Err(error) => {
+                    if let Some(times) = self.failed_listings.failed(now_ns) {
+                        log::warn!(
+                            "sock_diag listing failed {times} time(s), the namespace's state \
+                             waits for the next one: {}",
+                            ErrorLine(&error)
+                        );
+                    }
+                }
+            }
+        }
+        dumps
+    }
+
     pub fn dump_each(&mut self, request: &DumpRequest) -> Vec<Result<NamespaceDump, DumpError>> {
         let targets: Vec<NetNamespace> = self
             .registry

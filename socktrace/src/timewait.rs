@@ -9,19 +9,18 @@ use crate::{
     clock::monotonic_now_ns,
     close_wait::CloseWaitWatch,
     counter_since::CounterSince,
-    error_line::ErrorLine,
     event::Event,
     event_loop::{self, Consumer, LoopSummary, LossNotices, RECONCILE_INTERVAL},
     namespaces::Namespaces,
     netstat::TcpExt,
     output::{Format, Style},
+    pipeline::{Applied, Pipeline, Trackers},
     seed::Existing,
     sock_diag::DumpRequest,
     socket_filter::SocketFilter,
     stdout_queue::Output,
-    table::SocketTable,
     tcp_state::TcpState,
-    time_wait::{ListedTimeWait, ListingTime, TimeWaitOutcome, TimeWaitTracker, listed_time_wait},
+    time_wait::{ListedTimeWait, ListingTime, TimeWaitOutcome, listed_time_wait},
     time_wait_output,
     time_wait_summary::{Observed, PortRange, TimeWaitSummary},
     tuple::NetnsInode,
@@ -49,8 +48,7 @@ pub fn listing_interval_ns(cost_ns: u64) -> u64 {
 pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
     let format = Format::from_json_flag(args.json);
     let event_loop::Started {
-        probes,
-        recorder: recording,
+        tracing,
         mut namespaces,
         table,
         existing,
@@ -67,8 +65,13 @@ pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
     out.flush()?;
     eprintln!("socktrace: ready: tracing TIME-WAIT and CLOSE-WAIT sockets");
     let mut recorder = TimeWaitRecorder {
-        table,
-        tracker: TimeWaitTracker::new(),
+        pipeline: Pipeline::new(
+            table,
+            Trackers {
+                handshakes: false,
+                time_wait: true,
+            },
+        ),
         close_wait,
         summary: TimeWaitSummary::new(started_ns),
         filter: SocketFilter::from(args.filter),
@@ -84,8 +87,7 @@ pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
         top: args.top,
     };
     let summary = event_loop::run(
-        probes,
-        recording,
+        tracing,
         &mut namespaces,
         &mut recorder,
         out,
@@ -111,8 +113,7 @@ struct Listing {
 }
 
 struct TimeWaitRecorder {
-    table: SocketTable,
-    tracker: TimeWaitTracker,
+    pipeline: Pipeline,
     close_wait: CloseWaitWatch,
     summary: TimeWaitSummary,
     filter: SocketFilter,
@@ -159,7 +160,7 @@ impl TimeWaitRecorder {
             ended_ns: listing.taken_ns + listing.took_ns,
         };
         for (netns, sockets) in &listing.namespaces {
-            let outcome = self.tracker.on_listing(*netns, sockets, time);
+            let outcome = self.pipeline.on_time_wait_listing(*netns, sockets, time);
             self.publish(outcome, out);
         }
         let applied_ns = monotonic_now_ns() - applying_ns;
@@ -184,7 +185,8 @@ impl TimeWaitRecorder {
         self.observed.close_wait = self.close_wait.counts(now_ns);
         let filter = &self.filter;
         let sockets = self
-            .tracker
+            .pipeline
+            .time_wait()
             .sockets()
             .filter(|s| filter.matches(&s.tuple, s.owner.as_ref()));
         let report = self
@@ -195,7 +197,7 @@ impl TimeWaitRecorder {
 
     /// What the tracker could not account for, on stderr at exit.
     fn report(&self) {
-        let stats = self.tracker.stats();
+        let stats = self.pipeline.time_wait().stats();
         if stats.never_listed > 0 {
             eprintln!(
                 "socktrace: {} closes into TIME-WAIT were never listed by sock_diag (another network namespace, or not created: see the overflow count)",
@@ -213,19 +215,18 @@ impl TimeWaitRecorder {
 
 impl Consumer for TimeWaitRecorder {
     fn event(&mut self, event: Event, out: &mut String) {
-        match event {
-            Event::State(event) => {
-                let transition = self.table.apply(&event);
-                let outcome = self.tracker.on_transition(&event, &transition);
-                self.publish(outcome, out);
-                if let Some(report) = self.close_wait.on_transition(&transition)
-                    && self.filter.matches(&report.tuple, report.owner.as_ref())
-                {
-                    time_wait_output::write_close_wait(out, &report, self.format, &self.style);
-                }
+        if let Applied::Transition {
+            transition,
+            time_wait,
+            ..
+        } = self.pipeline.apply(event)
+        {
+            self.publish(time_wait, out);
+            if let Some(report) = self.close_wait.on_transition(&transition)
+                && self.filter.matches(&report.tuple, report.owner.as_ref())
+            {
+                time_wait_output::write_close_wait(out, &report, self.format, &self.style);
             }
-            Event::ResetReceived(signal) => self.tracker.on_reset(&signal),
-            Event::SynRetransmit(_) | Event::SynAckRetransmit(_) => {}
         }
     }
 
@@ -238,15 +239,11 @@ impl Consumer for TimeWaitRecorder {
         // in FIN-WAIT-2 need that state's bit (full FIN-WAIT-2 sockets come
         // with it and are left out).
         let request = DumpRequest::states(&[TcpState::TimeWait, TcpState::FinWait2]);
-        let mut listed = Vec::new();
-        for dump in namespaces.dump_each(&request) {
-            match dump {
-                Ok(dump) => listed.push((dump.netns, listed_time_wait(&dump.sockets))),
-                // That namespace's entries and ends wait for its next
-                // listing.
-                Err(error) => log::warn!("timewait socket listing: {}", ErrorLine(&error)),
-            }
-        }
+        let listed: Vec<_> = namespaces
+            .periodic_listing(&request, taken_ns)
+            .into_iter()
+            .map(|dump| (dump.netns, listed_time_wait(&dump.sockets)))
+            .collect();
         let took_ns = monotonic_now_ns() - taken_ns;
         // Both files of a namespace in one visit.
         let read = namespaces.in_each(|| {
@@ -274,10 +271,9 @@ impl Consumer for TimeWaitRecorder {
     }
 
     fn namespace_gone(&mut self, netns: NetnsInode, now_ns: u64, out: &mut String) {
-        self.table.tear_down(netns);
         self.close_wait.tear_down(netns);
         self.overflows.forget(netns);
-        let outcome = self.tracker.tear_down(netns, now_ns);
+        let outcome = self.pipeline.tear_down(netns, now_ns);
         self.publish(outcome, out);
     }
 

@@ -37,8 +37,7 @@ pub async fn run(args: TopArgs) -> anyhow::Result<()> {
         return top_terminal::run(&mut agent, namespaces.title()).await;
     }
     let event_loop::Started {
-        probes,
-        recorder,
+        tracing,
         namespaces: mut followed,
         table,
         ..
@@ -52,8 +51,7 @@ pub async fn run(args: TopArgs) -> anyhow::Result<()> {
     };
     let view = top_terminal::run(&mut tracer, namespaces.title());
     let tracing = event_loop::run(
-        probes,
-        recorder,
+        tracing,
         &mut followed,
         &mut consumer,
         out,

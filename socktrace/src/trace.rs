@@ -4,17 +4,17 @@ use crate::{
     event::Event,
     event_loop::{self, Consumer, LoopSummary, LossNotices},
     output::{self, Format, Style, TraceSummary},
+    pipeline::{Applied, Pipeline, Trackers},
     seed::Existing,
     stdout_queue::Output,
-    table::{SocketTable, TableStats},
+    table::TableStats,
     tuple::NetnsInode,
 };
 
 pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
     let format = Format::from_json_flag(args.json);
     let event_loop::Started {
-        probes,
-        recorder,
+        tracing,
         mut namespaces,
         table,
         existing,
@@ -47,13 +47,12 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
         existing.len()
     );
     let mut printer = TransitionPrinter {
-        table,
+        pipeline: Pipeline::new(table, Trackers::TABLE_ONLY),
         format,
         style,
     };
     let summary = event_loop::run(
-        probes,
-        recorder,
+        tracing,
         &mut namespaces,
         &mut printer,
         out,
@@ -62,7 +61,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
     )
     .await?;
     summary.report();
-    let stats = printer.table.stats();
+    let stats = printer.pipeline.table().stats();
     let missed = transitions_missed(&stats);
     if missed > 0 {
         eprintln!(
@@ -82,27 +81,26 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
 /// Applies transitions to the table and prints them; the handshake records
 /// are other commands' business.
 struct TransitionPrinter {
-    table: SocketTable,
+    pipeline: Pipeline,
     format: Format,
     style: Style,
 }
 
 impl Consumer for TransitionPrinter {
     fn event(&mut self, event: Event, out: &mut String) {
-        if let Event::State(event) = event {
-            let transition = self.table.apply(&event);
+        if let Applied::Transition { transition, .. } = self.pipeline.apply(event) {
             output::write_transition(out, &transition, self.format, &self.style);
         }
     }
 
-    fn namespace_gone(&mut self, netns: NetnsInode, _now_ns: u64, _out: &mut String) {
-        self.table.tear_down(netns);
+    fn namespace_gone(&mut self, netns: NetnsInode, now_ns: u64, _out: &mut String) {
+        self.pipeline.tear_down(netns, now_ns);
     }
 
     /// `--json` ends with what did not reach it (stderr says it either way).
     fn finish(&mut self, _now_ns: u64, totals: &LoopSummary, out: &mut String) {
         if self.format == Format::Json {
-            let stats = self.table.stats();
+            let stats = self.pipeline.table().stats();
             output::write_trace_summary(
                 out,
                 &TraceSummary {

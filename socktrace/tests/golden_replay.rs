@@ -1,8 +1,9 @@
 //! Golden replay: a recording of real kernel records (`socktrace trace
-//! --record`, see `tests/data/README.md`) fed through decoding, the socket
-//! table and the handshake tracker exactly as `socktrace trace --json` and
-//! `socktrace handshakes --json` feed them, compared line by line with the
-//! output they printed. Any change in how records are decoded, how the
+//! --record`, see `tests/data/README.md`) fed through decoding and the one
+//! pipeline every command and the agent use (the socket table, then the
+//! trackers), rendered as `socktrace trace --json` and `socktrace
+//! handshakes --json` render it, compared line by line with the output they
+//! printed. Any change in how records are decoded, how the
 //! table names sockets and owners, or how handshakes end shows up here.
 //!
 //! After an intended change: `SOCKTRACE_BLESS=1 cargo test --test
@@ -12,9 +13,9 @@ use std::{env, fs, path::PathBuf};
 use socktrace::{
     clock::WallClock,
     event::Event,
-    handshake::HandshakeTracker,
     handshake_output,
     output::{self, Format, Style},
+    pipeline::{Applied, Pipeline, Trackers},
     recording,
     table::SocketTable,
 };
@@ -32,33 +33,32 @@ fn replay(bytes: &[u8]) -> String {
         clock: WallClock::now(),
         netns_column: false,
     };
-    let mut table = SocketTable::new();
-    let mut handshakes = HandshakeTracker::new();
+    let mut pipeline = Pipeline::new(SocketTable::new(), Trackers::ALL);
     let mut out = String::new();
     for raw in recording::records(bytes).expect("a socktrace recording") {
         let event = Event::try_from(raw).expect("every recorded record decodes");
-        match event {
-            Event::State(event) => {
-                let transition = table.apply(&event);
+        match pipeline.apply(event) {
+            Applied::Transition {
+                transition,
+                handshake,
+                ..
+            } => {
                 output::write_transition(&mut out, &transition, Format::Json, &style);
-                if let Some(handshake) = handshakes.on_transition(&event, &transition) {
+                if let Some(handshake) = handshake {
                     handshake_output::write_handshake(&mut out, &handshake, Format::Json, &style);
                 }
             }
-            Event::SynRetransmit(signal) => {
-                let owner = table.by_skaddr(signal.skaddr).and_then(|s| s.owner);
-                let retrying = handshakes.on_syn_retransmit(&signal, owner);
+            Applied::Retrying(retrying) => {
                 handshake_output::write_retrying(&mut out, &retrying, Format::Json, &style);
             }
-            Event::SynAckRetransmit(synack) => {
-                let owner = table.listener_owner(synack.tuple.netns, &synack.tuple.local);
-                let retrying = handshakes.on_synack_retransmit(&synack, owner);
-                handshake_output::write_retrying(&mut out, &retrying, Format::Json, &style);
-            }
-            Event::ResetReceived(signal) => handshakes.on_reset(&signal),
+            Applied::Noted => {}
         }
     }
-    assert_eq!(table.stats().inconsistent, 0, "the recording is whole");
+    assert_eq!(
+        pipeline.table().stats().inconsistent,
+        0,
+        "the recording is whole"
+    );
     out
 }
 
