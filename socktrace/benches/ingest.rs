@@ -14,7 +14,7 @@
 use std::{env, fs, hint::black_box, path::PathBuf};
 
 use criterion::{Criterion, Throughput};
-use socktrace::{event::Event, recording, table::SocketTable};
+use socktrace::{kernel::event::Event, kernel::recording, state::table::SocketTable};
 
 /// The recording replayed unless `SOCKTRACE_RECORDING` names another.
 const DEFAULT_RECORDING: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/data/churn.rec");

@@ -17,11 +17,11 @@ use std::{
 };
 
 use socktrace::{
-    event::{StateEvent, TaskContext},
-    owner::{Comm, Owner},
-    table::SocketTable,
-    tcp_state::TcpState,
-    tuple::SocketTuple,
+    kernel::event::{StateEvent, TaskContext},
+    model::owner::{Comm, Owner},
+    model::tcp_state::TcpState,
+    model::tuple::SocketTuple,
+    state::table::SocketTable,
 };
 
 /// The system allocator, keeping count of the bytes allocated now and at

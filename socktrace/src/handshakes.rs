@@ -4,23 +4,23 @@
 
 use crate::{
     cli::HandshakesArgs,
-    clock::monotonic_now_ns,
-    event::Event,
     event_loop::{self, Consumer, LoopSummary, LossNotices},
-    handshake::{Handshake, Retrying},
-    handshake_output,
-    handshake_summary::{HandshakeSummary, KEPT_PER_SIDE, ListenCounters, ListenerSample},
-    namespaces::{NamespaceDump, Namespaces},
-    netstat::TcpExt,
-    output::{Format, Style},
-    pipeline::{Applied, Pipeline, Trackers},
+    host::namespaces::{NamespaceDump, Namespaces},
+    host::netstat::TcpExt,
+    host::sock_diag::DumpRequest,
+    kernel::event::Event,
+    model::tcp_state::TcpState,
+    model::tuple::NetnsInode,
+    render::handshake_output,
+    render::output::{Format, Style},
+    render::socket_filter::SocketFilter,
+    render::stdout_queue::Output,
     seed::Existing,
-    sock_diag::DumpRequest,
-    socket_filter::SocketFilter,
-    stdout_queue::Output,
-    tcp_state::TcpState,
-    time_wait::ListingTime,
-    tuple::NetnsInode,
+    state::handshake_summary::{HandshakeSummary, KEPT_PER_SIDE, ListenCounters, ListenerSample},
+    state::handshake_tracker::{Handshake, Retrying},
+    state::pipeline::{Applied, Pipeline, Trackers},
+    state::time_wait_tracker::ListingTime,
+    support::clock::monotonic_now_ns,
 };
 
 pub async fn run(args: HandshakesArgs) -> anyhow::Result<()> {
@@ -31,7 +31,7 @@ pub async fn run(args: HandshakesArgs) -> anyhow::Result<()> {
         table,
         ..
     } = event_loop::attach_and_seed(&args.ring, &args.filter.netns, Existing::WithoutTimeWait)?;
-    let style = namespaces.style();
+    let style = Style::of(&namespaces);
     let mut out = Output::new();
     if format == Format::Human {
         out.line(&handshake_output::header(&style));

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use socktrace::{
     cli::{Cli, Command},
-    error_line::ErrorLine,
+    support::error_line::ErrorLine,
 };
 
 fn main() -> ExitCode {

@@ -2,12 +2,12 @@
 use std::path::Path;
 
 use crate::{
-    error_line::ErrorLine,
-    namespaces::{DumpError, Namespaces},
-    proc_owners::{OwnersError, socket_owners},
-    sock_diag::DumpRequest,
-    table::{SeedKind, SeedSocket},
-    tcp_state::TcpState,
+    host::namespaces::{DumpError, Namespaces},
+    host::proc_owners::{OwnersError, socket_owners},
+    host::sock_diag::DumpRequest,
+    model::tcp_state::TcpState,
+    state::table::{SeedKind, SeedSocket},
+    support::error_line::ErrorLine,
 };
 
 /// Why the existing sockets could not be listed.

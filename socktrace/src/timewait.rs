@@ -6,24 +6,24 @@ use std::collections::BTreeMap;
 
 use crate::{
     cli::TimewaitArgs,
-    clock::monotonic_now_ns,
-    close_wait::CloseWaitWatch,
-    counter_since::CounterSince,
-    event::Event,
-    event_loop::{self, Consumer, LoopSummary, LossNotices, RECONCILE_INTERVAL},
-    namespaces::Namespaces,
-    netstat::TcpExt,
-    output::{Format, Style},
-    pipeline::{Applied, Pipeline, Trackers},
+    event_loop::{self, Consumer, LoopSummary, LossNotices, listing_interval_ns},
+    host::namespaces::Namespaces,
+    host::netstat::TcpExt,
+    host::sock_diag::DumpRequest,
+    kernel::event::Event,
+    model::tcp_state::TcpState,
+    model::tuple::NetnsInode,
+    render::output::{Format, Style},
+    render::socket_filter::SocketFilter,
+    render::stdout_queue::Output,
+    render::time_wait_output,
     seed::Existing,
-    sock_diag::DumpRequest,
-    socket_filter::SocketFilter,
-    stdout_queue::Output,
-    tcp_state::TcpState,
-    time_wait::{ListedTimeWait, ListingTime, TimeWaitOutcome, listed_time_wait},
-    time_wait_output,
-    time_wait_summary::{Observed, PortRange, TimeWaitSummary},
-    tuple::NetnsInode,
+    state::close_wait_watch::CloseWaitWatch,
+    state::counter_since::CounterSince,
+    state::pipeline::{Applied, Pipeline, Trackers},
+    state::time_wait_summary::{Observed, PortRange, TimeWaitSummary},
+    state::time_wait_tracker::{ListedTimeWait, ListingTime, TimeWaitOutcome, listed_time_wait},
+    support::clock::monotonic_now_ns,
 };
 
 /// The ephemeral port range of the namespace that opens the file.
@@ -31,19 +31,6 @@ const PORT_RANGE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
 
 /// The kernel's count of timewait sockets it refused to create.
 const OVERFLOW_COUNTER: &str = "TCPTimeWaitOverflow";
-
-/// Listings are at least this many times their cost (the dump, mostly the
-/// kernel walking its hash table, and applying it) apart, so that they take
-/// at most 2 % of a CPU: with 130k timewait sockets they come every 4 to
-/// 5 s instead of every second. Expiries and kills are known to within half
-/// the interval; reuses stay exact.
-const LISTING_COST_FACTOR: u64 = 50;
-
-/// How long to wait after a listing that cost `cost_ns` before the next
-/// one (see [`LISTING_COST_FACTOR`]).
-pub fn listing_interval_ns(cost_ns: u64) -> u64 {
-    (cost_ns * LISTING_COST_FACTOR).max(RECONCILE_INTERVAL.as_nanos() as u64)
-}
 
 pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
     let format = Format::from_json_flag(args.json);
@@ -53,7 +40,7 @@ pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
         table,
         existing,
     } = event_loop::attach_and_seed(&args.ring, &args.filter.netns, Existing::WithoutTimeWait)?;
-    let style = namespaces.style();
+    let style = Style::of(&namespaces);
     let started_ns = monotonic_now_ns();
     let mut close_wait = CloseWaitWatch::new(args.close_wait_after.as_ns(), started_ns);
     close_wait.seed(&existing);
@@ -125,7 +112,7 @@ struct TimeWaitRecorder {
     /// The namespaces as the last listing saw them, and the listing
     /// schedule.
     observed: Observed,
-    /// No listing before this moment (see [`LISTING_COST_FACTOR`]).
+    /// No listing before this moment (see [`listing_interval_ns`]).
     next_listing_ns: u64,
     /// `TCPTimeWaitOverflow` of every namespace followed.
     overflows: CounterSince,

@@ -1,14 +1,14 @@
 //! `socktrace trace`: kernel events through the socket table to stdout.
 use crate::{
     cli::TraceArgs,
-    event::Event,
     event_loop::{self, Consumer, LoopSummary, LossNotices},
-    output::{self, Format, Style, TraceSummary},
-    pipeline::{Applied, Pipeline, Trackers},
+    kernel::event::Event,
+    model::tuple::NetnsInode,
+    render::output::{self, Format, Style, TraceSummary},
+    render::stdout_queue::Output,
     seed::Existing,
-    stdout_queue::Output,
-    table::TableStats,
-    tuple::NetnsInode,
+    state::pipeline::{Applied, Pipeline, Trackers},
+    state::table::TableStats,
 };
 
 pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
@@ -27,7 +27,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
             Existing::WithoutTimeWait
         },
     )?;
-    let style = namespaces.style();
+    let style = Style::of(&namespaces);
 
     let mut out = Output::new();
     if args.list_existing {

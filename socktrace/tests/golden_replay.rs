@@ -11,13 +11,13 @@
 use std::{env, fs, path::PathBuf};
 
 use socktrace::{
-    clock::WallClock,
-    event::Event,
-    handshake_output,
-    output::{self, Format, Style},
-    pipeline::{Applied, Pipeline, Trackers},
-    recording,
-    table::SocketTable,
+    kernel::event::Event,
+    kernel::recording,
+    render::handshake_output,
+    render::output::{self, Format, Style},
+    state::pipeline::{Applied, Pipeline, Trackers},
+    state::table::SocketTable,
+    support::clock::WallClock,
 };
 
 fn data(name: &str) -> PathBuf {

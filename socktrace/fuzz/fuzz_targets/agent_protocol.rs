@@ -5,7 +5,7 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use socktrace::agent_protocol::{MAX_REQUEST_BYTES, Request, Response, read_message};
+use socktrace::agent::protocol::{MAX_REQUEST_BYTES, Request, Response, read_message};
 use tokio::runtime::Runtime;
 
 static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use socktrace::event::Event;
+use socktrace::kernel::event::Event;
 
 fuzz_target!(|bytes: &[u8]| {
     let _ = Event::try_from(bytes);

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use socktrace::{event::Event, recording, table::SocketTable};
+use socktrace::{kernel::event::Event, kernel::recording, state::table::SocketTable};
 
 fuzz_target!(|bytes: &[u8]| {
     let Ok(records) = recording::records(bytes) else {

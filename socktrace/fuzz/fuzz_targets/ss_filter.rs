@@ -4,8 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use socktrace::{
-    ss_filter::{self, StateSet},
-    tcp_state::TcpState,
+    model::tcp_state::TcpState,
+    ss::filter::{self, StateSet},
 };
 
 /// Two services, so that names are parsed too.
@@ -19,7 +19,7 @@ fn services(name: &str) -> Option<u16> {
 
 fuzz_target!(|text: &str| {
     let words: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
-    match ss_filter::parse(&words, StateSet::CONNECTED_DEFAULT, &services) {
+    match filter::parse(&words, StateSet::CONNECTED_DEFAULT, &services) {
         Ok(query) => {
             let v4 = (
                 "10.0.0.1:40000".parse().unwrap(),

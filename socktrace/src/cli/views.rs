@@ -4,7 +4,7 @@ use std::{path::PathBuf, time::Duration};
 use clap::Args;
 
 use super::{NetnsArgs, RingArgs};
-use crate::agent_protocol::DEFAULT_SOCKET;
+use crate::agent::protocol::DEFAULT_SOCKET;
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
@@ -52,6 +52,10 @@ impl AgentChoice {
 }
 
 #[derive(Debug, Args)]
+#[allow(
+    rustdoc::broken_intra_doc_links,
+    reason = "the help text names ss's syntax, such as [EXPRESSION]"
+)]
 pub struct SsArgs {
     /// TCP sockets: accepted as ss takes it; socktrace lists only TCP.
     #[arg(short = 't', long = "tcp")]

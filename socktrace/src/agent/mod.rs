@@ -1,0 +1,60 @@
+//! `socktrace agent`: the tracer as a long-lived daemon, one per host,
+//! serving its live state to `socktrace ss` and `socktrace top` over a Unix
+//! socket only root (and one configured group) can use.
+pub mod client;
+pub mod live_consumer;
+pub mod protocol;
+pub mod server;
+use tokio::sync::mpsc;
+
+use crate::{
+    agent::live_consumer::{Answers, LiveConsumer},
+    agent::server::Access,
+    cli::AgentArgs,
+    event_loop::{self, LossNotices},
+    render::stdout_queue::Output,
+    seed::Existing,
+    state::live::LiveState,
+};
+
+/// Jobs waiting for the loop: one per client served, at most (a listing
+/// sends its jobs one after the other).
+const QUEUED_REQUESTS: usize = server::MAX_CLIENTS;
+
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let group = match &args.group {
+        Some(name) => {
+            let etc_group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+            Some(server::group_id(&etc_group, name)?)
+        }
+        None => None,
+    };
+    // Before attaching: a socket that cannot be served fails at once.
+    // Clients that come meanwhile wait in the listen backlog.
+    let listening = server::bind(&args.socket, Access { group })?;
+    let event_loop::Started {
+        tracing,
+        mut namespaces,
+        table,
+        ..
+    } = event_loop::attach_and_seed(&args.ring, &args.netns, Existing::WithoutTimeWait)?;
+    let (jobs, mut inbox) = mpsc::channel(QUEUED_REQUESTS);
+    let server = tokio::spawn(server::serve(listening, Answers::new(jobs)));
+    eprintln!("socktrace: ready: agent serving {}", args.socket.display());
+    let mut consumer = LiveConsumer::new(LiveState::new(table));
+    let out = Output::new();
+    let summary = event_loop::run(
+        tracing,
+        &mut namespaces,
+        &mut consumer,
+        out,
+        Some(&mut inbox),
+        LossNotices::Stderr,
+    )
+    .await;
+    // Closing the inbox ends the server, which removes its socket file.
+    drop(inbox);
+    let _ = server.await;
+    summary?.report();
+    Ok(())
+}

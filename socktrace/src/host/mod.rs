@@ -1,0 +1,8 @@
+//! What the host tells besides the ring: sock_diag listings, network
+//! namespaces, socket owners from /proc, container labels, netstat counters.
+pub mod container;
+pub mod namespaces;
+pub mod netns;
+pub mod netstat;
+pub mod proc_owners;
+pub mod sock_diag;

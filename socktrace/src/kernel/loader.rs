@@ -1,0 +1,430 @@
+//! Loads socktrace's BPF object and attaches its programs. Dropping the
+//! returned [`KernelProbes`] detaches everything.
+use std::{
+    fmt,
+    os::fd::{AsFd, AsRawFd, RawFd},
+};
+
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, TracePoint},
+};
+use socktrace_ebpf::{
+    GLOBAL_INET_SADDR_OFFSET, GLOBAL_INET_SPORT_OFFSET, GLOBAL_NET_INUM_OFFSET,
+    GLOBAL_RETRANSMIT_HAS_ERR, GLOBAL_SK_ERR_OFFSET, GLOBAL_SK_ERR_SOFT_OFFSET,
+    GLOBAL_SK_LOCK_OWNED_OFFSET, GLOBAL_SK_NET_OFFSET, GLOBAL_SKC_DADDR_OFFSET,
+    GLOBAL_SKC_DPORT_OFFSET, GLOBAL_SKC_FAMILY_OFFSET, GLOBAL_SKC_V6_DADDR_OFFSET,
+    GLOBAL_SYNACK_STAMP_OFFSET, GLOBAL_WAKEUP_RECORDS, MAP_EVENTS, MAP_LOST, MAP_NESTED_TAKEN,
+    PROGRAM_STATE, PROGRAM_STATE_NESTED, RECORD_SIZE,
+    tracepoints::{LAYOUTS, RETRANSMIT_SKB},
+};
+
+use crate::{
+    kernel::kernel_btf::{self, KernelBtf},
+    kernel::privileges,
+    kernel::tracepoint_format,
+};
+
+/// The BPF object built from `socktrace-ebpf` by build.rs.
+static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/socktrace"));
+
+/// Why the kernel side could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Privileges(#[from] privileges::MissingPrivileges),
+    #[error(transparent)]
+    Format(#[from] tracepoint_format::FormatError),
+    #[error("cannot locate kernel struct fields the BPF programs read")]
+    Offsets(#[from] kernel_btf::BtfError),
+    #[error("kernel BTF (/sys/kernel/btf/vmlinux) is required for the state programs")]
+    Btf(#[source] aya::BtfError),
+    #[error("this socktrace binary was built with AYA_BUILD_SKIP=1 and holds no BPF program")]
+    NoObject,
+    #[error("loading the BPF object")]
+    Object(#[source] aya::EbpfError),
+    #[error("the BPF object has no {0}")]
+    Missing(&'static str),
+    #[error("reading the possible CPUs ({path})")]
+    Cpus {
+        path: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("BPF program {what}")]
+    Program {
+        what: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("map {name}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+}
+
+/// The loaded, attached programs and the maps the agent reads.
+pub struct KernelProbes {
+    /// Owns the programs and their links: attached while it lives.
+    pub attached: Ebpf,
+    pub events: RingBuf<MapData>,
+    pub lost: LostCounter,
+}
+
+/// The kernel's counts of records that never reached the ring buffer.
+pub struct LostCounter {
+    /// Per CPU and program group, counted by the programs ([`MAP_LOST`]).
+    ring_full: PerCpuArray<MapData, u64>,
+    /// The state program's descriptor: its `recursion_misses` are lost
+    /// records but for those the nested state program took ...
+    state_program: RawFd,
+    /// ... which it counts per CPU ([`MAP_NESTED_TAKEN`]).
+    nested_taken: PerCpuArray<MapData, u64>,
+    /// The classic tracepoint programs' descriptors: their
+    /// `recursion_misses` are lost records. (The nested state program's
+    /// are not: a transition nested in it is the state program's.)
+    classic_programs: Vec<RawFd>,
+}
+
+/// Records that never reached the agent, by why.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lost {
+    /// The ring buffer was full when the program tried to reserve a record.
+    pub ring_full: u64,
+    /// The kernel skipped the program (`recursion_misses`) and nothing
+    /// took the record instead: for the classic tracepoints, one fired
+    /// while a kprobe or tracepoint program of any tool ran on that CPU.
+    /// (A state transition the kernel skipped the state program for is
+    /// taken by the nested state program.)
+    pub skipped: u64,
+}
+
+/// The BTF tracepoint both state programs attach to, in the order of
+/// [`STATE_PROGRAMS`]: the tracepoint calls them in the order they were
+/// attached, and the nested one relies on running after the other.
+const STATE_TRACEPOINT: &str = "inet_sock_set_state";
+const STATE_PROGRAMS: [&str; 2] = [PROGRAM_STATE, PROGRAM_STATE_NESTED];
+
+/// Checks privileges, the tracepoint layouts and the kernel struct offsets,
+/// then loads and attaches.
+pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError> {
+    if BPF_OBJECT.is_empty() {
+        return Err(LoadError::NoObject);
+    }
+    privileges::require_tracing_privileges()?;
+    let wakeup_records = wakeup_threshold(ring_buffer_bytes, possible_cpus()?);
+    let optional_fields = tracepoint_format::check_all()?;
+    let retransmit_has_err = u64::from(optional_fields.has(&RETRANSMIT_SKB, "err"));
+    raise_memlock_limit();
+    let offsets = FieldOffsets::resolve()?;
+    let btf = Btf::from_sys_fs().map_err(LoadError::Btf)?;
+    let mut ebpf = EbpfLoader::new()
+        .btf(Some(&btf))
+        .map_max_entries(MAP_EVENTS, ring_buffer_bytes)
+        .override_global(GLOBAL_WAKEUP_RECORDS, &wakeup_records, true)
+        .override_global(GLOBAL_SYNACK_STAMP_OFFSET, &offsets.synack_stamp, true)
+        .override_global(GLOBAL_SK_ERR_OFFSET, &offsets.sk_err, true)
+        .override_global(GLOBAL_SK_ERR_SOFT_OFFSET, &offsets.sk_err_soft, true)
+        .override_global(GLOBAL_SK_NET_OFFSET, &offsets.sk_net, true)
+        .override_global(GLOBAL_NET_INUM_OFFSET, &offsets.net_inum, true)
+        .override_global(GLOBAL_SK_LOCK_OWNED_OFFSET, &offsets.sk_lock_owned, true)
+        .override_global(GLOBAL_SKC_DADDR_OFFSET, &offsets.skc_daddr, true)
+        .override_global(GLOBAL_SKC_DPORT_OFFSET, &offsets.skc_dport, true)
+        .override_global(GLOBAL_INET_SADDR_OFFSET, &offsets.inet_saddr, true)
+        .override_global(GLOBAL_INET_SPORT_OFFSET, &offsets.inet_sport, true)
+        .override_global(GLOBAL_SKC_FAMILY_OFFSET, &offsets.skc_family, true)
+        .override_global(GLOBAL_SKC_V6_DADDR_OFFSET, &offsets.skc_v6_daddr, true)
+        .override_global(GLOBAL_RETRANSMIT_HAS_ERR, &retransmit_has_err, true)
+        .load(BPF_OBJECT)
+        .map_err(LoadError::Object)?;
+
+    let mut state_program = None;
+    for name in STATE_PROGRAMS {
+        let program: &mut BtfTracePoint = ebpf
+            .program_mut(name)
+            .ok_or(LoadError::Missing(name))?
+            .try_into()
+            .map_err(program_error(name))?;
+        program
+            .load(STATE_TRACEPOINT, &btf)
+            .map_err(program_error(name))?;
+        program.attach().map_err(program_error(name))?;
+        if name == PROGRAM_STATE {
+            let fd = program.fd().map_err(program_error(name))?;
+            state_program = Some(fd.as_fd().as_raw_fd());
+        }
+    }
+    let state_program = state_program.ok_or(LoadError::Missing(PROGRAM_STATE))?;
+    let mut classic_programs = Vec::with_capacity(LAYOUTS.len());
+    for layout in LAYOUTS {
+        let program: &mut TracePoint = ebpf
+            .program_mut(layout.name)
+            .ok_or(LoadError::Missing(layout.name))?
+            .try_into()
+            .map_err(program_error(layout.name))?;
+        program.load().map_err(program_error(layout.name))?;
+        program
+            .attach(layout.category, layout.name)
+            .map_err(program_error(layout.name))?;
+        let fd = program.fd().map_err(program_error(layout.name))?;
+        classic_programs.push(fd.as_fd().as_raw_fd());
+    }
+
+    let events = take_map(&mut ebpf, MAP_EVENTS)?;
+    let events = RingBuf::try_from(events).map_err(|source| LoadError::Map {
+        name: MAP_EVENTS,
+        source,
+    })?;
+    let lost = per_cpu_counters(&mut ebpf, MAP_LOST)?;
+    let nested_taken = per_cpu_counters(&mut ebpf, MAP_NESTED_TAKEN)?;
+    Ok(KernelProbes {
+        attached: ebpf,
+        events,
+        lost: LostCounter {
+            ring_full: lost,
+            state_program,
+            nested_taken,
+            classic_programs,
+        },
+    })
+}
+
+/// Byte offsets of the kernel struct fields the programs read, from the
+/// running kernel's BTF.
+struct FieldOffsets {
+    /// `tcp_request_sock.snt_synack`: when the first SYN-ACK went out.
+    synack_stamp: u64,
+    /// `sock.sk_err` and `sock.sk_err_soft`: a failed connect's verdict.
+    sk_err: u64,
+    sk_err_soft: u64,
+    /// `sock.__sk_common.skc_net.net` and `net.ns.inum`: the socket's
+    /// network namespace. Missing when the kernel has no network
+    /// namespaces (`CONFIG_NET_NS` off).
+    sk_net: u64,
+    net_inum: u64,
+    /// `sock.sk_lock.owned`: non-zero while a task holds the socket.
+    sk_lock_owned: u64,
+    /// Where the state programs read a socket's endpoints: `skc_daddr`,
+    /// `skc_dport`, `inet_sock.inet_saddr` and `inet_sport`, `skc_family`,
+    /// and `skc_v6_daddr` (then `skc_v6_rcv_saddr`).
+    skc_daddr: u64,
+    skc_dport: u64,
+    inet_saddr: u64,
+    inet_sport: u64,
+    skc_family: u64,
+    skc_v6_daddr: u64,
+}
+
+impl FieldOffsets {
+    fn resolve() -> Result<Self, kernel_btf::BtfError> {
+        let btf = KernelBtf::load()?;
+        let offset = |owner, field| btf.member_offset(owner, &[field]).map(u64::from);
+        let common = |field| {
+            btf.member_offset("sock", &["__sk_common", field])
+                .map(u64::from)
+        };
+        Ok(FieldOffsets {
+            synack_stamp: offset("tcp_request_sock", "snt_synack")?,
+            sk_err: offset("sock", "sk_err")?,
+            sk_err_soft: offset("sock", "sk_err_soft")?,
+            sk_net: btf
+                .member_offset("sock", &["__sk_common", "skc_net", "net"])
+                .map(u64::from)?,
+            net_inum: btf.member_offset("net", &["ns", "inum"]).map(u64::from)?,
+            sk_lock_owned: btf
+                .member_offset("sock", &["sk_lock", "owned"])
+                .map(u64::from)?,
+            skc_daddr: common("skc_daddr")?,
+            skc_dport: common("skc_dport")?,
+            inet_saddr: offset("inet_sock", "inet_saddr")?,
+            inet_sport: offset("inet_sock", "inet_sport")?,
+            skc_family: common("skc_family")?,
+            skc_v6_daddr: pair(&btf, "skc_v6_daddr", "skc_v6_rcv_saddr", 16)?,
+        })
+    }
+}
+
+/// The offset of `first` in `struct sock`'s `__sk_common`, checked to be
+/// followed by `second` `size` bytes later: the state programs read both
+/// with one copy.
+fn pair(
+    btf: &KernelBtf,
+    first: &str,
+    second: &str,
+    size: u32,
+) -> Result<u64, kernel_btf::BtfError> {
+    let at = btf.member_offset("sock", &["__sk_common", first])?;
+    let next = btf.member_offset("sock", &["__sk_common", second])?;
+    if next != at + size {
+        return Err(kernel_btf::BtfError::NotAdjacent {
+            first: first.to_owned(),
+            second: second.to_owned(),
+        });
+    }
+    Ok(u64::from(at))
+}
+
+/// Records each CPU queues before it wakes the agent: together at most an
+/// eighth of the ring, or 64 KiB (about 600 records), so a burst is drained
+/// long before it could fill the ring.
+pub fn wakeup_threshold(ring_buffer_bytes: u32, cpus: usize) -> u64 {
+    /// A record and the ring's 8-byte header.
+    const SLOT_BYTES: u64 = RECORD_SIZE as u64 + 8;
+    let bytes = u64::from(ring_buffer_bytes / 8).min(64 * 1024);
+    (bytes / SLOT_BYTES / cpus.max(1) as u64).max(1)
+}
+
+/// How many CPUs the kernel may run programs on.
+fn possible_cpus() -> Result<usize, LoadError> {
+    aya::util::nr_cpus().map_err(|(path, source)| LoadError::Cpus { path, source })
+}
+
+/// Names the program an aya error is about.
+fn program_error(what: &'static str) -> impl Fn(aya::programs::ProgramError) -> LoadError {
+    move |source| LoadError::Program { what, source }
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, LoadError> {
+    ebpf.take_map(name).ok_or(LoadError::Missing(name))
+}
+
+fn per_cpu_counters(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+) -> Result<PerCpuArray<MapData, u64>, LoadError> {
+    PerCpuArray::try_from(take_map(ebpf, name)?).map_err(|source| LoadError::Map { name, source })
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones
+/// (memcg accounting) do not, and some sandboxes forbid raising it. Try,
+/// and only say so when it fails.
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain system call with a valid, initialised argument.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        log::debug!(
+            "could not raise RLIMIT_MEMLOCK ({}); fine on kernels with memcg-based BPF accounting (5.11+)",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+impl LostCounter {
+    /// Records lost so far, all CPUs and programs. The descriptors belong
+    /// to the [`Ebpf`] of the same [`KernelProbes`], open while it lives.
+    pub fn read(&self) -> Result<Lost, aya::maps::MapError> {
+        // Skips first: a skip is counted before the nested program takes
+        // its transition, so reading in this order never reports as lost a
+        // transition that was taken.
+        let state_skips = skips_of(self.state_program);
+        let nested_taken = sum_per_cpu(&self.nested_taken)?;
+        let classic_skips: u64 = self.classic_programs.iter().map(|&fd| skips_of(fd)).sum();
+        Ok(Lost {
+            ring_full: sum_per_cpu(&self.ring_full)?,
+            skipped: state_skips.saturating_sub(nested_taken) + classic_skips,
+        })
+    }
+}
+
+/// The `recursion_misses` of this process's program descriptor `fd`.
+fn skips_of(fd: RawFd) -> u64 {
+    std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
+        .map_or(0, |fdinfo| recursion_misses(&fdinfo))
+}
+
+/// Every slot of every CPU of a counter array.
+fn sum_per_cpu(counters: &PerCpuArray<MapData, u64>) -> Result<u64, aya::maps::MapError> {
+    let mut total = 0u64;
+    for per_cpu in counters.iter() {
+        total += per_cpu?.iter().sum::<u64>();
+    }
+    Ok(total)
+}
+
+/// `recursion_misses` from a BPF program's fdinfo (Linux 5.12+; 0 before).
+fn recursion_misses(fdinfo: &str) -> u64 {
+    fdinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("recursion_misses:"))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+impl Lost {
+    pub fn total(&self) -> u64 {
+        self.ring_full + self.skipped
+    }
+}
+
+/// `N events lost (why)`, with what to do about a full ring.
+impl fmt::Display for Lost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} events lost (", self.total())?;
+        if self.ring_full > 0 {
+            write!(
+                f,
+                "kernel ring buffer full: {}, try a larger --ring-buffer-kib",
+                self.ring_full
+            )?;
+        }
+        if self.skipped > 0 {
+            if self.ring_full > 0 {
+                f.write_str("; ")?;
+            }
+            write!(
+                f,
+                "skipped by the kernel, nested in a BPF program running on the CPU: {}",
+                self.skipped
+            )?;
+        }
+        f.write_str(")")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wakeup_threshold_leaves_room_in_small_and_large_rings() {
+        assert_eq!(wakeup_threshold(4096, 1), 4, "512 bytes, 104-byte slots");
+        assert_eq!(wakeup_threshold(4096, 8), 1);
+        assert_eq!(wakeup_threshold(4 << 20, 1), 630, "64 KiB");
+        assert_eq!(wakeup_threshold(16 << 20, 2), 315);
+    }
+
+    #[test]
+    fn recursion_misses_come_from_fdinfo_and_default_to_zero() {
+        let fdinfo = "pos:\t0\nflags:\t02000002\nprog_type:\t5\nrun_time_ns:\t0\n\
+                      run_cnt:\t0\nrecursion_misses:\t17\nverified_insns:\t300\n";
+        assert_eq!(recursion_misses(fdinfo), 17);
+        assert_eq!(recursion_misses("pos:\t0\nprog_type:\t5\n"), 0);
+    }
+
+    #[test]
+    fn lost_events_say_why() {
+        let full = Lost {
+            ring_full: 3,
+            skipped: 0,
+        };
+        assert_eq!(
+            full.to_string(),
+            "3 events lost (kernel ring buffer full: 3, try a larger --ring-buffer-kib)"
+        );
+        let both = Lost {
+            ring_full: 3,
+            skipped: 2,
+        };
+        assert_eq!(
+            both.to_string(),
+            "5 events lost (kernel ring buffer full: 3, try a larger --ring-buffer-kib; \
+             skipped by the kernel, nested in a BPF program running on the CPU: 2)"
+        );
+    }
+}

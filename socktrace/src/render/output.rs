@@ -1,0 +1,459 @@
+//! How `socktrace trace` prints: aligned human columns, or one JSON object
+//! per line (field names are part of socktrace's interface).
+use std::{fmt::Write as _, net::SocketAddr};
+
+use serde::Serialize;
+
+use crate::{
+    host::namespaces::Namespaces,
+    model::owner::Owner,
+    model::tcp_state::TcpState,
+    model::tuple::{NetnsInode, SocketTuple},
+    state::table::{TrackedSocket, Transition},
+    support::clock::WallClock,
+};
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+impl Format {
+    /// The format a command's `--json` flag asks for.
+    pub fn from_json_flag(json: bool) -> Self {
+        if json { Format::Json } else { Format::Human }
+    }
+}
+
+/// How human lines are laid out: wall-clock times, and whether a first
+/// column names each socket's network namespace (when more than one can
+/// show up).
+#[derive(Clone, Copy, Debug)]
+pub struct Style {
+    pub clock: WallClock,
+    pub netns_column: bool,
+}
+
+impl Style {
+    /// The style for sockets of `namespaces`: a namespace column when more
+    /// than one can show up.
+    pub fn of(namespaces: &Namespaces) -> Style {
+        Style {
+            clock: WallClock::now(),
+            netns_column: namespaces.several_in_play(),
+        }
+    }
+}
+
+/// Midnight UTC on the monotonic clock, for tests.
+#[cfg(test)]
+pub(crate) fn test_style(netns_column: bool) -> Style {
+    Style {
+        clock: WallClock::with_offset_ns(0),
+        netns_column,
+    }
+}
+
+/// The `NETNS` column's header, when shown.
+pub fn netns_header(style: &Style) -> &'static str {
+    if style.netns_column {
+        "NETNS      "
+    } else {
+        ""
+    }
+}
+
+/// Starts a human line with its namespace's inode, when that column is
+/// shown.
+pub(crate) fn push_netns_cell(out: &mut String, style: &Style, netns: NetnsInode) {
+    if style.netns_column {
+        let _ = write!(out, "{netns:<10} ");
+    }
+}
+
+/// Column header of the human transition stream.
+pub fn transition_header(style: &Style) -> String {
+    format!(
+        "{}{:<12} {} {:<45} {:<45} {:<27} {:>10}",
+        netns_header(style),
+        "TIME(UTC)",
+        owner_header(),
+        "LOCAL",
+        "REMOTE",
+        "OLD -> NEW",
+        "OLD_MS"
+    )
+}
+
+/// Column header of the `--list-existing` table.
+pub fn socket_header(style: &Style) -> String {
+    format!(
+        "{}{:<12} {:<45} {:<45} {}",
+        netns_header(style),
+        "STATE",
+        "LOCAL",
+        "REMOTE",
+        owner_header()
+    )
+}
+
+/// Appends one transition, newline terminated.
+pub fn write_transition(out: &mut String, t: &Transition, format: Format, style: &Style) {
+    match format {
+        Format::Json => {
+            let record = StateJson {
+                r#type: "state",
+                id: t.id,
+                ts_ns: t.ts_ns,
+                tuple: TupleJson::from(&t.tuple),
+                old_state: t.old_state.name(),
+                new_state: t.new_state.name(),
+                owner: OwnerJson::from(t.owner.as_ref()),
+                context: t.context.name(),
+                old_state_ms: t.old_state_ns.map(ms),
+                lifetime_ms: t.ended.as_ref().and_then(|e| e.lifetime_ns).map(ms),
+                state_ms: t.ended.as_ref().map(|e| StateTimes(e.time_in_state_ns)),
+            };
+            push_json(out, &record);
+        }
+        Format::Human => {
+            let transition = format!("{} -> {}", t.old_state.name(), t.new_state.name());
+            let old_ms = t
+                .old_state_ns
+                .map_or_else(|| "-".to_owned(), |ns| format!("{:.3}", ms(ns)));
+            push_netns_cell(out, style, t.tuple.netns);
+            let _ = writeln!(
+                out,
+                "{:<12} {} {:<45} {:<45} {:<27} {:>10}",
+                style.clock.time_of_day(t.ts_ns),
+                owner_columns(t.owner.as_ref()),
+                endpoint(&t.tuple.local),
+                endpoint(&t.tuple.remote),
+                transition,
+                old_ms,
+            );
+        }
+    }
+}
+
+/// Appends one existing socket, newline terminated.
+pub fn write_socket(out: &mut String, s: &TrackedSocket, format: Format, style: &Style) {
+    match format {
+        Format::Json => {
+            let record = SocketJson {
+                r#type: "socket",
+                id: s.id,
+                tuple: TupleJson::from(&s.tuple),
+                state: s.state.name(),
+                owner: OwnerJson::from(s.owner.as_ref()),
+            };
+            push_json(out, &record);
+        }
+        Format::Human => {
+            push_netns_cell(out, style, s.tuple.netns);
+            let _ = writeln!(
+                out,
+                "{:<12} {:<45} {:<45} {}",
+                s.state.ss_name(),
+                endpoint(&s.tuple.local),
+                endpoint(&s.tuple.remote),
+                owner_columns(s.owner.as_ref()).trim_end()
+            );
+        }
+    }
+}
+
+/// The owner's cells in human rows: pid, command and container (or
+/// service), `-` for what is unknown. [`owner_header`] names them.
+pub(crate) fn owner_columns(owner: Option<&Owner>) -> String {
+    match owner {
+        Some(o) => format!(
+            "{:>7} {:<15} {:<CONTAINER_WIDTH$}",
+            o.pid,
+            o.comm.to_text(),
+            o.container.as_ref().map_or("-", |label| label.as_str())
+        ),
+        None => format!("{:>7} {:<15} {:<CONTAINER_WIDTH$}", "-", "-", "-"),
+    }
+}
+
+/// Room for `docker:` and a short container id; longer labels (systemd
+/// units, pods) push the rest of the row right.
+const CONTAINER_WIDTH: usize = 19;
+
+/// The header of [`owner_columns`].
+pub(crate) fn owner_header() -> String {
+    format!(
+        "{:>7} {:<15} {:<CONTAINER_WIDTH$}",
+        "PID", "COMM", "CONTAINER"
+    )
+}
+
+/// `ss` style: `10.0.0.1:80`, `[::1]:80`, and `*` for an unbound port.
+pub(crate) fn endpoint(addr: &SocketAddr) -> String {
+    match addr.port() {
+        0 => match addr {
+            SocketAddr::V4(v4) => format!("{}:*", v4.ip()),
+            SocketAddr::V6(v6) => format!("[{}]:*", v6.ip()),
+        },
+        _ => addr.to_string(),
+    }
+}
+
+/// `trace --json`'s last record: what did not reach the output.
+#[derive(Serialize)]
+pub struct TraceSummary {
+    /// Records the kernel could not hand over (full ring).
+    pub lost_events: u64,
+    /// At least this many transitions never arrived (see the table's gaps).
+    pub transitions_missed: u64,
+    pub malformed_records: u64,
+    /// Lines dropped because stdout was not read fast enough.
+    pub output_lines_dropped: u64,
+    /// Sockets dropped with their network namespace, their CLOSE unseen.
+    pub sockets_torn_down: u64,
+}
+
+/// `{"type":"summary",...}`, newline terminated.
+pub fn write_trace_summary(out: &mut String, summary: &TraceSummary) {
+    #[derive(Serialize)]
+    struct Json<'a> {
+        r#type: &'static str,
+        #[serde(flatten)]
+        summary: &'a TraceSummary,
+    }
+    push_json(
+        out,
+        &Json {
+            r#type: "summary",
+            summary,
+        },
+    );
+}
+
+pub(crate) fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
+pub(crate) fn push_json(out: &mut String, record: &impl Serialize) {
+    // Serializing plain structs of strings and numbers cannot fail.
+    if let Ok(line) = serde_json::to_string(record) {
+        out.push_str(&line);
+        out.push('\n');
+    }
+}
+
+/// `netns`, `family`, `saddr`, `sport`, `daddr`, `dport`: every record's
+/// socket: its network namespace's inode and its endpoints.
+#[derive(Serialize)]
+pub(crate) struct TupleJson {
+    netns: NetnsInode,
+    family: &'static str,
+    saddr: String,
+    sport: u16,
+    daddr: String,
+    dport: u16,
+}
+
+impl From<&SocketTuple> for TupleJson {
+    fn from(tuple: &SocketTuple) -> Self {
+        Self {
+            netns: tuple.netns,
+            family: tuple.family_name(),
+            saddr: tuple.local.ip().to_string(),
+            sport: tuple.local.port(),
+            daddr: tuple.remote.ip().to_string(),
+            dport: tuple.remote.port(),
+        }
+    }
+}
+
+/// `pid` and `comm`, both null when the owner is unknown.
+#[derive(Serialize)]
+pub(crate) struct OwnerJson {
+    pid: Option<u32>,
+    comm: Option<String>,
+    /// The container or service label (`docker:3f2a9c1b7d4e`).
+    container: Option<String>,
+}
+
+impl From<Option<&Owner>> for OwnerJson {
+    fn from(owner: Option<&Owner>) -> Self {
+        Self {
+            pid: owner.map(|o| o.pid),
+            comm: owner.map(|o| o.comm.to_text()),
+            container: owner
+                .and_then(|o| o.container.as_ref())
+                .map(|label| label.as_str().to_owned()),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct StateJson {
+    r#type: &'static str,
+    id: u64,
+    ts_ns: u64,
+    #[serde(flatten)]
+    tuple: TupleJson,
+    old_state: &'static str,
+    new_state: &'static str,
+    #[serde(flatten)]
+    owner: OwnerJson,
+    context: &'static str,
+    old_state_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lifetime_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state_ms: Option<StateTimes>,
+}
+
+#[derive(Serialize)]
+struct SocketJson {
+    r#type: &'static str,
+    id: u64,
+    #[serde(flatten)]
+    tuple: TupleJson,
+    state: &'static str,
+    #[serde(flatten)]
+    owner: OwnerJson,
+}
+
+/// Time spent per state, as a JSON object of the states actually visited.
+struct StateTimes([u64; TcpState::COUNT]);
+
+impl Serialize for StateTimes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let visited = TcpState::ALL.iter().filter(|s| self.0[s.index()] > 0);
+        let mut map = serializer.serialize_map(None)?;
+        for state in visited {
+            map.serialize_entry(state.name(), &ms(self.0[state.index()]))?;
+        }
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        kernel::event::TaskContext,
+        model::owner::{Comm, ContainerLabel},
+        state::table::{Ended, Opening},
+    };
+
+    fn transition() -> Transition {
+        let mut times = [0u64; TcpState::COUNT];
+        times[TcpState::Established.index()] = 2_500_000;
+        Transition {
+            id: 7,
+            ts_ns: 1_000,
+            tuple: SocketTuple {
+                netns: crate::model::tuple::TEST_NETNS,
+                local: "[::1]:40000".parse().unwrap(),
+                remote: "[::1]:443".parse().unwrap(),
+            },
+            old_state: TcpState::FinWait2,
+            new_state: TcpState::Close,
+            owner: Some(Owner {
+                pid: 42,
+                comm: Comm::from_text("curl"),
+                container: None,
+            }),
+            context: TaskContext::Softirq,
+            old_state_ns: Some(1_500_000),
+            ended: Some(Ended {
+                lifetime_ns: Some(4_000_000),
+                time_in_state_ns: times,
+                opening: Some(Opening::Active),
+            }),
+        }
+    }
+
+    #[test]
+    fn json_has_the_documented_fields() {
+        let mut out = String::new();
+        write_transition(&mut out, &transition(), Format::Json, &test_style(false));
+        let value: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
+        assert_eq!(value["type"], "state");
+        assert_eq!(value["netns"], crate::model::tuple::TEST_NETNS);
+        assert_eq!(value["family"], "ipv6");
+        assert_eq!(value["saddr"], "::1");
+        assert_eq!(value["sport"], 40000);
+        assert_eq!(value["dport"], 443);
+        assert_eq!(value["old_state"], "FIN_WAIT2");
+        assert_eq!(value["new_state"], "CLOSE");
+        assert_eq!(value["pid"], 42);
+        assert_eq!(value["comm"], "curl");
+        assert_eq!(value["context"], "softirq");
+        assert_eq!(value["old_state_ms"], 1.5);
+        assert_eq!(value["lifetime_ms"], 4.0);
+        assert_eq!(value["state_ms"]["ESTABLISHED"], 2.5);
+        assert!(out.ends_with('\n') && out.lines().count() == 1);
+    }
+
+    #[test]
+    fn unknown_owner_and_time_are_null_not_zero() {
+        let mut t = transition();
+        t.owner = None;
+        t.old_state_ns = None;
+        t.ended = None;
+        let mut out = String::new();
+        write_transition(&mut out, &t, Format::Json, &test_style(false));
+        let value: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
+        assert!(value["pid"].is_null() && value["comm"].is_null());
+        assert!(value["container"].is_null());
+        assert!(value["old_state_ms"].is_null());
+        assert!(value.get("lifetime_ms").is_none());
+    }
+
+    #[test]
+    fn human_lines_start_with_the_namespace_only_when_several_are_in_play() {
+        let mut out = String::new();
+        let with = test_style(true);
+        write_transition(&mut out, &transition(), Format::Human, &with);
+        assert!(out.starts_with("4026531840 00:00:00.000 "), "{out}");
+        assert!(transition_header(&with).starts_with("NETNS      TIME(UTC)"));
+        assert_eq!(
+            transition_header(&with).find("LOCAL"),
+            out.find("[::1]:40000"),
+            "columns stay aligned"
+        );
+        out.clear();
+        write_transition(&mut out, &transition(), Format::Human, &test_style(false));
+        assert!(out.starts_with("00:00:00.000 "), "{out}");
+    }
+
+    #[test]
+    fn human_lines_use_ss_endpoints() {
+        let mut t = transition();
+        t.tuple.local = "10.0.0.1:0".parse().unwrap();
+        let mut out = String::new();
+        write_transition(&mut out, &t, Format::Human, &test_style(false));
+        assert!(out.contains("10.0.0.1:*"), "{out}");
+        assert!(out.contains("[::1]:443"), "{out}");
+        assert!(out.contains("FIN_WAIT2 -> CLOSE"), "{out}");
+        assert!(out.contains("1.500"), "{out}");
+        assert!(out.contains("42 curl"), "{out}");
+    }
+
+    #[test]
+    fn the_container_shows_beside_the_owner_in_its_own_column() {
+        let mut t = transition();
+        if let Some(owner) = &mut t.owner {
+            owner.container = Some(ContainerLabel::new("docker:3f2a9c1b7d4e"));
+        }
+        let mut out = String::new();
+        write_transition(&mut out, &t, Format::Human, &test_style(false));
+        let header = transition_header(&test_style(false));
+        assert_eq!(header.find("CONTAINER"), out.find("docker:3f2a9c1b7d4e"));
+        assert_eq!(header.find("LOCAL"), out.find("[::1]:40000"), "aligned");
+        out.clear();
+        write_transition(&mut out, &t, Format::Json, &test_style(false));
+        let value: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
+        assert_eq!(value["container"], "docker:3f2a9c1b7d4e");
+    }
+}

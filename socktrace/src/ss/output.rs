@@ -1,0 +1,412 @@
+//! `socktrace ss` output: the columns of `ss -tan` (State, Recv-Q, Send-Q,
+//! Local Address:Port, Peer Address:Port, Process with `-p` and `-o`), with
+//! what ss cannot show between the addresses and Process: time in the
+//! current state (for TIME-WAIT, the socket's age) and handshake
+//! retransmits seen so far. JSON: one object per socket per line.
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+use crate::{
+    host::sock_diag::DiagTimer,
+    model::tcp_state::TcpState,
+    model::tuple::{NetnsInode, SocketTuple},
+    render::output::{OwnerJson, TupleJson, push_json},
+    state::listed_socket::ListedSocket,
+};
+
+/// What to print beside the ss columns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Columns {
+    /// The State column (ss leaves it out when one state is selected).
+    pub state: bool,
+    /// A NETNS column first, when sockets of several namespaces show.
+    pub netns: bool,
+    /// `-p`: `users:(("comm",pid=N))`, then `container:docker:3f2a9c1b7d4e`
+    /// for a process in a container or service (as ss's `--cgroup` adds
+    /// `cgroup:PATH`).
+    pub processes: bool,
+    /// `-o`: `timer:(on,1.569ms,1)`.
+    pub timers: bool,
+    /// `-H`: no header line.
+    pub no_header: bool,
+}
+
+/// `sockets` as ss prints them, columns aligned.
+pub fn table(
+    sockets: &[ListedSocket],
+    columns: Columns,
+    label: impl Fn(NetnsInode) -> String,
+) -> String {
+    let mut rows: Vec<Vec<String>> = Vec::with_capacity(sockets.len() + 1);
+    let mut header = Vec::new();
+    if columns.netns {
+        header.push("NETNS".to_owned());
+    }
+    if columns.state {
+        header.push("State".to_owned());
+    }
+    header.extend(
+        [
+            "Recv-Q",
+            "Send-Q",
+            "Local Address:Port",
+            "Peer Address:Port",
+            "In-State",
+            "Retries",
+            "Process",
+        ]
+        .map(str::to_owned),
+    );
+    if !columns.no_header {
+        rows.push(header);
+    }
+    for socket in sockets {
+        let mut row = Vec::with_capacity(10);
+        if columns.netns {
+            row.push(label(socket.netns));
+        }
+        if columns.state {
+            row.push(socket.state.ss_name().to_owned());
+        }
+        row.push(socket.recv_queue.to_string());
+        row.push(socket.send_queue.to_string());
+        row.push(endpoint(socket.local, socket.v6only));
+        row.push(endpoint(socket.remote, socket.v6only));
+        row.push(socket.in_state_ns.map_or_else(|| "-".to_owned(), duration));
+        row.push(
+            socket
+                .retries
+                .map_or_else(|| "-".to_owned(), |r| r.to_string()),
+        );
+        row.push(process_column(socket, columns));
+        rows.push(row);
+    }
+    let first_address = usize::from(columns.netns) + usize::from(columns.state) + 2;
+    aligned(&rows, |i| i == first_address || i == first_address + 1)
+}
+
+/// Columns one space apart, left-aligned unless `right(column)`; the last
+/// column is not padded.
+fn aligned(rows: &[Vec<String>], right: impl Fn(usize) -> bool) -> String {
+    let count = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..count)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r.get(i).map_or(0, String::len))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i > 0 {
+                line.push(' ');
+            }
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else if right(i) {
+                line.push_str(&format!("{cell:>width$}", width = widths[i]));
+            } else {
+                line.push_str(&format!("{cell:<width$}", width = widths[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// An endpoint as ss prints it: `10.0.0.1:22`, `[::1]:22`, `*:22` for the
+/// IPv6 wildcard (`[::]:22` on an IPv6-only socket), `*` for a port that is
+/// not set (a listener's peer).
+pub fn endpoint(addr: SocketAddr, v6only: bool) -> String {
+    let port = match addr.port() {
+        0 => "*".to_owned(),
+        port => port.to_string(),
+    };
+    match addr {
+        SocketAddr::V4(v4) => format!("{}:{port}", v4.ip()),
+        SocketAddr::V6(v6) if v6.ip().is_unspecified() && !v6only => format!("*:{port}"),
+        SocketAddr::V6(v6) => format!("[{}]:{port}", v6.ip()),
+    }
+}
+
+/// What ss prints in its Process column: `users:((..))` with `-p`, then
+/// `timer:(..)` with `-o`.
+fn process_column(socket: &ListedSocket, columns: Columns) -> String {
+    let mut parts = Vec::new();
+    if columns.processes
+        && let Some(owner) = &socket.owner
+    {
+        parts.push(format!("users:((\"{}\",pid={}))", owner.comm, owner.pid));
+        if let Some(label) = &owner.container {
+            parts.push(format!("container:{label}"));
+        }
+    }
+    if columns.timers
+        && let Some(timer) = timer(socket.timer)
+    {
+        parts.push(timer);
+    }
+    parts.join(" ")
+}
+
+/// `timer:(name,time left,retransmits)` as `ss -o` prints it.
+pub fn timer(timer: DiagTimer) -> Option<String> {
+    let (name, expires_ms, count) = timer_parts(timer)?;
+    Some(format!("timer:({name},{},{count})", ms_timer(expires_ms)))
+}
+
+/// A pending timer's ss name, milliseconds left and count (retransmits or
+/// probes).
+fn timer_parts(timer: DiagTimer) -> Option<(&'static str, u32, u8)> {
+    Some(match timer {
+        DiagTimer::Off => return None,
+        DiagTimer::Retransmit {
+            expires_ms,
+            retransmits,
+        } => ("on", expires_ms, retransmits),
+        DiagTimer::KeepAlive { expires_ms } => ("keepalive", expires_ms, 0),
+        DiagTimer::TimeWait { expires_ms } => ("timewait", expires_ms, 0),
+        DiagTimer::ZeroWindowProbe { expires_ms, probes } => ("persist", expires_ms, probes),
+    })
+}
+
+/// iproute2's `print_ms_timer`: `1min3sec`, `59sec`, `1.569ms` (one second
+/// and 569 ms), `200ms`.
+fn ms_timer(timeout_ms: u32) -> String {
+    let mut secs = timeout_ms / 1000;
+    let minutes = secs / 60;
+    secs %= 60;
+    let mut msecs = timeout_ms % 1000;
+    let mut out = String::new();
+    if minutes > 0 {
+        msecs = 0;
+        out.push_str(&format!("{minutes}min"));
+        if minutes > 9 {
+            secs = 0;
+        }
+    }
+    if secs > 0 {
+        if secs > 9 {
+            msecs = 0;
+        }
+        out.push_str(&format!("{secs}{}", if msecs > 0 { "." } else { "sec" }));
+    }
+    if msecs > 0 {
+        out.push_str(&format!("{msecs:03}ms"));
+    }
+    out
+}
+
+/// A time in a state: `850ms`, `12.3s`, `4m05s`, `3h12m`.
+pub fn duration(ns: u64) -> String {
+    let ms = ns / 1_000_000;
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60),
+        _ => format!("{}h{:02}m", ms / 3_600_000, ms / 60_000 % 60),
+    }
+}
+
+/// `-s`: sockets per state, IPv4 and IPv6 apart, then the figures `ss -s`
+/// prints for TCP in the same namespace.
+pub fn summary(sockets: &[ListedSocket]) -> String {
+    let counts = StateCounts::of(sockets);
+    let mut rows = vec![
+        ["State", "Total", "IPv4", "IPv6"]
+            .map(str::to_owned)
+            .to_vec(),
+    ];
+    for state in TcpState::ALL {
+        let [v4, v6] = counts.by_state[state.index()];
+        if v4 + v6 > 0 {
+            rows.push(vec![
+                state.ss_name().to_owned(),
+                (v4 + v6).to_string(),
+                v4.to_string(),
+                v6.to_string(),
+            ]);
+        }
+    }
+    let [v4, v6] = counts.total();
+    rows.push(vec![
+        "Total".to_owned(),
+        (v4 + v6).to_string(),
+        v4.to_string(),
+        v6.to_string(),
+    ]);
+    let [hashed_v4, hashed_v6] = counts.hashed();
+    format!(
+        "{}As ss -s counts them: estab {}, timewait {}, TCP {} (IP {hashed_v4}, IPv6 {hashed_v6})\n",
+        aligned(&rows, |i| i > 0),
+        counts.estab(),
+        counts.timewait.iter().sum::<u64>(),
+        hashed_v4 + hashed_v6,
+    )
+}
+
+/// Sockets per state and family, and what `ss -s` counts apart.
+struct StateCounts {
+    by_state: [[u64; 2]; TcpState::COUNT],
+    /// Timewait sockets (TIME-WAIT, and orphaned FIN-WAIT-2 waiting in a
+    /// timewait socket): `ss -s`'s `timewait`.
+    timewait: [u64; 2],
+    /// Request sockets (half-open passive connections).
+    requests: [u64; 2],
+}
+
+impl StateCounts {
+    fn of(sockets: &[ListedSocket]) -> Self {
+        let mut counts = StateCounts {
+            by_state: [[0; 2]; TcpState::COUNT],
+            timewait: [0; 2],
+            requests: [0; 2],
+        };
+        for socket in sockets {
+            let family = usize::from(!socket.is_ipv4());
+            counts.by_state[socket.state.index()][family] += 1;
+            if matches!(socket.timer, DiagTimer::TimeWait { .. }) {
+                counts.timewait[family] += 1;
+            } else if socket.state == TcpState::SynRecv {
+                counts.requests[family] += 1;
+            }
+        }
+        counts
+    }
+
+    fn total(&self) -> [u64; 2] {
+        self.by_state
+            .iter()
+            .fold([0, 0], |[a, b], [v4, v6]| [a + v4, b + v6])
+    }
+
+    /// `ss -s`'s `estab`: the kernel's `CurrEstab`, ESTABLISHED and
+    /// CLOSE-WAIT.
+    fn estab(&self) -> u64 {
+        [TcpState::Established, TcpState::CloseWait]
+            .iter()
+            .flat_map(|state| self.by_state[state.index()])
+            .sum()
+    }
+
+    /// `ss -s`'s TCP row: the full sockets in the kernel's hash tables
+    /// (`/proc/net/sockstat`'s `inuse`), every listed socket but timewait
+    /// and request sockets, per family.
+    fn hashed(&self) -> [u64; 2] {
+        let [v4, v6] = self.total();
+        [
+            v4 - self.timewait[0] - self.requests[0],
+            v6 - self.timewait[1] - self.requests[1],
+        ]
+    }
+}
+
+/// `-s --json`: `{"type":"summary","total":N,"states":{"ESTABLISHED":{...}},
+/// "estab":N,"timewait":N,"tcp":{...}}`, the last three as `ss -s` counts.
+pub fn summary_json(sockets: &[ListedSocket]) -> String {
+    #[derive(Serialize)]
+    struct Count {
+        total: u64,
+        ipv4: u64,
+        ipv6: u64,
+    }
+    impl Count {
+        fn of([ipv4, ipv6]: [u64; 2]) -> Self {
+            Count {
+                total: ipv4 + ipv6,
+                ipv4,
+                ipv6,
+            }
+        }
+    }
+    #[derive(Serialize)]
+    struct Summary {
+        r#type: &'static str,
+        total: u64,
+        states: std::collections::BTreeMap<&'static str, Count>,
+        estab: u64,
+        timewait: u64,
+        tcp: Count,
+    }
+    let counts = StateCounts::of(sockets);
+    let [v4, v6] = counts.total();
+    let states = TcpState::ALL
+        .into_iter()
+        .filter_map(|state| {
+            let count = counts.by_state[state.index()];
+            (count != [0, 0]).then_some((state.name(), Count::of(count)))
+        })
+        .collect();
+    let mut out = String::new();
+    push_json(
+        &mut out,
+        &Summary {
+            r#type: "summary",
+            total: v4 + v6,
+            states,
+            estab: counts.estab(),
+            timewait: counts.timewait.iter().sum(),
+            tcp: Count::of(counts.hashed()),
+        },
+    );
+    out
+}
+
+/// One JSON object per socket, one per line.
+pub fn json(sockets: &[ListedSocket]) -> String {
+    #[derive(Serialize)]
+    struct TimerJson {
+        kind: &'static str,
+        expires_ms: u32,
+        count: u8,
+    }
+    #[derive(Serialize)]
+    struct SocketJson {
+        r#type: &'static str,
+        #[serde(flatten)]
+        tuple: TupleJson,
+        state: &'static str,
+        recv_q: u32,
+        send_q: u32,
+        timer: Option<TimerJson>,
+        #[serde(flatten)]
+        owner: OwnerJson,
+        in_state_ms: Option<u64>,
+        retries: Option<u32>,
+    }
+    let mut out = String::new();
+    for socket in sockets {
+        let tuple = SocketTuple {
+            netns: socket.netns,
+            local: socket.local,
+            remote: socket.remote,
+        };
+        push_json(
+            &mut out,
+            &SocketJson {
+                r#type: "socket",
+                tuple: TupleJson::from(&tuple),
+                state: socket.state.name(),
+                recv_q: socket.recv_queue,
+                send_q: socket.send_queue,
+                timer: timer_parts(socket.timer).map(|(kind, expires_ms, count)| TimerJson {
+                    kind,
+                    expires_ms,
+                    count,
+                }),
+                owner: OwnerJson::from(socket.owner.as_ref()),
+                in_state_ms: socket.in_state_ns.map(|ns| ns / 1_000_000),
+                retries: socket.retries,
+            },
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

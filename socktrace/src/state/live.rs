@@ -1,0 +1,327 @@
+//! The live state behind `socktrace agent`, `ss` and `top`: the socket
+//! table, the handshake and TIME-WAIT trackers fed from the same records,
+//! and the counters the views turn into rates. Pure: decoded events,
+//! sock_diag dumps and an explicit `now` in; overviews and listings out.
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+};
+
+use crate::{
+    host::sock_diag::DiagSocket,
+    kernel::event::Event,
+    model::cidr::Cidr,
+    model::owner::Owner,
+    model::tcp_state::TcpState,
+    model::tuple::{NetnsInode, SocketTuple},
+    state::handshake_tracker::{Handshake, InProgress, Side},
+    state::listed_socket::ListedSocket,
+    state::opening_window::{OpeningWindow, WINDOW_SECS},
+    state::overview::{Overview, RemoteCount, Totals, remote_label},
+    state::pipeline::{Applied, Pipeline, Trackers},
+    state::table::{SocketTable, Transition},
+    state::time_wait_tracker::{ListingTime, TimeWaitOutcome},
+};
+
+/// How many remotes and subnets an overview names.
+pub const TOP_REMOTES: usize = 20;
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct LiveState {
+    pipeline: Pipeline,
+    totals: Totals,
+    opening: OpeningWindow,
+}
+
+impl LiveState {
+    /// Starts from a table seeded with the sockets that existed.
+    pub fn new(table: SocketTable) -> Self {
+        LiveState {
+            pipeline: Pipeline::new(table, Trackers::ALL),
+            totals: Totals::default(),
+            opening: OpeningWindow::new(),
+        }
+    }
+
+    /// One decoded record.
+    pub fn event(&mut self, event: Event) {
+        if let Applied::Transition {
+            transition,
+            handshake,
+            time_wait,
+        } = self.pipeline.apply(event)
+        {
+            if let Some(handshake) = handshake {
+                self.resolved(&handshake);
+            }
+            self.time_wait_outcome(&time_wait);
+            self.count_opening(&transition);
+        }
+    }
+
+    /// One namespace's request and timewait sockets, dumped during `time`
+    /// and applied once the records before it were handled.
+    pub fn reconcile(&mut self, netns: NetnsInode, sockets: &[DiagSocket], time: ListingTime) {
+        let reconciled = self.pipeline.on_listing(netns, sockets, time);
+        for expired in &reconciled.expired {
+            self.resolved(expired);
+        }
+        self.time_wait_outcome(&reconciled.time_wait);
+    }
+
+    /// Namespace `netns` is gone, found so at `now_ns`.
+    pub fn tear_down(&mut self, netns: NetnsInode, now_ns: u64) {
+        self.pipeline.tear_down(netns, now_ns);
+    }
+
+    /// Counts and top remotes as of `now_ns`, over the namespaces
+    /// `selected` accepts. `lost_events` is the kernel's count.
+    pub fn overview(
+        &mut self,
+        now_ns: u64,
+        selected: impl Fn(NetnsInode) -> bool,
+        lost_events: u64,
+    ) -> Overview {
+        let mut states = [0u64; TcpState::COUNT];
+        // As many as the sockets tracked: bounded by the kernel's sockets.
+        let mut remotes: HashMap<IpAddr, u64> = HashMap::new();
+        let mut held = |state: TcpState, tuple: &SocketTuple| {
+            states[state.index()] += 1;
+            if state != TcpState::Listen && !tuple.remote.ip().is_unspecified() {
+                *remotes.entry(tuple.remote.ip().to_canonical()).or_default() += 1;
+            }
+        };
+        for socket in self.pipeline.table().sockets() {
+            if selected(socket.tuple.netns) {
+                held(socket.state, &socket.tuple);
+            }
+        }
+        for socket in self.pipeline.time_wait().sockets() {
+            if selected(socket.tuple.netns) {
+                held(socket.substate.unwrap_or(TcpState::TimeWait), &socket.tuple);
+            }
+        }
+        for attempt in self.pipeline.handshakes().in_progress() {
+            if attempt.side == Side::Server && selected(attempt.tuple.netns) {
+                held(TcpState::SynRecv, &attempt.tuple);
+            }
+        }
+        let mut subnets: HashMap<Cidr, u64> = HashMap::new();
+        for (&addr, &count) in &remotes {
+            *subnets.entry(Cidr::subnet_of(addr)).or_default() += count;
+        }
+        Overview {
+            at_ns: now_ns,
+            states,
+            totals: Totals {
+                lost_events,
+                ..self.totals
+            },
+            top_remotes: top(remotes, remote_label),
+            top_subnets: top(subnets, |subnet| subnet.to_string()),
+            top_opening_subnets: self
+                .opening
+                .top(now_ns, TOP_REMOTES)
+                .into_iter()
+                .map(|(subnet, count)| RemoteCount {
+                    remote: subnet.to_string(),
+                    count,
+                })
+                .collect(),
+            window_secs: WINDOW_SECS,
+            opening_subnets_merged: self.opening.merged(),
+        }
+    }
+
+    /// The sockets of a full dump (every state) of one or more namespaces,
+    /// taken at `now_ns`, with what the tracer knows of each. `owners`
+    /// (socket inode to process, from /proc) fills in owners the tracer
+    /// never saw act.
+    pub fn listing(
+        &self,
+        dumped: &[DiagSocket],
+        now_ns: u64,
+        owners: &HashMap<u32, Owner>,
+    ) -> Vec<ListedSocket> {
+        let (full, unbound) = self.table_index();
+        let time_wait: HashMap<SocketTuple, Known> = self
+            .pipeline
+            .time_wait()
+            .sockets()
+            .map(|s| (s.tuple.canonical(), (s.entered_ns, s.owner.clone())))
+            .collect();
+        let attempts: HashMap<(Side, SocketTuple), InProgress> = self
+            .pipeline
+            .handshakes()
+            .in_progress()
+            .map(|a| ((a.side, a.tuple), a))
+            .collect();
+        let age = |since: Option<u64>| since.map(|since| now_ns.saturating_sub(since));
+        dumped
+            .iter()
+            .map(|socket| {
+                let tuple = socket.tuple.canonical();
+                let mut listed = ListedSocket {
+                    netns: socket.tuple.netns,
+                    state: socket.state,
+                    local: socket.tuple.local,
+                    remote: socket.tuple.remote,
+                    v6only: socket.v6only,
+                    recv_queue: socket.recv_queue,
+                    send_queue: socket.send_queue,
+                    timer: socket.timer,
+                    owner: None,
+                    in_state_ns: None,
+                    retries: None,
+                };
+                if socket.is_timewait() {
+                    if let Some((entered, owner)) = time_wait.get(&tuple) {
+                        let entered = *entered;
+                        listed.in_state_ns = age(entered);
+                        listed.owner = owner.clone();
+                    }
+                } else if socket.state == TcpState::SynRecv && socket.inode == 0 {
+                    listed.owner = self
+                        .pipeline
+                        .table()
+                        .listener_owner(tuple.netns, &socket.tuple.local);
+                    let attempt = attempts.get(&(Side::Server, tuple));
+                    listed.in_state_ns = age(attempt.and_then(|a| a.started_ns));
+                    listed.retries = Some(retries(socket, attempt));
+                } else {
+                    if let Some((since, owner)) = full.get(&(tuple, socket.state)) {
+                        let since = *since;
+                        listed.in_state_ns = age(since);
+                        listed.owner = owner.clone();
+                    }
+                    if socket.state == TcpState::SynSent {
+                        // The table learns a connect's local port at its
+                        // next transition (the port is chosen after
+                        // `CLOSE -> SYN_SENT`); the attempt has it from its
+                        // first retransmit. Before either, the connect is
+                        // known by its addresses alone.
+                        let attempt = attempts.get(&(Side::Client, tuple));
+                        if let Some(attempt) = attempt.filter(|_| listed.in_state_ns.is_none()) {
+                            listed.in_state_ns = age(attempt.started_ns);
+                            listed.owner = listed.owner.take().or_else(|| attempt.owner.clone());
+                        }
+                        if listed.in_state_ns.is_none()
+                            && let Some((since, owner)) =
+                                unbound_connect(&unbound, &tuple, owners.get(&socket.inode))
+                        {
+                            listed.in_state_ns = age(since);
+                            listed.owner = listed.owner.take().or(owner);
+                        }
+                        listed.retries = Some(retries(socket, attempt));
+                    }
+                    if listed.owner.is_none() {
+                        listed.owner = owners.get(&socket.inode).cloned();
+                    }
+                }
+                listed
+            })
+            .collect()
+    }
+
+    /// The table's full sockets by canonical tuple and state (when they
+    /// entered it, if seen, and their owner), and apart the connects it
+    /// knows only from `CLOSE -> SYN_SENT`, before the kernel chose their
+    /// local port: by namespace, local address and remote.
+    fn table_index(&self) -> (HashMap<(SocketTuple, TcpState), Known>, UnboundConnects) {
+        let mut full = HashMap::new();
+        let mut unbound = UnboundConnects::new();
+        for socket in self.pipeline.table().sockets() {
+            let tuple = socket.tuple.canonical();
+            let known = (socket.state_since_ns, socket.owner);
+            if socket.state == TcpState::SynSent && tuple.local.port() == 0 {
+                unbound
+                    .entry((tuple.netns, tuple.local.ip(), tuple.remote))
+                    .or_default()
+                    .push(known.clone());
+            }
+            full.insert((tuple, socket.state), known);
+        }
+        (full, unbound)
+    }
+
+    fn resolved(&mut self, handshake: &Handshake) {
+        if !handshake.outcome.succeeded() {
+            self.totals.handshake_failures += 1;
+        }
+    }
+
+    fn time_wait_outcome(&mut self, outcome: &TimeWaitOutcome) {
+        self.totals.time_wait_entries += outcome.entered.len() as u64;
+    }
+
+    /// A connection opens at `connect()` (`CLOSE -> SYN_SENT`) or, accepted,
+    /// when its handshake completes (`SYN_RECV -> ESTABLISHED`): before
+    /// Linux 6.15 a passive birth carries no remote address.
+    fn count_opening(&mut self, t: &Transition) {
+        let opens = matches!(
+            (t.old_state, t.new_state),
+            (TcpState::Close, TcpState::SynSent) | (TcpState::SynRecv, TcpState::Established)
+        );
+        let remote: SocketAddr = t.tuple.remote;
+        if opens && !remote.ip().is_unspecified() {
+            self.totals.new_connections += 1;
+            self.opening.record(t.ts_ns, Cidr::subnet_of(remote.ip()));
+        }
+    }
+}
+
+/// What the table knows of a socket: when it entered its state, its owner.
+type Known = (Option<u64>, Option<Owner>);
+
+/// Connects before their local port, by namespace, local address and
+/// remote.
+type UnboundConnects = HashMap<(NetnsInode, IpAddr, SocketAddr), Vec<Known>>;
+
+/// The connect the table knows without its port that a dumped SYN-SENT
+/// socket (canonical `tuple`, owned by `dumped_owner` per /proc) is: the
+/// only one between its addresses, or the only one of its owner. `None`
+/// when several could be it: when each began is then unknown.
+fn unbound_connect(
+    unbound: &UnboundConnects,
+    tuple: &SocketTuple,
+    dumped_owner: Option<&Owner>,
+) -> Option<Known> {
+    let candidates = unbound.get(&(tuple.netns, tuple.local.ip(), tuple.remote))?;
+    if let [only] = candidates.as_slice() {
+        return Some(only.clone());
+    }
+    let pid = dumped_owner?.pid;
+    let mut same_owner = candidates
+        .iter()
+        .filter(|(_, owner)| owner.as_ref().map(|o| o.pid) == Some(pid));
+    match (same_owner.next(), same_owner.next()) {
+        (Some(only), None) => Some(only.clone()),
+        _ => None,
+    }
+}
+
+/// Retransmits of a handshake in progress so far: the kernel's count, or
+/// the tracer's if it saw more (the kernel's may have been read before the
+/// last one).
+fn retries(socket: &DiagSocket, attempt: Option<&InProgress>) -> u32 {
+    let seen = attempt.map_or(0, |a| a.retransmits);
+    u32::from(socket.retransmits()).max(seen)
+}
+
+/// The [`TOP_REMOTES`] largest counts, most first (ties by label).
+fn top<K>(counts: HashMap<K, u64>, label: impl Fn(K) -> String) -> Vec<RemoteCount> {
+    let mut all: Vec<RemoteCount> = counts
+        .into_iter()
+        .map(|(key, count)| RemoteCount {
+            remote: label(key),
+            count,
+        })
+        .collect();
+    all.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.remote.cmp(&b.remote)));
+    all.truncate(TOP_REMOTES);
+    all
+}
+
+#[cfg(test)]
+mod tests;
