@@ -8,7 +8,6 @@ use crate::{
     render::stdout_queue::Output,
     seed::Existing,
     state::pipeline::{Applied, Pipeline, Trackers},
-    state::table::TableStats,
 };
 
 pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
@@ -62,7 +61,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
     .await?;
     summary.report();
     let stats = printer.pipeline.table().stats();
-    let missed = transitions_missed(&stats);
+    let missed = stats.transitions_missed();
     if missed > 0 {
         eprintln!(
             "socktrace: at least {missed} transitions never arrived (seen as gaps in sockets' \
@@ -105,7 +104,7 @@ impl Consumer for TransitionPrinter {
                 out,
                 &TraceSummary {
                     lost_events: totals.lost.total(),
-                    transitions_missed: transitions_missed(&stats),
+                    transitions_missed: stats.transitions_missed(),
                     malformed_records: totals.rejected.total(),
                     output_lines_dropped: totals.output_dropped,
                     sockets_torn_down: stats.torn_down,
@@ -113,11 +112,4 @@ impl Consumer for TransitionPrinter {
             );
         }
     }
-}
-
-/// A lower bound of the transitions that never reached the table: one for
-/// each that did not start in the state the last one left its socket in,
-/// and one for each socket first seen mid-life.
-fn transitions_missed(stats: &TableStats) -> u64 {
-    stats.inconsistent + stats.mid_life
 }

@@ -135,8 +135,8 @@ impl Output {
     }
 
     /// Flushes, then waits up to a second for the writer to write it all;
-    /// what it could not write by then counts as dropped. Returns the
-    /// lines dropped over the whole run.
+    /// if it could not, says on stderr how many bytes stay unwritten.
+    /// Returns the lines dropped over the whole run.
     pub fn finish(mut self) -> anyhow::Result<u64> {
         self.flush()?;
         self.queue = None;

@@ -1,6 +1,5 @@
-//! The live state behind `socktrace agent`, `ss` and `top`: the socket
-//! table, the handshake and TIME-WAIT trackers fed from the same records,
-//! and the counters the views turn into rates. Pure: decoded events,
+//! The live state behind `socktrace agent`, `ss` and `top`: the pipeline
+//! with every tracker, and the counters the views turn into rates. Pure: decoded events,
 //! sock_diag dumps and an explicit `now` in; overviews and listings out.
 use std::{
     collections::HashMap,

@@ -150,6 +150,15 @@ pub struct TableStats {
     pub torn_down: u64,
 }
 
+impl TableStats {
+    /// A lower bound of the transitions that never reached the table: one
+    /// for each that did not start in the state the last one left its
+    /// socket in, and one for each socket first seen mid-life.
+    pub fn transitions_missed(&self) -> u64 {
+        self.inconsistent + self.mid_life
+    }
+}
+
 /// A listener that passive sockets inherit their owner from.
 #[derive(Clone, Debug)]
 struct Listener {
