@@ -40,12 +40,6 @@ pub const MAP_NESTED_TAKEN: &str = "NESTED_TAKEN";
 /// bench` lost events with 4 MiB, none with 16).
 pub const RING_BUFFER_BYTES: u32 = 16 << 20;
 
-/// Name of the read-only global holding the wake-up threshold: each CPU
-/// wakes the agent once per this many records it queued (the agent also
-/// drains the ring on a short timer). A wake-up per record costs an
-/// inter-processor interrupt per transition.
-pub const GLOBAL_WAKEUP_RECORDS: &str = "WAKEUP_RECORDS";
-
 /// [`Record::kind`]: a TCP state transition (`inet_sock_set_state`).
 /// `oldstate` and `newstate` are the kernel's state numbers. For
 /// `SYN_SENT -> CLOSE` (a connect that failed or was abandoned), `value`
@@ -87,43 +81,9 @@ pub const CONTEXT_SOFTIRQ: u8 = 2;
 pub const AF_INET: u16 = 2;
 pub const AF_INET6: u16 = 10;
 
-/// Name of the read-only global that is 1 when this kernel's
-/// `tcp:tcp_retransmit_skb` has its `err` field (Linux 6.17+): failed
-/// retransmits are then skipped.
-pub const GLOBAL_RETRANSMIT_HAS_ERR: &str = "RETRANSMIT_HAS_ERR";
-
 /// The kernel's `TCP_SYN_SENT` and `TCP_CLOSE` state numbers.
 pub const TCP_SYN_SENT: i32 = 2;
 pub const TCP_CLOSE: i32 = 7;
-
-/// Names of the read-only globals holding byte offsets of kernel struct
-/// fields, resolved from the running kernel's BTF at load time (aya-ebpf
-/// has no CO-RE): `snt_synack` in `struct tcp_request_sock`, `sk_err` and
-/// `sk_err_soft` in `struct sock`. The agent refuses to load when it cannot
-/// resolve them; the programs never read at an offset left at 0.
-pub const GLOBAL_SYNACK_STAMP_OFFSET: &str = "SYNACK_STAMP_OFFSET";
-pub const GLOBAL_SK_ERR_OFFSET: &str = "SK_ERR_OFFSET";
-pub const GLOBAL_SK_ERR_SOFT_OFFSET: &str = "SK_ERR_SOFT_OFFSET";
-
-/// Names of the read-only globals locating a socket's network namespace:
-/// the offset of `__sk_common.skc_net` (a `struct net *`) in `struct sock`,
-/// and of `ns.inum` in `struct net`. Resolved from BTF like the offsets
-/// above; every record carries the inode they lead to.
-pub const GLOBAL_SK_NET_OFFSET: &str = "SK_NET_OFFSET";
-pub const GLOBAL_NET_INUM_OFFSET: &str = "NET_INUM_OFFSET";
-
-/// Names of the read-only globals locating what the state programs read of
-/// a socket (from BTF, like the offsets above), the fields the classic
-/// tracepoint reports: `skc_daddr`, `skc_dport`, `inet_saddr` and
-/// `inet_sport` (of `struct inet_sock`, which begins with the `struct
-/// sock`), `skc_family`, `skc_v6_daddr` followed by `skc_v6_rcv_saddr`
-/// (the agent checks they are adjacent).
-pub const GLOBAL_SKC_DADDR_OFFSET: &str = "SKC_DADDR_OFFSET";
-pub const GLOBAL_SKC_DPORT_OFFSET: &str = "SKC_DPORT_OFFSET";
-pub const GLOBAL_INET_SADDR_OFFSET: &str = "INET_SADDR_OFFSET";
-pub const GLOBAL_INET_SPORT_OFFSET: &str = "INET_SPORT_OFFSET";
-pub const GLOBAL_SKC_FAMILY_OFFSET: &str = "SKC_FAMILY_OFFSET";
-pub const GLOBAL_SKC_V6_DADDR_OFFSET: &str = "SKC_V6_DADDR_OFFSET";
 
 /// Names of the two programs on `inet_sock_set_state` (BTF tracepoint),
 /// attached in this order: [`PROGRAM_STATE`] takes every transition;
@@ -132,10 +92,6 @@ pub const GLOBAL_SKC_V6_DADDR_OFFSET: &str = "SKC_V6_DADDR_OFFSET";
 /// does not run the same program for) and passes over the others.
 pub const PROGRAM_STATE: &str = "tcp_state";
 pub const PROGRAM_STATE_NESTED: &str = "tcp_state_nested";
-
-/// Name of the read-only global holding the offset of `sk_lock.owned` in
-/// `struct sock`: whether a task holds the socket (see [`CONTEXT_PROCESS`]).
-pub const GLOBAL_SK_LOCK_OWNED_OFFSET: &str = "SK_LOCK_OWNED_OFFSET";
 
 /// One kernel event. Every kind shares this layout; the constants
 /// `RECORD_*` say which fields each kind fills.
@@ -185,5 +141,8 @@ pub const RECORD_SIZE: usize = 96;
 const _: () = assert!(core::mem::size_of::<Record>() == RECORD_SIZE);
 const _: () = assert!(core::mem::align_of::<Record>() == 8);
 
+pub mod config;
 pub mod toolchain;
 pub mod tracepoints;
+
+pub use config::{Config, GLOBAL_CONFIG, KernelOffsets};

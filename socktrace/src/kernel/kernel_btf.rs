@@ -5,7 +5,7 @@
 //! before load. This is the small part of the BTF format needed for that:
 //! find a struct by name and walk a path of member names (looking through
 //! anonymous structs and unions and through typedefs and qualifiers).
-use std::{borrow::Cow, path::Path};
+use std::borrow::Cow;
 
 /// Where the kernel exposes its own BTF.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -51,6 +51,14 @@ pub enum BtfError {
     NotAdjacent { first: String, second: String },
 }
 
+/// The running kernel's BTF, as bytes.
+pub fn read_vmlinux() -> Result<Vec<u8>, BtfError> {
+    std::fs::read(VMLINUX_BTF).map_err(|source| BtfError::Unreadable {
+        path: VMLINUX_BTF.to_owned(),
+        source,
+    })
+}
+
 /// A parsed BTF blob: the type section indexed by type id.
 pub struct KernelBtf {
     data: Vec<u8>,
@@ -69,19 +77,6 @@ struct Member {
 }
 
 impl KernelBtf {
-    /// Reads and parses the running kernel's BTF.
-    pub fn load() -> Result<Self, BtfError> {
-        Self::from_file(Path::new(VMLINUX_BTF))
-    }
-
-    pub fn from_file(path: &Path) -> Result<Self, BtfError> {
-        let data = std::fs::read(path).map_err(|source| BtfError::Unreadable {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::parse(data)
-    }
-
     /// Parses a little- or native-endian BTF blob (the kernel's own byte
     /// order, which is the agent's).
     pub fn parse(data: Vec<u8>) -> Result<Self, BtfError> {

@@ -11,12 +11,8 @@ use aya::{
     programs::{BtfTracePoint, TracePoint},
 };
 use socktrace_ebpf::{
-    GLOBAL_INET_SADDR_OFFSET, GLOBAL_INET_SPORT_OFFSET, GLOBAL_NET_INUM_OFFSET,
-    GLOBAL_RETRANSMIT_HAS_ERR, GLOBAL_SK_ERR_OFFSET, GLOBAL_SK_ERR_SOFT_OFFSET,
-    GLOBAL_SK_LOCK_OWNED_OFFSET, GLOBAL_SK_NET_OFFSET, GLOBAL_SKC_DADDR_OFFSET,
-    GLOBAL_SKC_DPORT_OFFSET, GLOBAL_SKC_FAMILY_OFFSET, GLOBAL_SKC_V6_DADDR_OFFSET,
-    GLOBAL_SYNACK_STAMP_OFFSET, GLOBAL_WAKEUP_RECORDS, MAP_EVENTS, MAP_LOST, MAP_NESTED_TAKEN,
-    PROGRAM_STATE, PROGRAM_STATE_NESTED, RECORD_SIZE,
+    Config, GLOBAL_CONFIG, KernelOffsets, MAP_EVENTS, MAP_LOST, MAP_NESTED_TAKEN, PROGRAM_STATE,
+    PROGRAM_STATE_NESTED, RECORD_SIZE,
     tracepoints::{LAYOUTS, RETRANSMIT_SKB},
 };
 
@@ -115,29 +111,19 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
         return Err(LoadError::NoObject);
     }
     privileges::require_tracing_privileges()?;
-    let wakeup_records = wakeup_threshold(ring_buffer_bytes, possible_cpus()?);
+    let cpus = possible_cpus()?;
     let optional_fields = tracepoint_format::check_all()?;
-    let retransmit_has_err = u64::from(optional_fields.has(&RETRANSMIT_SKB, "err"));
     raise_memlock_limit();
-    let offsets = FieldOffsets::resolve()?;
-    let btf = Btf::from_sys_fs().map_err(LoadError::Btf)?;
+    let (offsets, btf) = resolve_offsets()?;
+    let config = LoadConfig(Config {
+        wakeup_records: wakeup_threshold(ring_buffer_bytes, cpus),
+        retransmit_has_err: u64::from(optional_fields.has(&RETRANSMIT_SKB, "err")),
+        offsets,
+    });
     let mut ebpf = EbpfLoader::new()
         .btf(Some(&btf))
         .map_max_entries(MAP_EVENTS, ring_buffer_bytes)
-        .override_global(GLOBAL_WAKEUP_RECORDS, &wakeup_records, true)
-        .override_global(GLOBAL_SYNACK_STAMP_OFFSET, &offsets.synack_stamp, true)
-        .override_global(GLOBAL_SK_ERR_OFFSET, &offsets.sk_err, true)
-        .override_global(GLOBAL_SK_ERR_SOFT_OFFSET, &offsets.sk_err_soft, true)
-        .override_global(GLOBAL_SK_NET_OFFSET, &offsets.sk_net, true)
-        .override_global(GLOBAL_NET_INUM_OFFSET, &offsets.net_inum, true)
-        .override_global(GLOBAL_SK_LOCK_OWNED_OFFSET, &offsets.sk_lock_owned, true)
-        .override_global(GLOBAL_SKC_DADDR_OFFSET, &offsets.skc_daddr, true)
-        .override_global(GLOBAL_SKC_DPORT_OFFSET, &offsets.skc_dport, true)
-        .override_global(GLOBAL_INET_SADDR_OFFSET, &offsets.inet_saddr, true)
-        .override_global(GLOBAL_INET_SPORT_OFFSET, &offsets.inet_sport, true)
-        .override_global(GLOBAL_SKC_FAMILY_OFFSET, &offsets.skc_family, true)
-        .override_global(GLOBAL_SKC_V6_DADDR_OFFSET, &offsets.skc_v6_daddr, true)
-        .override_global(GLOBAL_RETRANSMIT_HAS_ERR, &retransmit_has_err, true)
+        .override_global(GLOBAL_CONFIG, &config, true)
         .load(BPF_OBJECT)
         .map_err(LoadError::Object)?;
 
@@ -192,59 +178,39 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
     })
 }
 
-/// Byte offsets of the kernel struct fields the programs read, from the
-/// running kernel's BTF.
-struct FieldOffsets {
-    /// `tcp_request_sock.snt_synack`: when the first SYN-ACK went out.
-    synack_stamp: u64,
-    /// `sock.sk_err` and `sock.sk_err_soft`: a failed connect's verdict.
-    sk_err: u64,
-    sk_err_soft: u64,
-    /// `sock.__sk_common.skc_net.net` and `net.ns.inum`: the socket's
-    /// network namespace. Missing when the kernel has no network
-    /// namespaces (`CONFIG_NET_NS` off).
-    sk_net: u64,
-    net_inum: u64,
-    /// `sock.sk_lock.owned`: non-zero while a task holds the socket.
-    sk_lock_owned: u64,
-    /// Where the state programs read a socket's endpoints: `skc_daddr`,
-    /// `skc_dport`, `inet_sock.inet_saddr` and `inet_sport`, `skc_family`,
-    /// and `skc_v6_daddr` (then `skc_v6_rcv_saddr`).
-    skc_daddr: u64,
-    skc_dport: u64,
-    inet_saddr: u64,
-    inet_sport: u64,
-    skc_family: u64,
-    skc_v6_daddr: u64,
-}
+/// The programs' settings as aya sets a global: plain bytes.
+#[repr(transparent)]
+#[derive(Clone, Copy)]
+struct LoadConfig(Config);
 
-impl FieldOffsets {
-    fn resolve() -> Result<Self, kernel_btf::BtfError> {
-        let btf = KernelBtf::load()?;
-        let offset = |owner, field| btf.member_offset(owner, &[field]).map(u64::from);
-        let common = |field| {
-            btf.member_offset("sock", &["__sk_common", field])
-                .map(u64::from)
-        };
-        Ok(FieldOffsets {
-            synack_stamp: offset("tcp_request_sock", "snt_synack")?,
-            sk_err: offset("sock", "sk_err")?,
-            sk_err_soft: offset("sock", "sk_err_soft")?,
-            sk_net: btf
-                .member_offset("sock", &["__sk_common", "skc_net", "net"])
-                .map(u64::from)?,
-            net_inum: btf.member_offset("net", &["ns", "inum"]).map(u64::from)?,
-            sk_lock_owned: btf
-                .member_offset("sock", &["sk_lock", "owned"])
-                .map(u64::from)?,
-            skc_daddr: common("skc_daddr")?,
-            skc_dport: common("skc_dport")?,
-            inet_saddr: offset("inet_sock", "inet_saddr")?,
-            inet_sport: offset("inet_sock", "inet_sport")?,
-            skc_family: common("skc_family")?,
-            skc_v6_daddr: pair(&btf, "skc_v6_daddr", "skc_v6_rcv_saddr", 16)?,
-        })
-    }
+// SAFETY: `Config` is `#[repr(C)]`, all `u64`, without padding; every bit
+// pattern is a valid value.
+unsafe impl aya::Pod for LoadConfig {}
+
+/// The kernel struct offsets the programs read, and the kernel's BTF for
+/// aya, both from one read of `/sys/kernel/btf/vmlinux` (aya's parser keeps
+/// struct members to itself, so ours finds the offsets).
+fn resolve_offsets() -> Result<(KernelOffsets, Btf), LoadError> {
+    let bytes = kernel_btf::read_vmlinux()?;
+    let btf = Btf::parse(&bytes, aya::Endianness::default()).map_err(LoadError::Btf)?;
+    let kernel = KernelBtf::parse(bytes)?;
+    let offset = |owner, path: &[&str]| kernel.member_offset(owner, path).map(u64::from);
+    let common = |field| offset("sock", &["__sk_common", field]);
+    let offsets = KernelOffsets {
+        synack_stamp: offset("tcp_request_sock", &["snt_synack"])?,
+        sk_err: offset("sock", &["sk_err"])?,
+        sk_err_soft: offset("sock", &["sk_err_soft"])?,
+        sk_net: offset("sock", &["__sk_common", "skc_net", "net"])?,
+        net_inum: offset("net", &["ns", "inum"])?,
+        sk_lock_owned: offset("sock", &["sk_lock", "owned"])?,
+        skc_daddr: common("skc_daddr")?,
+        skc_dport: common("skc_dport")?,
+        inet_saddr: offset("inet_sock", &["inet_saddr"])?,
+        inet_sport: offset("inet_sock", &["inet_sport"])?,
+        skc_family: common("skc_family")?,
+        skc_v6_daddr: pair(&kernel, "skc_v6_daddr", "skc_v6_rcv_saddr", 16)?,
+    };
+    Ok((offsets, btf))
 }
 
 /// The offset of `first` in `struct sock`'s `__sk_common`, checked to be

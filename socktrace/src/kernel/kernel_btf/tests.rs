@@ -209,7 +209,7 @@ fn truncated_and_foreign_blobs_are_rejected() {
 /// world-readable): the offset the agent hands to the SYN-ACK program.
 #[test]
 fn resolves_snt_synack_in_the_running_kernel() {
-    let Ok(btf) = KernelBtf::load() else {
+    let Ok(btf) = read_vmlinux().and_then(KernelBtf::parse) else {
         eprintln!("skipped: no {VMLINUX_BTF}");
         return;
     };
