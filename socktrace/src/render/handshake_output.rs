@@ -8,9 +8,12 @@ use serde::Serialize;
 use crate::{
     model::owner::Owner,
     model::tuple::SocketTuple,
+    render::cells::{decimals, ms, or_missing},
+    render::columns::{Column, Columns},
+    render::json::{OwnerJson, TupleJson, push_record},
     render::output::{
-        Format, OwnerJson, Style, TupleJson, endpoint, ms, netns_header, owner_columns,
-        owner_header, push_json, push_netns_cell,
+        ENDPOINT_COLUMNS, Format, OWNER_COLUMNS, Style, endpoint_cells, netns_cells, netns_columns,
+        owner_cells,
     },
     state::handshake_summary::{
         Group, GroupRow, HandshakeSummary, KEPT_PER_SIDE, Merged, RETRANSMIT_BUCKETS,
@@ -19,21 +22,22 @@ use crate::{
     support::errno_name::errno_name,
 };
 
+/// The human stream's columns.
+fn columns(style: &Style) -> Columns {
+    netns_columns(style)
+        .with(Column::left("TIME(UTC)", 12))
+        .with(Column::left("SIDE", 6))
+        .with_all(OWNER_COLUMNS)
+        .with_all(ENDPOINT_COLUMNS)
+        .with(Column::left("OUTCOME", 28))
+        .with(Column::right("RTX", 4))
+        .with(Column::right("MS", 10))
+        .with(Column::left("RETRANSMITS_AT_MS", 0).after_gap(2))
+}
+
 /// Column header of the human stream.
 pub fn header(style: &Style) -> String {
-    format!(
-        "{}{:<12} {:<6} {} {:<45} {:<45} {:<28} {:>4} {:>10}  {}",
-        netns_header(style),
-        "TIME(UTC)",
-        "SIDE",
-        owner_header(),
-        "LOCAL",
-        "REMOTE",
-        "OUTCOME",
-        "RTX",
-        "MS",
-        "RETRANSMITS_AT_MS"
-    )
+    columns(style).header()
 }
 
 /// Appends one resolved attempt.
@@ -42,10 +46,10 @@ pub fn write_handshake(out: &mut String, h: &Handshake, format: Format, style: &
         .retransmit_offsets_ns()
         .map(|offsets| offsets.into_iter().map(ms).collect::<Vec<_>>());
     match format {
-        Format::Json => push_json(
+        Format::Json => push_record(
             out,
+            "handshake",
             &HandshakeJson {
-                r#type: "handshake",
                 ts_ns: h.ended_ns,
                 side: h.side.name(),
                 tuple: TupleJson::from(&h.tuple),
@@ -65,7 +69,7 @@ pub fn write_handshake(out: &mut String, h: &Handshake, format: Format, style: &
             let times = match offsets_ms {
                 Some(offsets) => offsets
                     .iter()
-                    .map(|t| format!("{t:.0}"))
+                    .map(|t| decimals(*t, 0))
                     .collect::<Vec<_>>()
                     .join(","),
                 None if h.retransmits_ns.is_empty() => String::new(),
@@ -89,10 +93,10 @@ pub fn write_handshake(out: &mut String, h: &Handshake, format: Format, style: &
 /// `timer:(on,...,N)` but at the moment it happens.
 pub fn write_retrying(out: &mut String, r: &Retrying, format: Format, style: &Style) {
     match format {
-        Format::Json => push_json(
+        Format::Json => push_record(
             out,
+            "handshake_retransmit",
             &RetryingJson {
-                r#type: "handshake_retransmit",
                 ts_ns: r.at_ns,
                 side: r.side.name(),
                 tuple: TupleJson::from(&r.tuple),
@@ -135,27 +139,16 @@ struct Row<'a> {
 
 impl Row<'_> {
     fn write(&self, out: &mut String, style: &Style, retransmit_times: &str) {
-        let elapsed = self
-            .elapsed_ns
-            .map_or_else(|| "-".to_owned(), |ns| format!("{:.1}", ms(ns)));
-        push_netns_cell(out, style, self.tuple.netns);
-        let _ = write!(
-            out,
-            "{:<12} {:<6} {} {:<45} {:<45} {:<28} {:>4} {:>10}",
-            style.clock.time_of_day(self.at_ns),
-            self.side.name(),
-            owner_columns(self.owner.as_ref()),
-            endpoint(&self.tuple.local),
-            endpoint(&self.tuple.remote),
-            self.what,
-            self.retransmits,
-            elapsed,
-        );
-        if !retransmit_times.is_empty() {
-            out.push_str("  ");
-            out.push_str(retransmit_times);
-        }
-        out.push('\n');
+        let mut cells = netns_cells(style, self.tuple.netns);
+        cells.push(style.clock.time_of_day(self.at_ns));
+        cells.push(self.side.name().to_owned());
+        cells.extend(owner_cells(self.owner.as_ref()));
+        cells.extend(endpoint_cells(self.tuple));
+        cells.push(self.what.to_owned());
+        cells.push(self.retransmits.to_string());
+        cells.push(or_missing(self.elapsed_ns, |ns| decimals(ms(ns), 1)));
+        cells.push(retransmit_times.to_owned());
+        columns(style).push_line(out, &cells);
     }
 }
 
@@ -169,10 +162,10 @@ pub fn write_summary(out: &mut String, summary: &HandshakeSummary, format: Forma
         Format::Json => {
             let peers_merged = summary.peers_merged();
             let subnets_merged = summary.subnets_merged();
-            push_json(
+            push_record(
                 out,
+                "handshake_summary",
                 &SummaryJson {
-                    r#type: "handshake_summary",
                     peers: peers.rows.iter().map(GroupJson::of_row).collect(),
                     peers_omitted: peers.omitted,
                     peers_merged: peers_merged.keys,
@@ -204,30 +197,41 @@ pub fn write_summary(out: &mut String, summary: &HandshakeSummary, format: Forma
             );
         }
         Format::Human => {
-            let _ = writeln!(out, "{}", group_header("PEER"));
+            let peer_columns = group_columns("PEER");
+            out.push_str(&peer_columns.header());
+            out.push('\n');
             for row in &peers.rows {
-                group_row(out, row.side.name(), &row.key.to_string(), row.group);
+                peer_columns.push_line(
+                    out,
+                    &group_cells(row.side.name(), &row.key.to_string(), row.group),
+                );
             }
             write_omitted(out, peers.omitted, "peers");
             write_merged(out, summary.peers_merged(), "peers");
-            let _ = writeln!(out, "{}", group_header("SUBNET"));
+            let subnet_columns = group_columns("SUBNET");
+            out.push_str(&subnet_columns.header());
+            out.push('\n');
             for row in &subnets.rows {
-                group_row(out, row.side.name(), &row.key.to_string(), row.group);
+                subnet_columns.push_line(
+                    out,
+                    &group_cells(row.side.name(), &row.key.to_string(), row.group),
+                );
             }
             write_omitted(out, subnets.omitted, "subnets");
             write_merged(out, summary.subnets_merged(), "subnets");
-            let _ = writeln!(
-                out,
-                "{} {:>8} {:>13}",
-                group_header("LISTENER"),
-                "DROPS",
-                "ACCEPTQ/MAX"
-            );
+            let listener_columns = group_columns("LISTENER")
+                .with(Column::right("DROPS", 8))
+                .with(Column::right("ACCEPTQ/MAX", 13));
+            out.push_str(&listener_columns.header());
+            out.push('\n');
             for &(port, listener) in &listeners.rows {
-                group_row(out, "server", &format!("*:{port}"), &listener.group);
-                out.pop();
-                let queue = format!("{}/{}", listener.accept_queue_peak, listener.backlog);
-                let _ = writeln!(out, " {:>8} {:>13}", listener.drops, queue);
+                let mut cells = group_cells("server", &format!("*:{port}"), &listener.group);
+                cells.push(listener.drops.to_string());
+                cells.push(format!(
+                    "{}/{}",
+                    listener.accept_queue_peak, listener.backlog
+                ));
+                listener_columns.push_line(out, &cells);
             }
             write_omitted(out, listeners.omitted, "listening ports");
             let counters = summary.listen_counters();
@@ -259,22 +263,22 @@ fn write_merged(out: &mut String, merged: Merged, what: &str) {
     }
 }
 
-fn group_header(what: &str) -> String {
-    format!(
-        "{:<6} {:<43} {:>8} {:>6} {:>6}  {:<40} {:<20} {:>9} {:>9}",
-        "SIDE",
-        what,
-        "ATTEMPTS",
-        "OK",
-        "FAILED",
-        "OUTCOMES",
-        "RETRANSMITS 0/1/2/3/4/5/6+",
-        "P50_MS",
-        "P99_MS"
-    )
+/// The columns of a summary table whose rows are keyed by `what`.
+fn group_columns(what: &'static str) -> Columns {
+    Columns::new()
+        .with(Column::left("SIDE", 6))
+        .with(Column::left(what, 43))
+        .with(Column::right("ATTEMPTS", 8))
+        .with(Column::right("OK", 6))
+        .with(Column::right("FAILED", 6))
+        .with(Column::left("OUTCOMES", 40).after_gap(2))
+        .with(Column::left("RETRANSMITS 0/1/2/3/4/5/6+", 20))
+        .with(Column::right("P50_MS", 9))
+        .with(Column::right("P99_MS", 9))
 }
 
-fn group_row(out: &mut String, side: &str, key: &str, group: &Group) {
+/// The cells of [`group_columns`].
+fn group_cells(side: &str, key: &str, group: &Group) -> Vec<String> {
     let outcomes = Outcome::ALL
         .iter()
         .filter(|o| group.outcomes[o.index()] > 0)
@@ -287,30 +291,22 @@ fn group_row(out: &mut String, side: &str, key: &str, group: &Group) {
         .map(u64::to_string)
         .collect::<Vec<_>>()
         .join("/");
-    let quantile = |q| {
-        group
-            .latency
-            .quantile_ms(q)
-            .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
-    };
-    let _ = writeln!(
-        out,
-        "{:<6} {:<43} {:>8} {:>6} {:>6}  {:<40} {:<20} {:>9} {:>9}",
-        side,
-        key,
-        group.attempts,
-        group.attempts - group.failed(),
-        group.failed(),
+    let quantile = |q| or_missing(group.latency.quantile_ms(q), |v| decimals(v, 1));
+    vec![
+        side.to_owned(),
+        key.to_owned(),
+        group.attempts.to_string(),
+        (group.attempts - group.failed()).to_string(),
+        group.failed().to_string(),
         outcomes,
         retransmits,
         quantile(0.5),
-        quantile(0.99)
-    );
+        quantile(0.99),
+    ]
 }
 
 #[derive(Serialize)]
 struct HandshakeJson {
-    r#type: &'static str,
     ts_ns: u64,
     side: &'static str,
     #[serde(flatten)]
@@ -326,7 +322,6 @@ struct HandshakeJson {
 
 #[derive(Serialize)]
 struct RetryingJson {
-    r#type: &'static str,
     ts_ns: u64,
     side: &'static str,
     #[serde(flatten)]
@@ -339,7 +334,6 @@ struct RetryingJson {
 
 #[derive(Serialize)]
 struct SummaryJson {
-    r#type: &'static str,
     peers: Vec<GroupJson>,
     /// The rows of each list beyond `--top`.
     peers_omitted: u64,

@@ -1,7 +1,5 @@
 //! How `socktrace trace` prints: aligned human columns, or one JSON object
 //! per line (field names are part of socktrace's interface).
-use std::{fmt::Write as _, net::SocketAddr};
-
 use serde::Serialize;
 
 use crate::{
@@ -9,6 +7,9 @@ use crate::{
     model::owner::Owner,
     model::tcp_state::TcpState,
     model::tuple::{NetnsInode, SocketTuple},
+    render::cells::{MISSING, decimals, endpoint, ms, or_missing},
+    render::columns::{Column, Columns},
+    render::json::{OwnerJson, TupleJson, push_record},
     state::table::{TrackedSocket, Transition},
     support::clock::WallClock,
 };
@@ -56,55 +57,95 @@ pub(crate) fn test_style(netns_column: bool) -> Style {
     }
 }
 
-/// The `NETNS` column's header, when shown.
-pub fn netns_header(style: &Style) -> &'static str {
+/// A stream's first column, the namespace's inode, when shown.
+pub(crate) fn netns_columns(style: &Style) -> Columns {
+    let columns = Columns::new();
     if style.netns_column {
-        "NETNS      "
+        columns.with(Column::left("NETNS", 10))
     } else {
-        ""
+        columns
     }
 }
 
-/// Starts a human line with its namespace's inode, when that column is
-/// shown.
-pub(crate) fn push_netns_cell(out: &mut String, style: &Style, netns: NetnsInode) {
+/// The cells of [`netns_columns`].
+pub(crate) fn netns_cells(style: &Style, netns: NetnsInode) -> Vec<String> {
     if style.netns_column {
-        let _ = write!(out, "{netns:<10} ");
+        vec![netns.to_string()]
+    } else {
+        Vec::new()
     }
+}
+
+/// The owner's columns: pid, command and container (or service).
+pub(crate) const OWNER_COLUMNS: [Column; 3] = [
+    Column::right("PID", 7),
+    Column::left("COMM", 15),
+    Column::left("CONTAINER", CONTAINER_WIDTH),
+];
+
+/// Room for `docker:` and a short container id; longer labels (systemd
+/// units, pods) push the rest of the row right.
+const CONTAINER_WIDTH: usize = 19;
+
+/// The cells of [`OWNER_COLUMNS`], missing for what is unknown.
+pub(crate) fn owner_cells(owner: Option<&Owner>) -> [String; 3] {
+    match owner {
+        Some(o) => [
+            o.pid.to_string(),
+            o.comm.to_text(),
+            o.container
+                .as_ref()
+                .map_or(MISSING, |label| label.as_str())
+                .to_owned(),
+        ],
+        None => [MISSING; 3].map(str::to_owned),
+    }
+}
+
+/// A socket's endpoints, local then remote.
+pub(crate) const ENDPOINT_COLUMNS: [Column; 2] =
+    [Column::left("LOCAL", 45), Column::left("REMOTE", 45)];
+
+/// The cells of [`ENDPOINT_COLUMNS`].
+pub(crate) fn endpoint_cells(tuple: &SocketTuple) -> [String; 2] {
+    [endpoint(tuple.local, false), endpoint(tuple.remote, false)]
+}
+
+/// The human transition stream's columns.
+fn transition_columns(style: &Style) -> Columns {
+    netns_columns(style)
+        .with(Column::left("TIME(UTC)", 12))
+        .with_all(OWNER_COLUMNS)
+        .with_all(ENDPOINT_COLUMNS)
+        .with(Column::left("OLD -> NEW", 27))
+        .with(Column::right("OLD_MS", 10))
+}
+
+/// The `--list-existing` table's columns.
+fn socket_columns(style: &Style) -> Columns {
+    netns_columns(style)
+        .with(Column::left("STATE", 12))
+        .with_all(ENDPOINT_COLUMNS)
+        .with_all(OWNER_COLUMNS)
 }
 
 /// Column header of the human transition stream.
 pub fn transition_header(style: &Style) -> String {
-    format!(
-        "{}{:<12} {} {:<45} {:<45} {:<27} {:>10}",
-        netns_header(style),
-        "TIME(UTC)",
-        owner_header(),
-        "LOCAL",
-        "REMOTE",
-        "OLD -> NEW",
-        "OLD_MS"
-    )
+    transition_columns(style).header()
 }
 
 /// Column header of the `--list-existing` table.
 pub fn socket_header(style: &Style) -> String {
-    format!(
-        "{}{:<12} {:<45} {:<45} {}",
-        netns_header(style),
-        "STATE",
-        "LOCAL",
-        "REMOTE",
-        owner_header()
-    )
+    socket_columns(style).header()
 }
 
 /// Appends one transition, newline terminated.
 pub fn write_transition(out: &mut String, t: &Transition, format: Format, style: &Style) {
     match format {
-        Format::Json => {
-            let record = StateJson {
-                r#type: "state",
+        Format::Json => push_record(
+            out,
+            "state",
+            &StateJson {
                 id: t.id,
                 ts_ns: t.ts_ns,
                 tuple: TupleJson::from(&t.tuple),
@@ -115,25 +156,16 @@ pub fn write_transition(out: &mut String, t: &Transition, format: Format, style:
                 old_state_ms: t.old_state_ns.map(ms),
                 lifetime_ms: t.ended.as_ref().and_then(|e| e.lifetime_ns).map(ms),
                 state_ms: t.ended.as_ref().map(|e| StateTimes(e.time_in_state_ns)),
-            };
-            push_json(out, &record);
-        }
+            },
+        ),
         Format::Human => {
-            let transition = format!("{} -> {}", t.old_state.name(), t.new_state.name());
-            let old_ms = t
-                .old_state_ns
-                .map_or_else(|| "-".to_owned(), |ns| format!("{:.3}", ms(ns)));
-            push_netns_cell(out, style, t.tuple.netns);
-            let _ = writeln!(
-                out,
-                "{:<12} {} {:<45} {:<45} {:<27} {:>10}",
-                style.clock.time_of_day(t.ts_ns),
-                owner_columns(t.owner.as_ref()),
-                endpoint(&t.tuple.local),
-                endpoint(&t.tuple.remote),
-                transition,
-                old_ms,
-            );
+            let mut cells = netns_cells(style, t.tuple.netns);
+            cells.push(style.clock.time_of_day(t.ts_ns));
+            cells.extend(owner_cells(t.owner.as_ref()));
+            cells.extend(endpoint_cells(&t.tuple));
+            cells.push(format!("{} -> {}", t.old_state.name(), t.new_state.name()));
+            cells.push(or_missing(t.old_state_ns, |ns| decimals(ms(ns), 3)));
+            transition_columns(style).push_line(out, &cells);
         }
     }
 }
@@ -141,64 +173,23 @@ pub fn write_transition(out: &mut String, t: &Transition, format: Format, style:
 /// Appends one existing socket, newline terminated.
 pub fn write_socket(out: &mut String, s: &TrackedSocket, format: Format, style: &Style) {
     match format {
-        Format::Json => {
-            let record = SocketJson {
-                r#type: "socket",
+        Format::Json => push_record(
+            out,
+            "socket",
+            &SocketJson {
                 id: s.id,
                 tuple: TupleJson::from(&s.tuple),
                 state: s.state.name(),
                 owner: OwnerJson::from(s.owner.as_ref()),
-            };
-            push_json(out, &record);
-        }
-        Format::Human => {
-            push_netns_cell(out, style, s.tuple.netns);
-            let _ = writeln!(
-                out,
-                "{:<12} {:<45} {:<45} {}",
-                s.state.ss_name(),
-                endpoint(&s.tuple.local),
-                endpoint(&s.tuple.remote),
-                owner_columns(s.owner.as_ref()).trim_end()
-            );
-        }
-    }
-}
-
-/// The owner's cells in human rows: pid, command and container (or
-/// service), `-` for what is unknown. [`owner_header`] names them.
-pub(crate) fn owner_columns(owner: Option<&Owner>) -> String {
-    match owner {
-        Some(o) => format!(
-            "{:>7} {:<15} {:<CONTAINER_WIDTH$}",
-            o.pid,
-            o.comm.to_text(),
-            o.container.as_ref().map_or("-", |label| label.as_str())
+            },
         ),
-        None => format!("{:>7} {:<15} {:<CONTAINER_WIDTH$}", "-", "-", "-"),
-    }
-}
-
-/// Room for `docker:` and a short container id; longer labels (systemd
-/// units, pods) push the rest of the row right.
-const CONTAINER_WIDTH: usize = 19;
-
-/// The header of [`owner_columns`].
-pub(crate) fn owner_header() -> String {
-    format!(
-        "{:>7} {:<15} {:<CONTAINER_WIDTH$}",
-        "PID", "COMM", "CONTAINER"
-    )
-}
-
-/// `ss` style: `10.0.0.1:80`, `[::1]:80`, and `*` for an unbound port.
-pub(crate) fn endpoint(addr: &SocketAddr) -> String {
-    match addr.port() {
-        0 => match addr {
-            SocketAddr::V4(v4) => format!("{}:*", v4.ip()),
-            SocketAddr::V6(v6) => format!("[{}]:*", v6.ip()),
-        },
-        _ => addr.to_string(),
+        Format::Human => {
+            let mut cells = netns_cells(style, s.tuple.netns);
+            cells.push(s.state.ss_name().to_owned());
+            cells.extend(endpoint_cells(&s.tuple));
+            cells.extend(owner_cells(s.owner.as_ref()));
+            socket_columns(style).push_line(out, &cells);
+        }
     }
 }
 
@@ -218,82 +209,11 @@ pub struct TraceSummary {
 
 /// `{"type":"summary",...}`, newline terminated.
 pub fn write_trace_summary(out: &mut String, summary: &TraceSummary) {
-    #[derive(Serialize)]
-    struct Json<'a> {
-        r#type: &'static str,
-        #[serde(flatten)]
-        summary: &'a TraceSummary,
-    }
-    push_json(
-        out,
-        &Json {
-            r#type: "summary",
-            summary,
-        },
-    );
-}
-
-pub(crate) fn ms(ns: u64) -> f64 {
-    ns as f64 / 1e6
-}
-
-pub(crate) fn push_json(out: &mut String, record: &impl Serialize) {
-    // Serializing plain structs of strings and numbers cannot fail.
-    if let Ok(line) = serde_json::to_string(record) {
-        out.push_str(&line);
-        out.push('\n');
-    }
-}
-
-/// `netns`, `family`, `saddr`, `sport`, `daddr`, `dport`: every record's
-/// socket: its network namespace's inode and its endpoints.
-#[derive(Serialize)]
-pub(crate) struct TupleJson {
-    netns: NetnsInode,
-    family: &'static str,
-    saddr: String,
-    sport: u16,
-    daddr: String,
-    dport: u16,
-}
-
-impl From<&SocketTuple> for TupleJson {
-    fn from(tuple: &SocketTuple) -> Self {
-        Self {
-            netns: tuple.netns,
-            family: tuple.family_name(),
-            saddr: tuple.local.ip().to_string(),
-            sport: tuple.local.port(),
-            daddr: tuple.remote.ip().to_string(),
-            dport: tuple.remote.port(),
-        }
-    }
-}
-
-/// `pid` and `comm`, both null when the owner is unknown.
-#[derive(Serialize)]
-pub(crate) struct OwnerJson {
-    pid: Option<u32>,
-    comm: Option<String>,
-    /// The container or service label (`docker:3f2a9c1b7d4e`).
-    container: Option<String>,
-}
-
-impl From<Option<&Owner>> for OwnerJson {
-    fn from(owner: Option<&Owner>) -> Self {
-        Self {
-            pid: owner.map(|o| o.pid),
-            comm: owner.map(|o| o.comm.to_text()),
-            container: owner
-                .and_then(|o| o.container.as_ref())
-                .map(|label| label.as_str().to_owned()),
-        }
-    }
+    push_record(out, "summary", summary);
 }
 
 #[derive(Serialize)]
 struct StateJson {
-    r#type: &'static str,
     id: u64,
     ts_ns: u64,
     #[serde(flatten)]
@@ -312,7 +232,6 @@ struct StateJson {
 
 #[derive(Serialize)]
 struct SocketJson {
-    r#type: &'static str,
     id: u64,
     #[serde(flatten)]
     tuple: TupleJson,

@@ -10,9 +10,12 @@ use crate::{
     model::owner::Owner,
     model::tcp_state::TcpState,
     model::tuple::{NetnsInode, SocketTuple},
+    render::cells::{MISSING, decimals, endpoint, ms, or_missing},
+    render::columns::{Column, Columns},
+    render::json::{OwnerJson, TupleJson, push_record},
     render::output::{
-        Format, OwnerJson, Style, TupleJson, endpoint, ms, netns_header, owner_columns,
-        owner_header, push_json, push_netns_cell,
+        ENDPOINT_COLUMNS, Format, OWNER_COLUMNS, Style, endpoint_cells, netns_cells, netns_columns,
+        owner_cells,
     },
     state::close_wait_watch::{CloseWaitReport, CloseWaitStatus},
     state::time_wait_summary::TimeWaitReport,
@@ -20,29 +23,30 @@ use crate::{
     state::top_list::TopList,
 };
 
+/// The human stream's columns.
+fn columns(style: &Style) -> Columns {
+    netns_columns(style)
+        .with(Column::left("TIME(UTC)", 12))
+        .with(Column::left("EVENT", 10))
+        .with_all(OWNER_COLUMNS)
+        .with_all(ENDPOINT_COLUMNS)
+        .with(Column::right("MS", 14))
+        .with(Column::left("DETAIL", 0).after_gap(2))
+}
+
 /// Column header of the human stream.
 pub fn header(style: &Style) -> String {
-    format!(
-        "{}{:<12} {:<10} {} {:<45} {:<45} {:>14}  {}",
-        netns_header(style),
-        "TIME(UTC)",
-        "EVENT",
-        owner_header(),
-        "LOCAL",
-        "REMOTE",
-        "MS",
-        "DETAIL"
-    )
+    columns(style).header()
 }
 
 /// Appends one ended timewait socket.
 pub fn write_ended(out: &mut String, e: &EndedTimeWait, format: Format, style: &Style) {
     let socket = &e.socket;
     match format {
-        Format::Json => push_json(
+        Format::Json => push_record(
             out,
+            "time_wait",
             &EndedJson {
-                r#type: "time_wait",
                 ts_ns: e.ended_ns(),
                 tuple: TupleJson::from(&socket.tuple),
                 owner: OwnerJson::from(socket.owner.as_ref()),
@@ -58,10 +62,14 @@ pub fn write_ended(out: &mut String, e: &EndedTimeWait, format: Format, style: &
         Format::Human => {
             let lifetime = match e.lifetime_ns() {
                 Some(ns) if e.uncertainty_ns() > 0 => {
-                    format!("{:.0}±{:.0}", ms(ns), ms(e.uncertainty_ns()))
+                    format!(
+                        "{}±{}",
+                        decimals(ms(ns), 0),
+                        decimals(ms(e.uncertainty_ns()), 0)
+                    )
                 }
-                Some(ns) => format!("{:.1}", ms(ns)),
-                None => "-".to_owned(),
+                Some(ns) => decimals(ms(ns), 1),
+                None => MISSING.to_owned(),
             };
             let detail = connection_detail(socket);
             Row {
@@ -83,10 +91,10 @@ pub fn write_entered(out: &mut String, socket: &TimeWaitSocket, format: Format, 
         return;
     };
     match format {
-        Format::Json => push_json(
+        Format::Json => push_record(
             out,
+            "time_wait_entered",
             &EnteredJson {
-                r#type: "time_wait_entered",
                 ts_ns: entered_ns,
                 tuple: TupleJson::from(&socket.tuple),
                 owner: OwnerJson::from(socket.owner.as_ref()),
@@ -102,7 +110,7 @@ pub fn write_entered(out: &mut String, socket: &TimeWaitSocket, format: Format, 
                 event: "entered",
                 owner: socket.owner.clone(),
                 tuple: &socket.tuple,
-                ms: "-",
+                ms: MISSING,
                 detail: &detail,
             }
             .write(out, style);
@@ -113,10 +121,10 @@ pub fn write_entered(out: &mut String, socket: &TimeWaitSocket, format: Format, 
 /// Appends one CLOSE-WAIT report.
 pub fn write_close_wait(out: &mut String, r: &CloseWaitReport, format: Format, style: &Style) {
     match format {
-        Format::Json => push_json(
+        Format::Json => push_record(
             out,
+            "close_wait",
             &CloseWaitJson {
-                r#type: "close_wait",
                 ts_ns: r.at_ns,
                 id: r.id,
                 tuple: TupleJson::from(&r.tuple),
@@ -127,7 +135,7 @@ pub fn write_close_wait(out: &mut String, r: &CloseWaitReport, format: Format, s
             },
         ),
         Format::Human => {
-            let age = format!("{:.0}", ms(r.age_ns));
+            let age = decimals(ms(r.age_ns), 0);
             let (event, detail) = match (r.status, r.age_is_lower_bound) {
                 (CloseWaitStatus::Stuck, false) => {
                     ("close-wait", "the application has not closed it")
@@ -177,18 +185,14 @@ struct Row<'a> {
 
 impl Row<'_> {
     fn write(&self, out: &mut String, style: &Style) {
-        push_netns_cell(out, style, self.tuple.netns);
-        let _ = writeln!(
-            out,
-            "{:<12} {:<10} {} {:<45} {:<45} {:>14}  {}",
-            style.clock.time_of_day(self.at_ns),
-            self.event,
-            owner_columns(self.owner.as_ref()),
-            endpoint(&self.tuple.local),
-            endpoint(&self.tuple.remote),
-            self.ms,
-            self.detail,
-        );
+        let mut cells = netns_cells(style, self.tuple.netns);
+        cells.push(style.clock.time_of_day(self.at_ns));
+        cells.push(self.event.to_owned());
+        cells.extend(owner_cells(self.owner.as_ref()));
+        cells.extend(endpoint_cells(self.tuple));
+        cells.push(self.ms.to_owned());
+        cells.push(self.detail.to_owned());
+        columns(style).push_line(out, &cells);
     }
 }
 
@@ -201,13 +205,13 @@ pub fn write_summary(
     now_ns: u64,
 ) {
     match format {
-        Format::Json => push_json(out, &SummaryJson::new(r, now_ns)),
+        Format::Json => push_record(out, "time_wait_summary", &SummaryJson::new(r, now_ns)),
         Format::Human => write_human_summary(out, r, style, now_ns),
     }
 }
 
 fn write_human_summary(out: &mut String, r: &TimeWaitReport, style: &Style, now_ns: u64) {
-    let optional_ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
+    let optional_ms = |v: Option<f64>| or_missing(v, |v| decimals(v, 0));
     let _ = writeln!(
         out,
         "{} TIME-WAIT summary over {:.1} s: {} TIME-WAIT, {} orphans in FIN-WAIT-2, {} not yet listed; entered {:.1}/s, ended {:.1}/s",
@@ -247,7 +251,7 @@ fn write_human_summary(out: &mut String, r: &TimeWaitReport, style: &Style, now_
     let ports = listed(&r.top_local_ports, |(port, n)| format!(":{port} {n}"));
     let _ = writeln!(out, "  by local port: {ports}");
     let remotes = listed(&r.top_remotes, |(remote, n)| {
-        format!("{} {n}", endpoint(remote))
+        format!("{} {n}", endpoint(*remote, false))
     });
     let _ = writeln!(out, "  by remote: {remotes}");
     let owners = listed(&r.top_owners, |(owner, n)| match owner {
@@ -269,7 +273,7 @@ fn write_human_summary(out: &mut String, r: &TimeWaitReport, style: &Style, now_
         format!(
             "{netns}{} -> {} {}/{} ({:.1}%)",
             p.local,
-            endpoint(&p.remote),
+            endpoint(p.remote, false),
             p.time_wait,
             p.ephemeral_ports,
             p.ratio() * 100.0
@@ -281,7 +285,7 @@ fn write_human_summary(out: &mut String, r: &TimeWaitReport, style: &Style, now_
 /// A top list on one line: `a, b, and 12 more`; `-` when empty.
 fn listed<T>(list: &TopList<T>, row: impl Fn(&T) -> String) -> String {
     if list.rows.is_empty() {
-        return "-".to_owned();
+        return MISSING.to_owned();
     }
     let mut text = list.rows.iter().map(row).collect::<Vec<_>>().join(", ");
     if list.omitted > 0 {
@@ -292,7 +296,6 @@ fn listed<T>(list: &TopList<T>, row: impl Fn(&T) -> String) -> String {
 
 #[derive(Serialize)]
 struct EndedJson {
-    r#type: &'static str,
     ts_ns: u64,
     #[serde(flatten)]
     tuple: TupleJson,
@@ -310,7 +313,6 @@ struct EndedJson {
 
 #[derive(Serialize)]
 struct EnteredJson {
-    r#type: &'static str,
     ts_ns: u64,
     #[serde(flatten)]
     tuple: TupleJson,
@@ -323,7 +325,6 @@ struct EnteredJson {
 
 #[derive(Serialize)]
 struct CloseWaitJson {
-    r#type: &'static str,
     ts_ns: u64,
     id: u64,
     #[serde(flatten)]
@@ -337,7 +338,6 @@ struct CloseWaitJson {
 
 #[derive(Serialize)]
 struct SummaryJson {
-    r#type: &'static str,
     ts_ns: u64,
     interval_ms: f64,
     time_wait: u64,
@@ -372,7 +372,6 @@ struct SummaryJson {
 impl SummaryJson {
     fn new(r: &TimeWaitReport, now_ns: u64) -> Self {
         SummaryJson {
-            r#type: "time_wait_summary",
             ts_ns: now_ns,
             interval_ms: ms(r.interval_ns),
             time_wait: r.counts.time_wait,

@@ -16,7 +16,7 @@ use crate::{
     host::proc_owners::socket_owners,
     host::sock_diag::{DiagSocket, DumpRequest},
     ss::filter::StateSet,
-    ss::output::Columns,
+    ss::output::Shown,
     state::listed_socket::ListedSocket,
     state::live::LiveState,
     state::table::SocketTable,
@@ -79,7 +79,7 @@ pub async fn run(args: SsArgs) -> anyhow::Result<()> {
     if args.json {
         text.push_str(&output::json(&selected));
     } else {
-        let columns = Columns {
+        let columns = Shown {
             state: query.states.single().is_none(),
             netns: namespaces.several(),
             processes: args.processes,

@@ -3,21 +3,21 @@
 //! what ss cannot show between the addresses and Process: time in the
 //! current state (for TIME-WAIT, the socket's age) and handshake
 //! retransmits seen so far. JSON: one object per socket per line.
-use std::net::SocketAddr;
-
 use serde::Serialize;
 
 use crate::{
     host::sock_diag::DiagTimer,
     model::tcp_state::TcpState,
     model::tuple::{NetnsInode, SocketTuple},
-    render::output::{OwnerJson, TupleJson, push_json},
+    render::cells::{endpoint, or_missing},
+    render::columns::{Column, Columns},
+    render::json::{OwnerJson, TupleJson, push_record},
     state::listed_socket::ListedSocket,
 };
 
 /// What to print beside the ss columns.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Columns {
+pub struct Shown {
     /// The State column (ss leaves it out when one state is selected).
     pub state: bool,
     /// A NETNS column first, when sockets of several namespaces show.
@@ -35,110 +35,62 @@ pub struct Columns {
 /// `sockets` as ss prints them, columns aligned.
 pub fn table(
     sockets: &[ListedSocket],
-    columns: Columns,
+    shown: Shown,
     label: impl Fn(NetnsInode) -> String,
 ) -> String {
-    let mut rows: Vec<Vec<String>> = Vec::with_capacity(sockets.len() + 1);
-    let mut header = Vec::new();
-    if columns.netns {
-        header.push("NETNS".to_owned());
+    let mut columns = Columns::new();
+    if shown.netns {
+        columns = columns.with(Column::left("NETNS", 0));
     }
-    if columns.state {
-        header.push("State".to_owned());
+    if shown.state {
+        columns = columns.with(Column::left("State", 0));
     }
-    header.extend(
-        [
-            "Recv-Q",
-            "Send-Q",
-            "Local Address:Port",
-            "Peer Address:Port",
-            "In-State",
-            "Retries",
-            "Process",
-        ]
-        .map(str::to_owned),
-    );
-    if !columns.no_header {
-        rows.push(header);
-    }
-    for socket in sockets {
-        let mut row = Vec::with_capacity(10);
-        if columns.netns {
-            row.push(label(socket.netns));
-        }
-        if columns.state {
-            row.push(socket.state.ss_name().to_owned());
-        }
-        row.push(socket.recv_queue.to_string());
-        row.push(socket.send_queue.to_string());
-        row.push(endpoint(socket.local, socket.v6only));
-        row.push(endpoint(socket.remote, socket.v6only));
-        row.push(socket.in_state_ns.map_or_else(|| "-".to_owned(), duration));
-        row.push(
-            socket
-                .retries
-                .map_or_else(|| "-".to_owned(), |r| r.to_string()),
-        );
-        row.push(process_column(socket, columns));
-        rows.push(row);
-    }
-    let first_address = usize::from(columns.netns) + usize::from(columns.state) + 2;
-    aligned(&rows, |i| i == first_address || i == first_address + 1)
-}
-
-/// Columns one space apart, left-aligned unless `right(column)`; the last
-/// column is not padded.
-fn aligned(rows: &[Vec<String>], right: impl Fn(usize) -> bool) -> String {
-    let count = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..count)
-        .map(|i| {
-            rows.iter()
-                .map(|r| r.get(i).map_or(0, String::len))
-                .max()
-                .unwrap_or(0)
+    let columns = columns.with_all([
+        Column::left("Recv-Q", 0),
+        Column::left("Send-Q", 0),
+        Column::right("Local Address:Port", 0),
+        Column::right("Peer Address:Port", 0),
+        Column::left("In-State", 0),
+        Column::left("Retries", 0),
+        Column::left("Process", 0),
+    ]);
+    let rows: Vec<Vec<String>> = sockets
+        .iter()
+        .map(|socket| {
+            let mut row = Vec::with_capacity(10);
+            if shown.netns {
+                row.push(label(socket.netns));
+            }
+            if shown.state {
+                row.push(socket.state.ss_name().to_owned());
+            }
+            row.push(socket.recv_queue.to_string());
+            row.push(socket.send_queue.to_string());
+            row.push(endpoint(socket.local, !socket.v6only));
+            row.push(endpoint(socket.remote, !socket.v6only));
+            row.push(or_missing(socket.in_state_ns, duration));
+            row.push(or_missing(socket.retries, |r| r.to_string()));
+            row.push(process_column(socket, shown));
+            row
         })
         .collect();
+    let columns = columns.fitted(&rows, !shown.no_header);
     let mut out = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            if i > 0 {
-                line.push(' ');
-            }
-            if i + 1 == row.len() {
-                line.push_str(cell);
-            } else if right(i) {
-                line.push_str(&format!("{cell:>width$}", width = widths[i]));
-            } else {
-                line.push_str(&format!("{cell:<width$}", width = widths[i]));
-            }
-        }
-        out.push_str(line.trim_end());
+    if !shown.no_header {
+        out.push_str(&columns.header());
         out.push('\n');
+    }
+    for row in &rows {
+        columns.push_line(&mut out, row);
     }
     out
 }
 
-/// An endpoint as ss prints it: `10.0.0.1:22`, `[::1]:22`, `*:22` for the
-/// IPv6 wildcard (`[::]:22` on an IPv6-only socket), `*` for a port that is
-/// not set (a listener's peer).
-pub fn endpoint(addr: SocketAddr, v6only: bool) -> String {
-    let port = match addr.port() {
-        0 => "*".to_owned(),
-        port => port.to_string(),
-    };
-    match addr {
-        SocketAddr::V4(v4) => format!("{}:{port}", v4.ip()),
-        SocketAddr::V6(v6) if v6.ip().is_unspecified() && !v6only => format!("*:{port}"),
-        SocketAddr::V6(v6) => format!("[{}]:{port}", v6.ip()),
-    }
-}
-
 /// What ss prints in its Process column: `users:((..))` with `-p`, then
 /// `timer:(..)` with `-o`.
-fn process_column(socket: &ListedSocket, columns: Columns) -> String {
+fn process_column(socket: &ListedSocket, shown: Shown) -> String {
     let mut parts = Vec::new();
-    if columns.processes
+    if shown.processes
         && let Some(owner) = &socket.owner
     {
         parts.push(format!("users:((\"{}\",pid={}))", owner.comm, owner.pid));
@@ -146,7 +98,7 @@ fn process_column(socket: &ListedSocket, columns: Columns) -> String {
             parts.push(format!("container:{label}"));
         }
     }
-    if columns.timers
+    if shown.timers
         && let Some(timer) = timer(socket.timer)
     {
         parts.push(timer);
@@ -217,11 +169,7 @@ pub fn duration(ns: u64) -> String {
 /// prints for TCP in the same namespace.
 pub fn summary(sockets: &[ListedSocket]) -> String {
     let counts = StateCounts::of(sockets);
-    let mut rows = vec![
-        ["State", "Total", "IPv4", "IPv6"]
-            .map(str::to_owned)
-            .to_vec(),
-    ];
+    let mut rows = Vec::new();
     for state in TcpState::ALL {
         let [v4, v6] = counts.by_state[state.index()];
         if v4 + v6 > 0 {
@@ -240,14 +188,25 @@ pub fn summary(sockets: &[ListedSocket]) -> String {
         v4.to_string(),
         v6.to_string(),
     ]);
+    let columns = Columns::new()
+        .with(Column::left("State", 0))
+        .with(Column::right("Total", 0))
+        .with(Column::right("IPv4", 0))
+        .with(Column::right("IPv6", 0))
+        .fitted(&rows, true);
+    let mut out = columns.header();
+    out.push('\n');
+    for row in &rows {
+        columns.push_line(&mut out, row);
+    }
     let [hashed_v4, hashed_v6] = counts.hashed();
-    format!(
-        "{}As ss -s counts them: estab {}, timewait {}, TCP {} (IP {hashed_v4}, IPv6 {hashed_v6})\n",
-        aligned(&rows, |i| i > 0),
+    out.push_str(&format!(
+        "As ss -s counts them: estab {}, timewait {}, TCP {} (IP {hashed_v4}, IPv6 {hashed_v6})\n",
         counts.estab(),
         counts.timewait.iter().sum::<u64>(),
         hashed_v4 + hashed_v6,
-    )
+    ));
+    out
 }
 
 /// Sockets per state and family, and what `ss -s` counts apart.
@@ -326,7 +285,6 @@ pub fn summary_json(sockets: &[ListedSocket]) -> String {
     }
     #[derive(Serialize)]
     struct Summary {
-        r#type: &'static str,
         total: u64,
         states: std::collections::BTreeMap<&'static str, Count>,
         estab: u64,
@@ -343,10 +301,10 @@ pub fn summary_json(sockets: &[ListedSocket]) -> String {
         })
         .collect();
     let mut out = String::new();
-    push_json(
+    push_record(
         &mut out,
+        "summary",
         &Summary {
-            r#type: "summary",
             total: v4 + v6,
             states,
             estab: counts.estab(),
@@ -367,7 +325,6 @@ pub fn json(sockets: &[ListedSocket]) -> String {
     }
     #[derive(Serialize)]
     struct SocketJson {
-        r#type: &'static str,
         #[serde(flatten)]
         tuple: TupleJson,
         state: &'static str,
@@ -386,10 +343,10 @@ pub fn json(sockets: &[ListedSocket]) -> String {
             local: socket.local,
             remote: socket.remote,
         };
-        push_json(
+        push_record(
             &mut out,
+            "socket",
             &SocketJson {
-                r#type: "socket",
                 tuple: TupleJson::from(&tuple),
                 state: socket.state.name(),
                 recv_q: socket.recv_queue,

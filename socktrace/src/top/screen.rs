@@ -17,6 +17,7 @@ use ratatui::{
 };
 
 use crate::{
+    render::cells::or_missing,
     state::opening_window::KEPT_PER_SECOND,
     top::view::{Rate, RemoteTable, STATES, TopView},
 };
@@ -77,9 +78,7 @@ fn draw_states(frame: &mut Frame, area: Rect, view: &TopView) {
         .spacing(1)
         .areas(row);
         let history = view.state_history(*state);
-        let value = view
-            .latest()
-            .map_or_else(|| "-".to_string(), |o| o.count(*state).to_string());
+        let value = or_missing(view.latest(), |o| o.count(*state).to_string());
         frame.render_widget(Paragraph::new(state.ss_name()), name);
         frame.render_widget(Line::from(value).right_aligned(), count);
         frame.render_widget(
@@ -103,7 +102,7 @@ fn draw_rates(frame: &mut Frame, area: Rect, view: &TopView) {
             Style::new().fg(Color::Green)
         };
         let [text, spark] = Layout::vertical([Constraint::Length(1); 2]).areas(lines);
-        let value = view.rate(rate).map_or_else(|| "-".to_string(), format_rate);
+        let value = or_missing(view.rate(rate), format_rate);
         frame.render_widget(Line::from(rate.label()), text);
         // After the label, so that a narrow panel cuts the label, not the value.
         frame.render_widget(Line::from(format!(" {value}")).right_aligned(), text);

@@ -52,7 +52,7 @@ fn label(netns: NetnsInode) -> String {
 
 #[test]
 fn addresses_are_printed_like_ss() {
-    let shown = |text: &str, v6only| endpoint(text.parse().unwrap(), v6only);
+    let shown = |text: &str, v6only: bool| endpoint(text.parse().unwrap(), !v6only);
     assert_eq!(shown("127.0.0.1:8080", false), "127.0.0.1:8080");
     assert_eq!(shown("0.0.0.0:0", false), "0.0.0.0:*");
     assert_eq!(shown("[::]:8081", false), "*:8081");
@@ -86,11 +86,11 @@ fn timers_are_printed_like_ss_dash_o() {
 
 #[test]
 fn the_table_has_ss_columns_then_socktrace_ones() {
-    let columns = Columns {
+    let columns = Shown {
         state: true,
         processes: true,
         timers: true,
-        ..Columns::default()
+        ..Shown::default()
     };
     let text = table(&sample(), columns, label);
     let lines: Vec<&str> = text.lines().collect();
@@ -147,11 +147,11 @@ fn the_table_has_ss_columns_then_socktrace_ones() {
 
 #[test]
 fn one_state_leaves_the_state_column_out_and_several_namespaces_add_one() {
-    let columns = Columns {
+    let columns = Shown {
         state: false,
         netns: true,
         no_header: true,
-        ..Columns::default()
+        ..Shown::default()
     };
     let text = table(&sample()[..1], columns, label);
     let cells: Vec<&str> = text.split_whitespace().collect();
