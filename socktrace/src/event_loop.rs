@@ -211,12 +211,14 @@ pub enum LossNotices {
 }
 
 /// Runs until SIGINT, SIGTERM, a closed stdout, or (with an `inbox`) until
-/// every sender of jobs is gone.
+/// every sender of jobs is gone. `stdout` is where the consumer's lines go;
+/// `None` for a consumer that prints nothing (the agent and `top` answer
+/// requests instead).
 pub async fn run<C: Consumer>(
     tracing: Tracing,
     namespaces: &mut Namespaces,
     consumer: &mut C,
-    mut out: Output,
+    stdout: Option<Output>,
     mut inbox: Option<&mut Inbox<C>>,
     loss_notices: LossNotices,
 ) -> anyhow::Result<LoopSummary> {
@@ -247,13 +249,14 @@ pub async fn run<C: Consumer>(
     drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut lost_seen = 0u64;
     let mut reader = RingReader::new(events)?;
+    let mut out = Lines::from(stdout);
 
     loop {
         tokio::select! {
             // While stdout's queue is full, records wait in the ring (and
             // the kernel counts what does not fit there).
             batch = reader.next_batch(BATCH, |bytes| {
-                decoder.decode(bytes, &mut |event| consumer.event(event, &mut out.buffer));
+                decoder.decode(bytes, &mut |event| consumer.event(event, out.buffer()));
             }), if out.has_room() => {
                 batch.context("reading the ring buffer")?;
                 decoder.check_recording()?;
@@ -277,7 +280,7 @@ pub async fn run<C: Consumer>(
                     break;
                 }
                 for netns in gone {
-                    consumer.namespace_gone(netns, monotonic_now_ns(), &mut out.buffer);
+                    consumer.namespace_gone(netns, monotonic_now_ns(), out.buffer());
                 }
                 if !out.flush()? {
                     break;
@@ -312,7 +315,7 @@ pub async fn run<C: Consumer>(
         rejected: decoder.rejected,
         output_dropped: out.dropped_lines(),
     };
-    consumer.finish(monotonic_now_ns(), &summary, &mut out.buffer);
+    consumer.finish(monotonic_now_ns(), &summary, out.buffer());
     summary.output_dropped = out.finish()?;
     Ok(summary)
 }
@@ -378,6 +381,68 @@ impl Decoder<'_> {
     }
 }
 
+/// Where a consumer's lines go: stdout through its queue, or nowhere.
+enum Lines {
+    Stdout(Output),
+    /// A consumer that prints nothing; anything written is discarded.
+    Nowhere(String),
+}
+
+impl From<Option<Output>> for Lines {
+    fn from(stdout: Option<Output>) -> Self {
+        stdout.map_or_else(|| Lines::Nowhere(String::new()), Lines::Stdout)
+    }
+}
+
+impl Lines {
+    fn buffer(&mut self) -> &mut String {
+        match self {
+            Lines::Stdout(out) => &mut out.buffer,
+            Lines::Nowhere(discarded) => discarded,
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        match self {
+            Lines::Stdout(out) => out.has_room(),
+            Lines::Nowhere(_) => true,
+        }
+    }
+
+    /// `Ok(false)` when stdout's reader went away.
+    fn flush(&mut self) -> anyhow::Result<bool> {
+        match self {
+            Lines::Stdout(out) => out.flush(),
+            Lines::Nowhere(discarded) => {
+                discarded.clear();
+                Ok(true)
+            }
+        }
+    }
+
+    fn newly_dropped(&mut self) -> Option<u64> {
+        match self {
+            Lines::Stdout(out) => out.newly_dropped(),
+            Lines::Nowhere(_) => None,
+        }
+    }
+
+    fn dropped_lines(&self) -> u64 {
+        match self {
+            Lines::Stdout(out) => out.dropped_lines(),
+            Lines::Nowhere(_) => 0,
+        }
+    }
+
+    /// The lines dropped over the whole run, once the rest is written.
+    fn finish(self) -> anyhow::Result<u64> {
+        match self {
+            Lines::Stdout(out) => out.finish(),
+            Lines::Nowhere(_) => Ok(0),
+        }
+    }
+}
+
 /// Whether a drain stops when stdout's queue is full.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Room {
@@ -394,12 +459,12 @@ fn drain_and_settle(
     reader: &mut RingReader,
     decoder: &mut Decoder<'_>,
     consumer: &mut impl Consumer,
-    out: &mut Output,
+    out: &mut Lines,
     room: Room,
 ) -> anyhow::Result<bool> {
     while room == Room::Ignore || out.has_room() {
         let handled = reader.drain_now(BATCH, |bytes| {
-            decoder.decode(bytes, &mut |event| consumer.event(event, &mut out.buffer));
+            decoder.decode(bytes, &mut |event| consumer.event(event, out.buffer()));
         });
         if !out.flush()? {
             return Ok(false);
@@ -409,6 +474,6 @@ fn drain_and_settle(
         }
     }
     decoder.check_recording()?;
-    consumer.settle(monotonic_now_ns(), &mut out.buffer);
+    consumer.settle(monotonic_now_ns(), out.buffer());
     out.flush()
 }

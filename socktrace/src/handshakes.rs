@@ -60,7 +60,7 @@ pub async fn run(args: HandshakesArgs) -> anyhow::Result<()> {
         tracing,
         &mut namespaces,
         &mut recorder,
-        out,
+        Some(out),
         None,
         LossNotices::Stderr,
     )

@@ -77,7 +77,7 @@ pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
         tracing,
         &mut namespaces,
         &mut recorder,
-        out,
+        Some(out),
         None,
         LossNotices::Stderr,
     )

@@ -54,7 +54,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
         tracing,
         &mut namespaces,
         &mut printer,
-        out,
+        Some(out),
         None,
         LossNotices::Stderr,
     )

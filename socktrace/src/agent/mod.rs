@@ -12,7 +12,6 @@ use crate::{
     agent::server::Access,
     cli::AgentArgs,
     event_loop::{self, LossNotices},
-    render::stdout_queue::Output,
     seed::Existing,
     state::live::LiveState,
 };
@@ -42,12 +41,11 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let server = tokio::spawn(server::serve(listening, Answers::new(jobs)));
     eprintln!("socktrace: ready: agent serving {}", args.socket.display());
     let mut consumer = LiveConsumer::new(LiveState::new(table));
-    let out = Output::new();
     let summary = event_loop::run(
         tracing,
         &mut namespaces,
         &mut consumer,
-        out,
+        None,
         Some(&mut inbox),
         LossNotices::Stderr,
     )

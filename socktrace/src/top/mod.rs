@@ -15,7 +15,6 @@ use crate::{
     cli::TopArgs,
     cli::view_namespaces::ViewNamespaces,
     event_loop::{self, LossNotices},
-    render::stdout_queue::Output,
     seed::Existing,
     state::live::LiveState,
     state::overview::Overview,
@@ -47,7 +46,6 @@ pub async fn run(args: TopArgs) -> anyhow::Result<()> {
     } = event_loop::attach_and_seed(&args.ring, &namespaces.as_args(), Existing::WithoutTimeWait)?;
     let (jobs, mut inbox) = mpsc::channel(1);
     let mut consumer = LiveConsumer::new(LiveState::new(table));
-    let out = Output::new();
     let mut tracer = InProcess {
         answers: Answers::new(jobs),
         request,
@@ -57,7 +55,7 @@ pub async fn run(args: TopArgs) -> anyhow::Result<()> {
         tracing,
         &mut followed,
         &mut consumer,
-        out,
+        None,
         Some(&mut inbox),
         LossNotices::InView,
     );
