@@ -84,6 +84,9 @@ pub const AF_INET6: u16 = 10;
 /// The kernel's `TCP_SYN_SENT` and `TCP_CLOSE` state numbers.
 pub const TCP_SYN_SENT: i32 = 2;
 pub const TCP_CLOSE: i32 = 7;
+/// The kernel's TCP state numbers, `TCP_ESTABLISHED` (1) to
+/// `TCP_NEW_SYN_RECV` (12).
+pub const TCP_STATES: core::ops::RangeInclusive<i32> = 1..=12;
 
 /// Names of the two programs on `inet_sock_set_state` (BTF tracepoint),
 /// attached in this order: [`PROGRAM_STATE`] takes every transition;

@@ -1,7 +1,8 @@
 //! What every program reads: the load-time settings ([`CONFIG`]), kernel
 //! memory through a typed or an untyped pointer, a socket's network
 //! namespace, and addresses in the record's layout.
-use aya_ebpf::helpers::bpf_probe_read_kernel;
+use aya_ebpf::{EbpfContext, helpers::bpf_probe_read_kernel};
+use aya_log_ebpf::debug;
 use socktrace_ebpf::{AF_INET, AF_INET6, Config};
 
 /// Set by the agent before load (`GLOBAL_CONFIG`).
@@ -69,6 +70,7 @@ pub fn netns_inode<M: KernelMemory>(sk: *const u8) -> u32 {
 /// still goes out, and the agent counts and skips it).
 #[inline(always)]
 pub fn addresses(
+    ctx: &impl EbpfContext,
     family: u16,
     ipv4: impl FnOnce() -> ([u8; 4], [u8; 4]),
     ipv6: impl FnOnce() -> ([u8; 16], [u8; 16]),
@@ -82,7 +84,7 @@ pub fn addresses(
             remote[..4].copy_from_slice(&remote4);
         }
         AF_INET6 => (local, remote) = ipv6(),
-        _ => {}
+        _ => debug!(ctx, "unknown address family {}", family),
     }
     (local, remote)
 }

@@ -1,11 +1,13 @@
 //! The way out to the agent: stamp a record with time and task, queue it in
 //! the ring buffer, wake the agent once per batch, and count what does not fit.
 use aya_ebpf::{
+    EbpfContext,
     bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::map,
     maps::{PerCpuArray, RingBuf},
 };
+use aya_log_ebpf::debug;
 use socktrace_ebpf::{CONTEXT_PROCESS, LOST_SLOTS, RING_BUFFER_BYTES, Record};
 
 use crate::read::setting;
@@ -40,8 +42,9 @@ pub struct Fields {
 /// no room for is counted in `lost_slot`, the [`LOST`] slot of the calling
 /// program's group.
 #[inline(always)]
-pub fn emit(kind: u8, fields: &Fields, context: u8, lost_slot: u32) {
+pub fn emit(ctx: &impl EbpfContext, kind: u8, fields: &Fields, context: u8, lost_slot: u32) {
     let Some(mut entry) = EVENTS.reserve::<Record>(0) else {
+        debug!(ctx, "ring buffer full: record of kind {} lost", kind);
         count_lost(lost_slot);
         return;
     };

@@ -235,6 +235,7 @@ pub async fn run<C: Consumer>(
         attached: _attached,
         events,
         lost,
+        mut kernel_log,
     } = probes;
     let mut decoder = Decoder {
         rejected: RejectCounts::default(),
@@ -265,6 +266,9 @@ pub async fn run<C: Consumer>(
                 }
             }
             _ = drain.tick() => {
+                if let Some(kernel_log) = &mut kernel_log {
+                    kernel_log.flush();
+                }
                 if !drain_and_settle(&mut reader, &mut decoder, consumer, &mut out, Room::Wait)? {
                     break;
                 }
@@ -310,6 +314,9 @@ pub async fn run<C: Consumer>(
     // What the kernel produced before we stopped is still reported, or
     // counted as dropped output if stdout's queue has no room for it.
     drain_and_settle(&mut reader, &mut decoder, consumer, &mut out, Room::Ignore)?;
+    if let Some(kernel_log) = &mut kernel_log {
+        kernel_log.flush();
+    }
     let mut summary = LoopSummary {
         lost: lost.read()?,
         rejected: decoder.rejected,

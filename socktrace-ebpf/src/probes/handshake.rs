@@ -2,6 +2,7 @@
 //! carry the endpoints: SYN retransmits of active opens, SYN-ACK
 //! retransmits of half-open connections, and received resets.
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use aya_log_ebpf::debug;
 use socktrace_ebpf::{
     CONTEXT_SOFTIRQ, LOST_SLOT_CLASSIC, RECORD_RESET_RECEIVED, RECORD_SYN_RETRANSMIT,
     RECORD_SYNACK_RETRANSMIT, TCP_SYN_SENT,
@@ -24,6 +25,7 @@ pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
     // SAFETY (every `read_at` of these programs): offsets from
     // `tracepoints`, checked against the running kernel before load.
     let Ok(state) = (unsafe { ctx.read_at::<i32>(RETRANSMIT_SKB_STATE) }) else {
+        debug!(&ctx, "cannot read tcp_retransmit_skb's state");
         return 0;
     };
     if state != TCP_SYN_SENT || retransmit_failed(&ctx) {
@@ -35,9 +37,10 @@ pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
             ctx.read_at::<Endpoints>(RETRANSMIT_SKB_ENDPOINTS),
         )
     }) else {
+        debug!(&ctx, "cannot read tcp_retransmit_skb's socket");
         return 0;
     };
-    emit_endpoints(RECORD_SYN_RETRANSMIT, skaddr, &ends, state as u8, 0);
+    emit_endpoints(&ctx, RECORD_SYN_RETRANSMIT, skaddr, &ends, state as u8, 0);
     0
 }
 
@@ -63,6 +66,7 @@ pub fn tcp_retransmit_synack(ctx: TracePointContext) -> u32 {
             ctx.read_at::<Endpoints>(RETRANSMIT_SYNACK_ENDPOINTS),
         )
     }) else {
+        debug!(&ctx, "cannot read tcp_retransmit_synack's sockets");
         return 0;
     };
     // `req` is the live request socket the tracepoint was called with.
@@ -70,8 +74,12 @@ pub fn tcp_retransmit_synack(ctx: TracePointContext) -> u32 {
         req as *const u8,
         setting(|config| &config.offsets.synack_stamp),
     )
-    .unwrap_or(0);
+    .unwrap_or_else(|| {
+        debug!(&ctx, "cannot read the request socket's first SYN-ACK time");
+        0
+    });
     emit_endpoints(
+        &ctx,
         RECORD_SYNACK_RETRANSMIT,
         listener,
         &ends,
@@ -89,26 +97,40 @@ pub fn tcp_receive_reset(ctx: TracePointContext) -> u32 {
             ctx.read_at::<Endpoints>(RECEIVE_RESET_ENDPOINTS),
         )
     }) else {
+        debug!(&ctx, "cannot read tcp_receive_reset's socket");
         return 0;
     };
-    emit_endpoints(RECORD_RESET_RECEIVED, skaddr, &ends, 0, 0);
+    emit_endpoints(&ctx, RECORD_RESET_RECEIVED, skaddr, &ends, 0, 0);
     0
 }
 
 /// The record of a classic tracepoint: its endpoints, and the namespace of
 /// the socket at `skaddr` (a plain number here, so read untyped).
 #[inline(always)]
-fn emit_endpoints(kind: u8, skaddr: u64, ends: &Endpoints, state: u8, value: u64) {
+fn emit_endpoints(
+    ctx: &TracePointContext,
+    kind: u8,
+    skaddr: u64,
+    ends: &Endpoints,
+    state: u8,
+    value: u64,
+) {
     let (saddr, daddr) = addresses(
+        ctx,
         ends.family,
         || (ends.saddr, ends.daddr),
         || (ends.saddr_v6, ends.daddr_v6),
     );
+    let netns = netns_inode::<Untyped>(skaddr as *const u8);
+    if netns == 0 {
+        debug!(ctx, "cannot read the socket's network namespace");
+    }
     emit(
+        ctx,
         kind,
         &Fields {
             skaddr,
-            netns: netns_inode::<Untyped>(skaddr as *const u8),
+            netns,
             family: ends.family,
             sport: ends.sport,
             dport: ends.dport,

@@ -4,9 +4,10 @@ use aya_ebpf::{
     cty::c_void, helpers::generated::bpf_skc_to_tcp_sock, macros::btf_tracepoint, macros::map,
     maps::PerCpuArray, programs::BtfTracePointContext,
 };
+use aya_log_ebpf::debug;
 use socktrace_ebpf::{
     CONTEXT_PROCESS, CONTEXT_SOFTIRQ, LOST_SLOT_STATE, LOST_SLOT_STATE_NESTED, RECORD_STATE,
-    TCP_CLOSE, TCP_SYN_SENT,
+    TCP_CLOSE, TCP_STATES, TCP_SYN_SENT,
 };
 
 use crate::{
@@ -35,7 +36,13 @@ pub fn tcp_state(ctx: BtfTracePointContext) -> i32 {
     // SAFETY: this CPU's slot; nothing else writes it (a nested run of
     // this program is skipped).
     unsafe { core::ptr::write_volatile(running, 1) };
-    on_set_state(skaddr as *const u8, oldstate, newstate, LOST_SLOT_STATE);
+    on_set_state(
+        &ctx,
+        skaddr as *const u8,
+        oldstate,
+        newstate,
+        LOST_SLOT_STATE,
+    );
     // SAFETY: as above.
     unsafe { core::ptr::write_volatile(running, 0) };
     0
@@ -61,7 +68,12 @@ pub fn tcp_state_nested(ctx: BtfTracePointContext) -> i32 {
         // it never nests in itself (the kernel skips such runs).
         unsafe { *taken += 1 };
     }
+    debug!(
+        &ctx,
+        "took a transition {} -> {} nested in tcp_state", oldstate, newstate
+    );
     on_set_state(
+        &ctx,
         skaddr as *const u8,
         oldstate,
         newstate,
@@ -74,7 +86,13 @@ pub fn tcp_state_nested(ctx: BtfTracePointContext) -> i32 {
 /// the record for a TCP socket's transition, counted in `lost_slot` if the
 /// ring has no room. Every field is a typed load from the socket.
 #[inline(always)]
-fn on_set_state(sk: *const u8, oldstate: i32, newstate: i32, lost_slot: u32) {
+fn on_set_state(
+    ctx: &BtfTracePointContext,
+    sk: *const u8,
+    oldstate: i32,
+    newstate: i32,
+    lost_slot: u32,
+) {
     // SAFETY: the helper takes the tracepoint's socket and returns it as a
     // `tcp_sock` if it is one (full socket, `IPPROTO_TCP`, stream), else
     // null: the protocol filter, and a pointer to `inet_sock`'s fields too.
@@ -82,9 +100,14 @@ fn on_set_state(sk: *const u8, oldstate: i32, newstate: i32, lost_slot: u32) {
     if tcp.is_null() {
         return;
     }
+    if !(TCP_STATES.contains(&oldstate) && TCP_STATES.contains(&newstate)) {
+        // Still sent: the agent counts and skips unknown states.
+        debug!(ctx, "unknown TCP state in {} -> {}", oldstate, newstate);
+    }
     let read = |offset: u64| Typed::read::<u32>(tcp, offset).unwrap_or(0);
     let family = Typed::read::<u16>(tcp, setting(|config| &config.offsets.skc_family)).unwrap_or(0);
     let (saddr, daddr) = addresses(
+        ctx,
         family,
         // What the classic tracepoint reports: `inet_saddr`, as for the
         // port below.
@@ -117,12 +140,17 @@ fn on_set_state(sk: *const u8, oldstate: i32, newstate: i32, lost_slot: u32) {
     } else {
         0
     };
+    let netns = netns_inode::<Typed>(tcp);
+    if netns == 0 {
+        debug!(ctx, "no network namespace read from the socket");
+    }
     let port = |offset| u16::from_be(Typed::read::<u16>(tcp, offset).unwrap_or(0));
     emit(
+        ctx,
         RECORD_STATE,
         &Fields {
             skaddr: sk as u64,
-            netns: netns_inode::<Typed>(tcp),
+            netns,
             family,
             // Both in network order. The local port is `inet_sport`, which
             // a CLOSE leaves in place (`skc_num` is already 0 by then: the

@@ -7,11 +7,15 @@ use std::{
     time::Duration,
 };
 
-use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt as _;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio_util::codec::{Encoder as _, FramedRead};
 
 use crate::{
-    model::tuple::NetnsInode, state::listed_socket::ListedSocket, state::overview::Overview,
+    agent::framing::JsonLines, model::tuple::NetnsInode, state::listed_socket::ListedSocket,
+    state::overview::Overview,
 };
 
 /// Where `socktrace agent` listens unless told otherwise.
@@ -84,28 +88,22 @@ pub enum ProtocolError {
 }
 
 /// Reads one JSON line of at most `limit` bytes.
-pub async fn read_message<T: for<'de> Deserialize<'de>>(
+pub async fn read_message<T: DeserializeOwned>(
     stream: impl AsyncRead + Unpin,
     limit: u64,
 ) -> Result<T, ProtocolError> {
-    use tokio::io::AsyncReadExt;
-    let mut line = Vec::new();
-    let mut reader = BufReader::new(stream.take(limit + 1));
-    reader.read_until(b'\n', &mut line).await?;
-    if line.is_empty() {
-        return Err(ProtocolError::Closed);
-    }
-    if line.len() as u64 > limit {
-        return Err(ProtocolError::TooLong);
-    }
-    Ok(serde_json::from_slice(&line)?)
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    FramedRead::new(stream, JsonLines::new(limit))
+        .next()
+        .await
+        .unwrap_or(Err(ProtocolError::Closed))
 }
 
 /// `message` as one JSON line.
-pub fn encode(message: &impl Serialize) -> Result<Vec<u8>, serde_json::Error> {
-    let mut line = serde_json::to_vec(message)?;
-    line.push(b'\n');
-    Ok(line)
+pub fn encode<T: Serialize>(message: &T) -> Result<Bytes, ProtocolError> {
+    let mut line = BytesMut::new();
+    JsonLines::new(0).encode(message, &mut line)?;
+    Ok(line.freeze())
 }
 
 /// Writes one message as a JSON line.

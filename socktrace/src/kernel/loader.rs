@@ -10,6 +10,7 @@ use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, TracePoint},
 };
+use aya_log::EbpfLogger;
 use socktrace_ebpf::{
     Config, GLOBAL_CONFIG, KernelOffsets, MAP_EVENTS, MAP_LOST, MAP_NESTED_TAKEN, PROGRAM_STATE,
     PROGRAM_STATE_NESTED, RECORD_SIZE,
@@ -54,6 +55,8 @@ pub enum LoadError {
         #[source]
         source: aya::programs::ProgramError,
     },
+    #[error("reading the BPF programs' log")]
+    KernelLog(#[source] aya_log::Error),
     #[error("map {name}")]
     Map {
         name: &'static str,
@@ -68,6 +71,19 @@ pub struct KernelProbes {
     pub attached: Ebpf,
     pub events: RingBuf<MapData>,
     pub lost: LostCounter,
+    /// The programs' diagnostics of unusual paths, when debug logging is
+    /// on (`-vv`): [`KernelLog::flush`] passes them to the log.
+    pub kernel_log: Option<KernelLog>,
+}
+
+/// Reads what the programs log (aya-log) into this process's log.
+pub struct KernelLog(EbpfLogger<&'static dyn log::Log>);
+
+impl KernelLog {
+    /// Logs every message the programs queued.
+    pub fn flush(&mut self) {
+        self.0.flush();
+    }
 }
 
 /// The kernel's counts of records that never reached the ring buffer.
@@ -124,6 +140,7 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
         .btf(Some(&btf))
         .map_max_entries(MAP_EVENTS, ring_buffer_bytes)
         .override_global(GLOBAL_CONFIG, &config, true)
+        .override_global(aya_log::LEVEL, &kernel_log_level(), true)
         .load(BPF_OBJECT)
         .map_err(LoadError::Object)?;
 
@@ -159,6 +176,13 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
         classic_programs.push(fd.as_fd().as_raw_fd());
     }
 
+    let kernel_log = if kernel_log_level() == 0 {
+        None
+    } else {
+        Some(KernelLog(
+            EbpfLogger::init(&mut ebpf).map_err(LoadError::KernelLog)?,
+        ))
+    };
     let events = take_map(&mut ebpf, MAP_EVENTS)?;
     let events = RingBuf::try_from(events).map_err(|source| LoadError::Map {
         name: MAP_EVENTS,
@@ -175,7 +199,19 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
             nested_taken,
             classic_programs,
         },
+        kernel_log,
     })
+}
+
+/// The level the programs log at: debug when this process logs debug
+/// (`-vv`, or `RUST_LOG`), else 0, and the verifier drops the log calls
+/// from the programs (the level is a read-only global it knows).
+fn kernel_log_level() -> u8 {
+    if log::log_enabled!(log::Level::Debug) {
+        aya_log::Level::Debug as u8
+    } else {
+        0
+    }
 }
 
 /// The programs' settings as aya sets a global: plain bytes.

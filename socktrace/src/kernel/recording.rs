@@ -8,6 +8,8 @@
 //! back, each exactly as the kernel wrote it.
 use std::io::{self, Write};
 
+use bytes::{Buf as _, BufMut as _, BytesMut};
+
 use socktrace_ebpf::RECORD_SIZE;
 
 /// The first eight bytes of a recording.
@@ -35,22 +37,20 @@ pub enum RecordingError {
 /// The records of a recording, in order. Every record has
 /// [`RECORD_SIZE`] bytes; whether it decodes is for [`crate::kernel::event`] to say.
 pub fn records(bytes: &[u8]) -> Result<std::slice::ChunksExact<'_, u8>, RecordingError> {
-    let header = bytes
-        .get(..HEADER_LEN)
+    let (mut header, body) = bytes
+        .split_at_checked(HEADER_LEN)
         .ok_or(RecordingError::NotARecording)?;
-    if header[..8] != MAGIC {
+    if header.copy_to_bytes(MAGIC.len()) != MAGIC[..] {
         return Err(RecordingError::NotARecording);
     }
-    let word = |at: usize| {
-        u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
-    };
-    if word(8) != VERSION {
-        return Err(RecordingError::Version(word(8)));
+    let version = header.get_u32_le();
+    if version != VERSION {
+        return Err(RecordingError::Version(version));
     }
-    if word(12) as usize != RECORD_SIZE {
-        return Err(RecordingError::RecordSize(word(12)));
+    let record_size = header.get_u32_le();
+    if record_size as usize != RECORD_SIZE {
+        return Err(RecordingError::RecordSize(record_size));
     }
-    let body = &bytes[HEADER_LEN..];
     let partial = body.len() % RECORD_SIZE;
     if partial != 0 {
         return Err(RecordingError::Truncated(partial));
@@ -65,10 +65,10 @@ pub struct Recorder<W: Write> {
 
 impl<W: Write> Recorder<W> {
     pub fn new(mut out: W) -> io::Result<Self> {
-        let mut header = [0u8; HEADER_LEN];
-        header[..8].copy_from_slice(&MAGIC);
-        header[8..12].copy_from_slice(&VERSION.to_le_bytes());
-        header[12..16].copy_from_slice(&(RECORD_SIZE as u32).to_le_bytes());
+        let mut header = BytesMut::with_capacity(HEADER_LEN);
+        header.put_slice(&MAGIC);
+        header.put_u32_le(VERSION);
+        header.put_u32_le(RECORD_SIZE as u32);
         out.write_all(&header)?;
         Ok(Recorder { out })
     }
