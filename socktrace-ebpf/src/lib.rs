@@ -34,10 +34,9 @@ pub const LOST_SLOTS: u32 = 3;
 pub const MAP_NESTED_TAKEN: &str = "NESTED_TAKEN";
 
 /// Default size of the ring buffer (bytes, a power of two multiple of the
-/// page size). The agent can change it before load. 16 MiB holds about
-/// 170,000 records: a second of the top loopback churn of a 2-core VM,
-/// which is how long the agent can go unscheduled there (`cargo xtask
-/// bench` lost events with 4 MiB, none with 16).
+/// page size). The agent can change it before load (`--ring-buffer-kib`).
+/// Sized to hold the records of the longest time the agent may go
+/// unscheduled under top churn (README, "Performance").
 pub const RING_BUFFER_BYTES: u32 = 16 << 20;
 
 /// [`Record::kind`]: a TCP state transition (`inet_sock_set_state`).

@@ -46,9 +46,9 @@ pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Listings are at least this many times their cost (the dump, mostly the
 /// kernel walking its hash table, and applying it) apart, so that they take
-/// at most 2 % of a CPU: with 130k timewait sockets they come every 4 to
-/// 5 s instead of every second. Expiries and kills are known to within half
-/// the interval; reuses stay exact.
+/// at most 2 % of a CPU: with many timewait sockets they come every few
+/// seconds instead of every second. Expiries and kills are known to within
+/// half the interval; reuses stay exact.
 const LISTING_COST_FACTOR: u64 = 50;
 
 /// How long to wait after a listing that cost `cost_ns` before the next

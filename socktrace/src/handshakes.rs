@@ -38,7 +38,7 @@ pub async fn run(args: HandshakesArgs) -> anyhow::Result<()> {
     }
     out.flush()?;
     eprintln!("socktrace: ready: tracing TCP handshakes");
-    let mut recorder = HandshakeRecorder {
+    let mut printer = HandshakePrinter {
         pipeline: Pipeline::new(
             table,
             Trackers {
@@ -59,14 +59,14 @@ pub async fn run(args: HandshakesArgs) -> anyhow::Result<()> {
     let summary = event_loop::run(
         tracing,
         &mut namespaces,
-        &mut recorder,
+        &mut printer,
         Some(out),
         None,
         LossNotices::Stderr,
     )
     .await?;
     summary.report();
-    recorder.report();
+    printer.report();
     Ok(())
 }
 
@@ -78,7 +78,7 @@ struct Snapshot {
     counters: Vec<(NetnsInode, TcpExt)>,
 }
 
-struct HandshakeRecorder {
+struct HandshakePrinter {
     pipeline: Pipeline,
     summary: HandshakeSummary,
     filter: SocketFilter,
@@ -92,7 +92,7 @@ struct HandshakeRecorder {
     last_summary_ns: u64,
 }
 
-impl HandshakeRecorder {
+impl HandshakePrinter {
     fn resolved(&mut self, handshake: Handshake, out: &mut String) {
         if !self
             .filter
@@ -197,7 +197,7 @@ impl HandshakeRecorder {
     }
 }
 
-impl Consumer for HandshakeRecorder {
+impl Consumer for HandshakePrinter {
     fn event(&mut self, event: Event, out: &mut String) {
         match self.pipeline.apply(event) {
             Applied::Transition {

@@ -51,7 +51,7 @@ pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
     }
     out.flush()?;
     eprintln!("socktrace: ready: tracing TIME-WAIT and CLOSE-WAIT sockets");
-    let mut recorder = TimeWaitRecorder {
+    let mut printer = TimeWaitPrinter {
         pipeline: Pipeline::new(
             table,
             Trackers {
@@ -76,14 +76,14 @@ pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
     let summary = event_loop::run(
         tracing,
         &mut namespaces,
-        &mut recorder,
+        &mut printer,
         Some(out),
         None,
         LossNotices::Stderr,
     )
     .await?;
     summary.report();
-    recorder.report();
+    printer.report();
     Ok(())
 }
 
@@ -99,7 +99,7 @@ struct Listing {
     port_ranges: BTreeMap<NetnsInode, PortRange>,
 }
 
-struct TimeWaitRecorder {
+struct TimeWaitPrinter {
     pipeline: Pipeline,
     close_wait: CloseWaitWatch,
     summary: TimeWaitSummary,
@@ -121,7 +121,7 @@ struct TimeWaitRecorder {
     top: usize,
 }
 
-impl TimeWaitRecorder {
+impl TimeWaitPrinter {
     fn publish(&mut self, outcome: TimeWaitOutcome, out: &mut String) {
         for entered in &outcome.entered {
             if self.filter.matches(&entered.tuple, entered.owner.as_ref()) {
@@ -200,7 +200,7 @@ impl TimeWaitRecorder {
     }
 }
 
-impl Consumer for TimeWaitRecorder {
+impl Consumer for TimeWaitPrinter {
     fn event(&mut self, event: Event, out: &mut String) {
         if let Applied::Transition {
             transition,

@@ -1,6 +1,6 @@
-//! Seeding the socket table from `NETLINK_SOCK_DIAG`, the way `ss -tan` lists
-//! TCP sockets: every socket of both families, in every state, including
-//! TIME-WAIT sockets and SYN-RECV request sockets.
+//! Listing TCP sockets through `NETLINK_SOCK_DIAG`, the way `ss -tan` does:
+//! every socket of both families, in every state, including TIME-WAIT
+//! sockets and SYN-RECV request sockets.
 mod record;
 
 use std::io;

@@ -347,8 +347,8 @@ struct SummaryJson {
     subnets_merged_attempts: u64,
     listeners: Vec<ListenerJson>,
     listeners_omitted: u64,
-    /// The namespace's `TcpExtListenOverflows` and `TcpExtListenDrops`
-    /// since tracing began.
+    /// `TcpExtListenOverflows` and `TcpExtListenDrops` since tracing
+    /// began, summed over the namespaces traced.
     listen_overflows: u64,
     listen_drops: u64,
 }
