@@ -11,10 +11,7 @@ use crate::{
     render::cells::{decimals, ms, or_missing},
     render::columns::{Column, Columns},
     render::json::{OwnerJson, TupleJson, push_record},
-    render::output::{
-        ENDPOINT_COLUMNS, Format, OWNER_COLUMNS, Style, endpoint_cells, netns_cells, netns_columns,
-        owner_cells,
-    },
+    render::output::{Format, Style, event_cells, event_columns},
     state::handshake_summary::{
         Group, GroupRow, HandshakeSummary, KEPT_PER_SIDE, Merged, RETRANSMIT_BUCKETS,
     },
@@ -24,11 +21,7 @@ use crate::{
 
 /// The human stream's columns.
 fn columns(style: &Style) -> Columns {
-    netns_columns(style)
-        .with(Column::left("TIME(UTC)", 12))
-        .with(Column::left("SIDE", 6))
-        .with_all(OWNER_COLUMNS)
-        .with_all(ENDPOINT_COLUMNS)
+    event_columns(style, Some(Column::left("SIDE", 6)))
         .with(Column::left("OUTCOME", 28))
         .with(Column::right("RTX", 4))
         .with(Column::right("MS", 10))
@@ -139,11 +132,13 @@ struct Row<'a> {
 
 impl Row<'_> {
     fn write(&self, out: &mut String, style: &Style, retransmit_times: &str) {
-        let mut cells = netns_cells(style, self.tuple.netns);
-        cells.push(style.clock.time_of_day(self.at_ns));
-        cells.push(self.side.name().to_owned());
-        cells.extend(owner_cells(self.owner.as_ref()));
-        cells.extend(endpoint_cells(self.tuple));
+        let mut cells = event_cells(
+            style,
+            self.at_ns,
+            Some(self.side.name()),
+            self.owner.as_ref(),
+            self.tuple,
+        );
         cells.push(self.what.to_owned());
         cells.push(self.retransmits.to_string());
         cells.push(or_missing(self.elapsed_ns, |ns| decimals(ms(ns), 1)));

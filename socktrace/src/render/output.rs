@@ -58,7 +58,7 @@ pub(crate) fn test_style(netns_column: bool) -> Style {
 }
 
 /// A stream's first column, the namespace's inode, when shown.
-pub(crate) fn netns_columns(style: &Style) -> Columns {
+fn netns_columns(style: &Style) -> Columns {
     let columns = Columns::new();
     if style.netns_column {
         columns.with(Column::left("NETNS", 10))
@@ -68,7 +68,7 @@ pub(crate) fn netns_columns(style: &Style) -> Columns {
 }
 
 /// The cells of [`netns_columns`].
-pub(crate) fn netns_cells(style: &Style, netns: NetnsInode) -> Vec<String> {
+fn netns_cells(style: &Style, netns: NetnsInode) -> Vec<String> {
     if style.netns_column {
         vec![netns.to_string()]
     } else {
@@ -77,7 +77,7 @@ pub(crate) fn netns_cells(style: &Style, netns: NetnsInode) -> Vec<String> {
 }
 
 /// The owner's columns: pid, command and container (or service).
-pub(crate) const OWNER_COLUMNS: [Column; 3] = [
+const OWNER_COLUMNS: [Column; 3] = [
     Column::right("PID", 7),
     Column::left("COMM", 15),
     Column::left("CONTAINER", CONTAINER_WIDTH),
@@ -88,7 +88,7 @@ pub(crate) const OWNER_COLUMNS: [Column; 3] = [
 const CONTAINER_WIDTH: usize = 19;
 
 /// The cells of [`OWNER_COLUMNS`], missing for what is unknown.
-pub(crate) fn owner_cells(owner: Option<&Owner>) -> [String; 3] {
+fn owner_cells(owner: Option<&Owner>) -> [String; 3] {
     match owner {
         Some(o) => [
             o.pid.to_string(),
@@ -103,20 +103,43 @@ pub(crate) fn owner_cells(owner: Option<&Owner>) -> [String; 3] {
 }
 
 /// A socket's endpoints, local then remote.
-pub(crate) const ENDPOINT_COLUMNS: [Column; 2] =
-    [Column::left("LOCAL", 45), Column::left("REMOTE", 45)];
+const ENDPOINT_COLUMNS: [Column; 2] = [Column::left("LOCAL", 45), Column::left("REMOTE", 45)];
 
 /// The cells of [`ENDPOINT_COLUMNS`].
-pub(crate) fn endpoint_cells(tuple: &SocketTuple) -> [String; 2] {
+fn endpoint_cells(tuple: &SocketTuple) -> [String; 2] {
     [endpoint(tuple.local, false), endpoint(tuple.remote, false)]
+}
+
+/// The columns every event stream opens with: the namespace (when shown),
+/// the time, the stream's own `kind` column if any, the owner and the
+/// endpoints.
+pub(crate) fn event_columns(style: &Style, kind: Option<Column>) -> Columns {
+    netns_columns(style)
+        .with(Column::left("TIME(UTC)", 12))
+        .with_all(kind)
+        .with_all(OWNER_COLUMNS)
+        .with_all(ENDPOINT_COLUMNS)
+}
+
+/// The cells of [`event_columns`], for an event at `at_ns`.
+pub(crate) fn event_cells(
+    style: &Style,
+    at_ns: u64,
+    kind: Option<&str>,
+    owner: Option<&Owner>,
+    tuple: &SocketTuple,
+) -> Vec<String> {
+    let mut cells = netns_cells(style, tuple.netns);
+    cells.push(style.clock.time_of_day(at_ns));
+    cells.extend(kind.map(str::to_owned));
+    cells.extend(owner_cells(owner));
+    cells.extend(endpoint_cells(tuple));
+    cells
 }
 
 /// The human transition stream's columns.
 fn transition_columns(style: &Style) -> Columns {
-    netns_columns(style)
-        .with(Column::left("TIME(UTC)", 12))
-        .with_all(OWNER_COLUMNS)
-        .with_all(ENDPOINT_COLUMNS)
+    event_columns(style, None)
         .with(Column::left("OLD -> NEW", 27))
         .with(Column::right("OLD_MS", 10))
 }
@@ -159,10 +182,7 @@ pub fn write_transition(out: &mut String, t: &Transition, format: Format, style:
             },
         ),
         Format::Human => {
-            let mut cells = netns_cells(style, t.tuple.netns);
-            cells.push(style.clock.time_of_day(t.ts_ns));
-            cells.extend(owner_cells(t.owner.as_ref()));
-            cells.extend(endpoint_cells(&t.tuple));
+            let mut cells = event_cells(style, t.ts_ns, None, t.owner.as_ref(), &t.tuple);
             cells.push(format!("{} -> {}", t.old_state.name(), t.new_state.name()));
             cells.push(or_missing(t.old_state_ns, |ns| decimals(ms(ns), 3)));
             transition_columns(style).push_line(out, &cells);

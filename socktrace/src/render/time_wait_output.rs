@@ -13,10 +13,7 @@ use crate::{
     render::cells::{MISSING, decimals, endpoint, ms, or_missing},
     render::columns::{Column, Columns},
     render::json::{OwnerJson, TupleJson, push_record},
-    render::output::{
-        ENDPOINT_COLUMNS, Format, OWNER_COLUMNS, Style, endpoint_cells, netns_cells, netns_columns,
-        owner_cells,
-    },
+    render::output::{Format, Style, event_cells, event_columns},
     state::close_wait_watch::{CloseWaitReport, CloseWaitStatus},
     state::time_wait_summary::TimeWaitReport,
     state::time_wait_tracker::{EndedTimeWait, TimeWaitEnd, TimeWaitSocket},
@@ -25,11 +22,7 @@ use crate::{
 
 /// The human stream's columns.
 fn columns(style: &Style) -> Columns {
-    netns_columns(style)
-        .with(Column::left("TIME(UTC)", 12))
-        .with(Column::left("EVENT", 10))
-        .with_all(OWNER_COLUMNS)
-        .with_all(ENDPOINT_COLUMNS)
+    event_columns(style, Some(Column::left("EVENT", 10)))
         .with(Column::right("MS", 14))
         .with(Column::left("DETAIL", 0).after_gap(2))
 }
@@ -185,11 +178,13 @@ struct Row<'a> {
 
 impl Row<'_> {
     fn write(&self, out: &mut String, style: &Style) {
-        let mut cells = netns_cells(style, self.tuple.netns);
-        cells.push(style.clock.time_of_day(self.at_ns));
-        cells.push(self.event.to_owned());
-        cells.extend(owner_cells(self.owner.as_ref()));
-        cells.extend(endpoint_cells(self.tuple));
+        let mut cells = event_cells(
+            style,
+            self.at_ns,
+            Some(self.event),
+            self.owner.as_ref(),
+            self.tuple,
+        );
         cells.push(self.ms.to_owned());
         cells.push(self.detail.to_owned());
         columns(style).push_line(out, &cells);
