@@ -188,7 +188,9 @@ pub fn attach_and_seed(
 pub struct JobContext<'a> {
     pub namespaces: &'a mut Namespaces,
     /// Records the kernel could not hand over so far.
-    pub lost_events: u64,
+    pub lost: Lost,
+    /// Records the loop could not decode so far.
+    pub rejected: &'a RejectCounts,
 }
 
 /// Work for the loop to do between two batches, with the consumer's state
@@ -304,8 +306,12 @@ pub async fn run<C: Consumer>(
                 if !drain_and_settle(&mut reader, &mut decoder, consumer, &mut out, Room::Wait)? {
                     break;
                 }
-                let lost_events = lost.read()?.total();
-                job(consumer, JobContext { namespaces: decoder.namespaces, lost_events });
+                let lost = lost.read()?;
+                job(consumer, JobContext {
+                    namespaces: decoder.namespaces,
+                    lost,
+                    rejected: &decoder.rejected,
+                });
             }
             _ = interrupt.recv() => break,
             _ = terminate.recv() => break,

@@ -2,7 +2,8 @@
 //! the views, all in the words of [`model`]: [`kernel`] loads the programs and decodes their records,
 //! [`host`] lists sockets and namespaces, [`state`] takes both through the
 //! one pipeline, [`event_loop`] drives it, and the commands ([`trace`],
-//! [`handshakes`], [`timewait`], [`ss`], [`top`], [`agent`]) render what it
+//! [`handshakes`], [`timewait`], [`ss`], [`top`], [`agent`] and its
+//! [`metrics`]) render what it
 //! holds through [`render`]; [`cli`] parses their arguments.
 //!
 //! Errors: a message never repeats its cause, which is its `source`;
@@ -13,6 +14,7 @@ pub mod event_loop;
 pub mod handshakes;
 pub mod host;
 pub mod kernel;
+pub mod metrics;
 pub mod model;
 pub mod render;
 pub mod seed;

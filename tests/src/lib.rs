@@ -25,6 +25,7 @@ pub mod agent_socket;
 pub mod cgroup;
 pub mod child;
 pub mod churn;
+pub mod http;
 pub mod netns;
 pub mod process_usage;
 pub mod record;

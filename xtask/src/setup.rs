@@ -17,8 +17,9 @@ const LLVM_MAJOR: u32 = 22;
 /// Debian packages: LLVM for bpf-linker, the network tools the integration
 /// tests drive (ip, ss, iptables), tmux for `socktrace top` in a terminal and
 /// util-linux's setpriv for a non-root client, debootstrap and podman (with
-/// runc) for the install tests, systemd for `systemd-analyze verify`.
-const APT_PACKAGES: [&str; 8] = [
+/// runc) for the install tests, systemd for `systemd-analyze verify`,
+/// prometheus (and its promtool) for the metrics test.
+const APT_PACKAGES: [&str; 9] = [
     "iproute2",
     "iptables",
     "tmux",
@@ -27,6 +28,7 @@ const APT_PACKAGES: [&str; 8] = [
     "podman",
     "runc",
     "systemd",
+    "prometheus",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// For `cargo xtask fuzz`; builds with the host's stable rustc.

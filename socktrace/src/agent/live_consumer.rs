@@ -12,8 +12,10 @@ use crate::{
     event_loop::{Consumer, Job, JobContext, listing_interval_ns},
     host::namespaces::{Listing, NamespaceDump, Namespaces, NamespacesError},
     host::proc_owners::socket_owners,
+    host::self_usage::SelfUsage,
     host::sock_diag::{DiagSocket, DumpRequest},
     kernel::event::Event,
+    metrics::snapshot::MetricsSnapshot,
     model::owner::Owner,
     model::tcp_state::TcpState,
     model::tuple::NetnsInode,
@@ -42,6 +44,8 @@ pub struct LiveConsumer {
     pending: Option<Reconciliation>,
     /// No listing before this moment (see [`listing_interval_ns`]).
     next_listing_ns: u64,
+    /// What the last listing cost, dump and applying it.
+    last_listing_ns: Option<u64>,
 }
 
 impl LiveConsumer {
@@ -50,6 +54,18 @@ impl LiveConsumer {
             live,
             pending: None,
             next_listing_ns: 0,
+            last_listing_ns: None,
+        }
+    }
+
+    /// What a scrape of the agent's metrics reports now.
+    fn metrics(&self, context: JobContext<'_>) -> MetricsSnapshot {
+        MetricsSnapshot {
+            live: self.live.metrics(monotonic_now_ns()),
+            lost: context.lost,
+            malformed_records: context.rejected.total(),
+            usage: SelfUsage::read().ok(),
+            listing_ns: self.last_listing_ns,
         }
     }
 
@@ -64,7 +80,7 @@ impl LiveConsumer {
         let overview = self.live.overview(
             monotonic_now_ns(),
             |n| netns.binary_search(&n).is_ok(),
-            context.lost_events,
+            context.lost.total(),
         );
         Response::Overview(Box::new(overview))
     }
@@ -112,6 +128,7 @@ impl Consumer for LiveConsumer {
             let ListingTime { began_ns, ended_ns } = reconciliation.time;
             let cost_ns = (ended_ns - began_ns) + (monotonic_now_ns() - applying_ns);
             self.next_listing_ns = began_ns + listing_interval_ns(cost_ns);
+            self.last_listing_ns = Some(cost_ns);
         }
     }
 }
@@ -172,6 +189,12 @@ impl Answers {
             }
         };
         answered.unwrap_or_else(Answer::refused)
+    }
+
+    /// A snapshot for the metrics endpoint, over every namespace traced.
+    pub async fn metrics(&self) -> Result<MetricsSnapshot, String> {
+        self.in_loop(|consumer, context| consumer.metrics(context))
+            .await
     }
 
     /// The sockets of `netns` as `ss -tan` lists them, annotated from the

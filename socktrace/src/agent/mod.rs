@@ -6,6 +6,7 @@ pub mod framing;
 pub mod live_consumer;
 pub mod protocol;
 pub mod server;
+use anyhow::Context as _;
 use tokio::sync::mpsc;
 
 use crate::{
@@ -13,13 +14,14 @@ use crate::{
     agent::server::Access,
     cli::AgentArgs,
     event_loop::{self, LossNotices},
+    metrics,
     seed::Existing,
     state::live::LiveState,
 };
 
-/// Jobs waiting for the loop: one per client served, at most (a listing
-/// sends its jobs one after the other).
-const QUEUED_REQUESTS: usize = server::MAX_CLIENTS;
+/// Jobs waiting for the loop: one per client and scraper served, at most
+/// (a listing sends its jobs one after the other).
+const QUEUED_REQUESTS: usize = server::MAX_CLIENTS + metrics::server::MAX_SCRAPERS;
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let group = match &args.group {
@@ -32,6 +34,14 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     // Before attaching: a socket that cannot be served fails at once.
     // Clients that come meanwhile wait in the listen backlog.
     let listening = server::bind(&args.socket, Access { group })?;
+    let metrics = match args.metrics {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("serving metrics on {address}"))?,
+        ),
+        None => None,
+    };
     let event_loop::Started {
         tracing,
         mut namespaces,
@@ -39,8 +49,15 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         ..
     } = event_loop::attach_and_seed(&args.ring, &args.netns, Existing::WithoutTimeWait)?;
     let (jobs, mut inbox) = mpsc::channel(QUEUED_REQUESTS);
-    let server = tokio::spawn(server::serve(listening, Answers::new(jobs)));
-    eprintln!("socktrace: ready: agent serving {}", args.socket.display());
+    let answers = Answers::new(jobs);
+    let server = tokio::spawn(server::serve(listening, answers.clone()));
+    let mut serving = args.socket.display().to_string();
+    if let Some(listener) = metrics {
+        let address = listener.local_addr().context("the metrics address")?;
+        serving = format!("{serving} and metrics on http://{address}/metrics");
+        tokio::spawn(metrics::server::serve(listener, answers));
+    }
+    eprintln!("socktrace: ready: agent serving {serving}");
     let mut consumer = LiveConsumer::new(LiveState::new(table));
     let summary = event_loop::run(
         tracing,

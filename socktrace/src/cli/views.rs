@@ -18,6 +18,12 @@ pub struct AgentArgs {
     #[arg(long, value_name = "GROUP")]
     pub group: Option<String>,
 
+    /// Serve Prometheus metrics on http://ADDR:PORT/metrics (off unless
+    /// given; 127.0.0.1:9977 keeps them on this host; port 0 picks a free
+    /// port, printed at start).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
+
     #[command(flatten)]
     pub netns: NetnsArgs,
 

@@ -5,4 +5,5 @@ pub mod namespaces;
 pub mod netns;
 pub mod netstat;
 pub mod proc_owners;
+pub mod self_usage;
 pub mod sock_diag;

@@ -15,6 +15,7 @@ use crate::{
     model::tuple::{NetnsInode, SocketTuple},
     state::handshake_tracker::{Handshake, InProgress, Side},
     state::listed_socket::ListedSocket,
+    state::live_counts::LiveCounts,
     state::opening_window::{OpeningWindow, WINDOW_SECS},
     state::overview::{Overview, RemoteCount, Totals, remote_label},
     state::pipeline::{Applied, Pipeline, Trackers},
@@ -30,7 +31,20 @@ pub const TOP_REMOTES: usize = 20;
 pub struct LiveState {
     pipeline: Pipeline,
     totals: Totals,
+    counts: LiveCounts,
     opening: OpeningWindow,
+}
+
+/// The live state summed over every namespace traced, for the metrics.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveMetrics {
+    /// Sockets in each state now, by [`TcpState::index`] (as
+    /// [`Overview::states`]).
+    pub states: [u64; TcpState::COUNT],
+    /// How long the oldest socket in CLOSE-WAIT has been there, when one
+    /// is and its entry was seen.
+    pub close_wait_oldest_ns: Option<u64>,
+    pub counts: LiveCounts,
 }
 
 impl LiveState {
@@ -39,23 +53,28 @@ impl LiveState {
         LiveState {
             pipeline: Pipeline::new(table, Trackers::ALL),
             totals: Totals::default(),
+            counts: LiveCounts::default(),
             opening: OpeningWindow::new(),
         }
     }
 
     /// One decoded record.
     pub fn event(&mut self, event: Event) {
-        if let Applied::Transition {
-            transition,
-            handshake,
-            time_wait,
-        } = self.pipeline.apply(event)
-        {
-            if let Some(handshake) = handshake {
-                self.resolved(&handshake);
+        match self.pipeline.apply(event) {
+            Applied::Transition {
+                transition,
+                handshake,
+                time_wait,
+            } => {
+                self.counts.transition(&transition);
+                if let Some(handshake) = handshake {
+                    self.resolved(&handshake);
+                }
+                self.time_wait_outcome(&time_wait);
+                self.count_opening(&transition);
             }
-            self.time_wait_outcome(&time_wait);
-            self.count_opening(&transition);
+            Applied::Retrying(retrying) => self.counts.retransmit(&retrying),
+            Applied::Noted => {}
         }
     }
 
@@ -85,27 +104,15 @@ impl LiveState {
         let mut states = [0u64; TcpState::COUNT];
         // As many as the sockets tracked: bounded by the kernel's sockets.
         let mut remotes: HashMap<IpAddr, u64> = HashMap::new();
-        let mut held = |state: TcpState, tuple: &SocketTuple| {
+        self.each_socket(|state, tuple, _| {
+            if !selected(tuple.netns) {
+                return;
+            }
             states[state.index()] += 1;
             if state != TcpState::Listen && !tuple.remote.ip().is_unspecified() {
                 *remotes.entry(tuple.remote.ip().to_canonical()).or_default() += 1;
             }
-        };
-        for socket in self.pipeline.table().sockets() {
-            if selected(socket.tuple.netns) {
-                held(socket.state, &socket.tuple);
-            }
-        }
-        for socket in self.pipeline.time_wait().sockets() {
-            if selected(socket.tuple.netns) {
-                held(socket.substate.unwrap_or(TcpState::TimeWait), &socket.tuple);
-            }
-        }
-        for attempt in self.pipeline.handshakes().in_progress() {
-            if attempt.side == Side::Server && selected(attempt.tuple.netns) {
-                held(TcpState::SynRecv, &attempt.tuple);
-            }
-        }
+        });
         let mut subnets: HashMap<Cidr, u64> = HashMap::new();
         for (&addr, &count) in &remotes {
             *subnets.entry(Cidr::subnet_of(addr)).or_default() += count;
@@ -130,6 +137,49 @@ impl LiveState {
                 .collect(),
             window_secs: WINDOW_SECS,
             opening_subnets_merged: self.opening.merged(),
+        }
+    }
+
+    /// Sockets by state and the counts since start, over every namespace,
+    /// as of `now_ns`.
+    pub fn metrics(&self, now_ns: u64) -> LiveMetrics {
+        let mut states = [0u64; TcpState::COUNT];
+        let mut close_wait_since: Option<u64> = None;
+        self.each_socket(|state, _, since| {
+            states[state.index()] += 1;
+            if state == TcpState::CloseWait
+                && let Some(since) = since
+            {
+                close_wait_since = Some(close_wait_since.map_or(since, |s| s.min(since)));
+            }
+        });
+        LiveMetrics {
+            states,
+            close_wait_oldest_ns: close_wait_since.map(|since| now_ns.saturating_sub(since)),
+            counts: self.counts.clone(),
+        }
+    }
+
+    /// Every socket the trackers hold, with its state and, for full
+    /// sockets, when it entered that state: full sockets from the table,
+    /// TIME-WAIT sockets (and orphans in FIN-WAIT-2) from the TIME-WAIT
+    /// tracker, half-open connections in SYN-RECV from the handshake
+    /// tracker.
+    fn each_socket(&self, mut visit: impl FnMut(TcpState, &SocketTuple, Option<u64>)) {
+        for socket in self.pipeline.table().sockets() {
+            visit(socket.state, &socket.tuple, socket.state_since_ns);
+        }
+        for socket in self.pipeline.time_wait().sockets() {
+            visit(
+                socket.substate.unwrap_or(TcpState::TimeWait),
+                &socket.tuple,
+                None,
+            );
+        }
+        for attempt in self.pipeline.handshakes().in_progress() {
+            if attempt.side == Side::Server {
+                visit(TcpState::SynRecv, &attempt.tuple, None);
+            }
         }
     }
 
@@ -245,12 +295,14 @@ impl LiveState {
     }
 
     fn resolved(&mut self, handshake: &Handshake) {
+        self.counts.handshake(handshake);
         if !handshake.outcome.succeeded() {
             self.totals.handshake_failures += 1;
         }
     }
 
     fn time_wait_outcome(&mut self, outcome: &TimeWaitOutcome) {
+        self.counts.time_wait(outcome);
         self.totals.time_wait_entries += outcome.entered.len() as u64;
     }
 

@@ -8,6 +8,7 @@ pub mod heavy_hitters;
 pub mod latency_histogram;
 pub mod listed_socket;
 pub mod live;
+pub mod live_counts;
 pub mod opening_window;
 pub mod overview;
 pub mod pipeline;

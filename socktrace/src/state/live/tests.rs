@@ -7,6 +7,7 @@ use crate::{
     kernel::event::{SocketSignal, StateEvent, SynAckRetransmit, TaskContext},
     model::owner::Comm,
     model::tuple::{TEST_NETNS, elsewhere},
+    state::handshake_tracker::Outcome,
     state::table::{SeedKind, SeedSocket},
 };
 
@@ -346,4 +347,39 @@ fn retries_of_an_attempt_older_than_the_tracer_come_from_the_kernel() {
         &HashMap::new(),
     );
     assert_eq!(established[0].retries, None, "only handshakes in progress");
+}
+
+#[test]
+fn the_metrics_count_transitions_retransmits_outcomes_and_the_oldest_close_wait() {
+    let mut live = LiveState::new(SocketTable::new());
+    let connect = tuple("10.0.0.1:40000", "192.0.2.7:443");
+    live.event(state(
+        S,
+        0xa,
+        tuple("10.0.0.1:0", "192.0.2.7:443"),
+        Close,
+        SynSent,
+    ));
+    live.event(Event::SynRetransmit(SocketSignal {
+        ts_ns: 2 * S,
+        skaddr: 0xa,
+        tuple: connect,
+    }));
+    live.event(state(3 * S, 0xa, connect, SynSent, Established));
+    let served = tuple("10.0.0.1:8080", "192.0.2.9:50000");
+    live.event(state(S, 0xb, served, Established, CloseWait));
+
+    let metrics = live.metrics(11 * S);
+    let counts = &metrics.counts;
+    assert_eq!(counts.transitions[SynSent.index()][Established.index()], 1);
+    assert_eq!(counts.client.retransmits, 1);
+    assert_eq!(
+        counts.client.outcomes[Outcome::Established.index()],
+        1,
+        "{counts:?}"
+    );
+    assert_eq!(counts.client.seconds.count, 1);
+    assert_eq!(metrics.states[Established.index()], 1);
+    assert_eq!(metrics.states[CloseWait.index()], 1);
+    assert_eq!(metrics.close_wait_oldest_ns, Some(10 * S));
 }

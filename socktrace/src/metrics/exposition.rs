@@ -1,0 +1,374 @@
+//! A [`MetricsSnapshot`] in the Prometheus text format, or OpenMetrics when
+//! the scraper asks for it, through `prometheus-client`: every label is
+//! typed, so it can only take the values of its enum.
+use std::fmt::{self, Write as _};
+
+use prometheus_client::{
+    collector::Collector,
+    encoding::{
+        DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, LabelValueEncoder, MetricEncoder,
+        NoLabelSet,
+    },
+    metrics::MetricType,
+    registry::{Registry, Unit},
+};
+
+use crate::{
+    metrics::snapshot::MetricsSnapshot,
+    model::tcp_state::TcpState,
+    state::handshake_tracker::{Outcome, Side},
+    state::live_counts::Buckets,
+    state::time_wait_tracker::TimeWaitEnd,
+};
+
+/// Which text format a scrape gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// The Prometheus text format, version 0.0.4.
+    Prometheus,
+    OpenMetrics,
+}
+
+impl Format {
+    /// OpenMetrics when the `Accept` header names it, else Prometheus text.
+    pub fn accepted(accept: Option<&str>) -> Format {
+        match accept {
+            Some(accept) if accept.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Prometheus,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Prometheus => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+/// The snapshot as the body of a scrape.
+pub fn encode(snapshot: MetricsSnapshot, format: Format) -> Result<String, fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Families(snapshot)));
+    let mut body = String::new();
+    match format {
+        Format::Prometheus => {
+            prometheus_client::encoding::prometheus_text::encode(&mut body, &registry)?
+        }
+        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut body, &registry)?,
+    }
+    Ok(body)
+}
+
+/// Every family of one snapshot.
+#[derive(Debug)]
+struct Families(MetricsSnapshot);
+
+impl Collector for Families {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let MetricsSnapshot {
+            live,
+            lost,
+            malformed_records,
+            usage,
+            listing_ns,
+        } = &self.0;
+        let counts = &live.counts;
+
+        let mut sockets = gauge(
+            &mut encoder,
+            "socktrace_sockets",
+            "TCP sockets by state now, as ss -tan lists them",
+            None,
+        )?;
+        for state in TcpState::ALL {
+            sockets
+                .encode_family(&StateLabels {
+                    state: StateName(state),
+                })?
+                .encode_gauge(&live.states[state.index()])?;
+        }
+
+        let mut transitions = counter(
+            &mut encoder,
+            "socktrace_transitions",
+            "TCP state transitions by old and new state",
+        )?;
+        for from in TcpState::ALL {
+            for to in TcpState::ALL {
+                let n = counts.transitions[from.index()][to.index()];
+                if n > 0 {
+                    let labels = TransitionLabels {
+                        from: StateName(from),
+                        to: StateName(to),
+                    };
+                    encode_counter(&mut transitions.encode_family(&labels)?, n)?;
+                }
+            }
+        }
+
+        let mut handshakes = counter(
+            &mut encoder,
+            "socktrace_handshakes",
+            "Handshake attempts resolved, by side (client: connect, server: accept) and outcome",
+        )?;
+        for side in SIDES {
+            for outcome in Outcome::ALL {
+                let labels = HandshakeLabels {
+                    side: SideName(side),
+                    outcome: OutcomeName(outcome),
+                };
+                let n = counts.side(side).outcomes[outcome.index()];
+                encode_counter(&mut handshakes.encode_family(&labels)?, n)?;
+            }
+        }
+        encode_counter(
+            &mut counter(
+                &mut encoder,
+                "socktrace_syn_retransmits",
+                "SYN retransmits of connects (as TcpExtTCPSynRetrans counts them on the client side)",
+            )?,
+            counts.client.retransmits,
+        )?;
+        encode_counter(
+            &mut counter(
+                &mut encoder,
+                "socktrace_synack_retransmits",
+                "SYN-ACK retransmits of half-open connections (a SYN-RECV pile-up)",
+            )?,
+            counts.server.retransmits,
+        )?;
+        let mut duration = encoder.encode_descriptor(
+            "socktrace_handshake_duration",
+            "First SYN (client) or SYN-ACK (server) to the outcome, when seen",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        for side in SIDES {
+            encode_buckets(
+                &mut duration.encode_family(&SideLabels {
+                    side: SideName(side),
+                })?,
+                &counts.side(side).seconds,
+            )?;
+        }
+
+        encode_counter(
+            &mut counter(
+                &mut encoder,
+                "socktrace_time_wait_entries",
+                "Connections that entered TIME-WAIT, or an orphan FIN-WAIT-2 (a timewait socket too)",
+            )?,
+            counts.time_wait_entries,
+        )?;
+        let mut ends = counter(
+            &mut encoder,
+            "socktrace_time_wait_ends",
+            "TIME-WAIT sockets that ended, by how: expired, reused by a new connection, killed (RST), teardown (namespace gone)",
+        )?;
+        for end in TimeWaitEnd::ALL {
+            let labels = EndLabels {
+                reason: EndName(end),
+            };
+            encode_counter(
+                &mut ends.encode_family(&labels)?,
+                counts.time_wait_ends[end.index()],
+            )?;
+        }
+        let mut lifetime = encoder.encode_descriptor(
+            "socktrace_time_wait_lifetime",
+            "How long TIME-WAIT sockets lived, entry to end",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        encode_buckets(&mut lifetime, &counts.time_wait_seconds)?;
+
+        if let Some(ns) = live.close_wait_oldest_ns {
+            gauge(
+                &mut encoder,
+                "socktrace_close_wait_oldest",
+                "Age of the oldest socket in CLOSE-WAIT (the application has not closed it)",
+                Some(&Unit::Seconds),
+            )?
+            .encode_gauge(&(ns as f64 / 1e9))?;
+        }
+
+        let mut lost_events = counter(
+            &mut encoder,
+            "socktrace_lost_events",
+            "Transitions and events that never reached the agent, by cause",
+        )?;
+        for (cause, n) in [
+            (LossCause::RingFull, lost.ring_full),
+            (LossCause::Skipped, lost.skipped),
+        ] {
+            encode_counter(&mut lost_events.encode_family(&LossLabels { cause })?, n)?;
+        }
+        encode_counter(
+            &mut counter(
+                &mut encoder,
+                "socktrace_malformed_records",
+                "Kernel records the agent could not decode",
+            )?,
+            *malformed_records,
+        )?;
+
+        if let Some(usage) = usage {
+            counter_with_unit(
+                &mut encoder,
+                "socktrace_agent_cpu",
+                "The agent's own CPU time, user and system",
+                &Unit::Seconds,
+            )?
+            .encode_counter::<NoLabelSet, _, f64>(&usage.cpu_seconds, None)?;
+            gauge(
+                &mut encoder,
+                "socktrace_agent_resident_memory",
+                "The agent's resident memory",
+                Some(&Unit::Bytes),
+            )?
+            .encode_gauge(&usage.resident_bytes)?;
+        }
+        if let Some(ns) = listing_ns {
+            gauge(
+                &mut encoder,
+                "socktrace_listing_duration",
+                "What the last sock_diag listing of request and timewait sockets cost",
+                Some(&Unit::Seconds),
+            )?
+            .encode_gauge(&(*ns as f64 / 1e9))?;
+        }
+        Ok(())
+    }
+}
+
+const SIDES: [Side; 2] = [Side::Client, Side::Server];
+
+fn counter<'a>(
+    encoder: &'a mut DescriptorEncoder,
+    name: &'a str,
+    help: &str,
+) -> Result<MetricEncoder<'a>, fmt::Error> {
+    encoder.encode_descriptor(name, help, None, MetricType::Counter)
+}
+
+fn counter_with_unit<'a>(
+    encoder: &'a mut DescriptorEncoder,
+    name: &'a str,
+    help: &str,
+    unit: &'a Unit,
+) -> Result<MetricEncoder<'a>, fmt::Error> {
+    encoder.encode_descriptor(name, help, Some(unit), MetricType::Counter)
+}
+
+fn gauge<'a>(
+    encoder: &'a mut DescriptorEncoder,
+    name: &'a str,
+    help: &str,
+    unit: Option<&'a Unit>,
+) -> Result<MetricEncoder<'a>, fmt::Error> {
+    encoder.encode_descriptor(name, help, unit, MetricType::Gauge)
+}
+
+fn encode_counter(metric: &mut MetricEncoder, value: u64) -> Result<(), fmt::Error> {
+    metric.encode_counter::<NoLabelSet, _, u64>(&value, None)
+}
+
+fn encode_buckets<const N: usize>(
+    metric: &mut MetricEncoder,
+    buckets: &Buckets<N>,
+) -> Result<(), fmt::Error> {
+    metric.encode_histogram::<NoLabelSet>(buckets.sum, buckets.count, &buckets.pairs(), None)
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: StateName,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransitionLabels {
+    from: StateName,
+    to: StateName,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandshakeLabels {
+    side: SideName,
+    outcome: OutcomeName,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SideLabels {
+    side: SideName,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndLabels {
+    reason: EndName,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LossLabels {
+    cause: LossCause,
+}
+
+/// A TCP state as the kernel names it (`SYN_SENT`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct StateName(TcpState);
+
+/// `client` or `server`.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct SideName(Side);
+
+/// `established`, `timeout`, `refused`... as `socktrace handshakes` says.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct OutcomeName(Outcome);
+
+/// `expired`, `reused`, `killed`, `teardown`.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct EndName(TimeWaitEnd);
+
+/// Why events were lost: the ring buffer was full, or the kernel skipped a
+/// program run nested in another BPF program.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+enum LossCause {
+    RingFull,
+    Skipped,
+}
+
+impl EncodeLabelValue for StateName {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
+        encoder.write_str(self.0.name())
+    }
+}
+
+impl EncodeLabelValue for SideName {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
+        encoder.write_str(self.0.name())
+    }
+}
+
+impl EncodeLabelValue for OutcomeName {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
+        encoder.write_str(self.0.name())
+    }
+}
+
+impl EncodeLabelValue for EndName {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
+        encoder.write_str(self.0.name())
+    }
+}
+
+impl EncodeLabelValue for LossCause {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
+        encoder.write_str(match self {
+            LossCause::RingFull => "ring_full",
+            LossCause::Skipped => "skipped",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

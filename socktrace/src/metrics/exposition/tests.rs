@@ -1,0 +1,79 @@
+use super::*;
+use crate::{kernel::loader::Lost, state::live::LiveMetrics, state::live_counts::LiveCounts};
+
+fn snapshot() -> MetricsSnapshot {
+    let mut counts = LiveCounts::default();
+    counts.transitions[TcpState::SynSent.index()][TcpState::Established.index()] = 5;
+    counts.client.outcomes[Outcome::Refused.index()] = 2;
+    counts.client.retransmits = 3;
+    counts.client.seconds.observe(0.0002);
+    counts.client.seconds.observe(200.0);
+    counts.time_wait_ends[TimeWaitEnd::Reused.index()] = 4;
+    let mut states = [0; TcpState::COUNT];
+    states[TcpState::Established.index()] = 7;
+    MetricsSnapshot {
+        live: LiveMetrics {
+            states,
+            close_wait_oldest_ns: Some(1_500_000_000),
+            counts,
+        },
+        lost: Lost {
+            ring_full: 1,
+            skipped: 0,
+        },
+        malformed_records: 0,
+        usage: None,
+        listing_ns: None,
+    }
+}
+
+fn has(body: &str, line: &str) -> bool {
+    body.lines().any(|l| l == line)
+}
+
+#[test]
+fn families_follow_prometheus_naming_with_typed_labels() {
+    let body = encode(snapshot(), Format::Prometheus).unwrap();
+    for line in [
+        "# TYPE socktrace_sockets gauge",
+        "socktrace_sockets{state=\"ESTABLISHED\"} 7",
+        "socktrace_sockets{state=\"TIME_WAIT\"} 0",
+        "# TYPE socktrace_transitions_total counter",
+        "socktrace_transitions_total{from=\"SYN_SENT\",to=\"ESTABLISHED\"} 5",
+        "socktrace_handshakes_total{side=\"client\",outcome=\"refused\"} 2",
+        "socktrace_syn_retransmits_total 3",
+        "socktrace_handshake_duration_seconds_bucket{side=\"client\",le=\"0.0005\"} 1",
+        "socktrace_handshake_duration_seconds_bucket{side=\"client\",le=\"+Inf\"} 2",
+        "socktrace_handshake_duration_seconds_count{side=\"client\"} 2",
+        "socktrace_time_wait_ends_total{reason=\"reused\"} 4",
+        "socktrace_close_wait_oldest_seconds 1.5",
+        "socktrace_lost_events_total{cause=\"ring_full\"} 1",
+        "socktrace_malformed_records_total 0",
+    ] {
+        assert!(has(&body, line), "no `{line}` in:\n{body}");
+    }
+    assert!(
+        !body.contains("from=\"CLOSE\",to=\"CLOSE\""),
+        "transitions that never happened are left out"
+    );
+    assert!(!body.contains("# EOF"));
+    assert!(
+        !body.contains("socktrace_agent_cpu"),
+        "an unread /proc is no figure, not 0"
+    );
+}
+
+#[test]
+fn openmetrics_when_asked_for() {
+    assert_eq!(
+        Format::accepted(Some(
+            "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"
+        )),
+        Format::OpenMetrics
+    );
+    assert_eq!(Format::accepted(Some("*/*")), Format::Prometheus);
+    assert_eq!(Format::accepted(None), Format::Prometheus);
+    let body = encode(snapshot(), Format::OpenMetrics).unwrap();
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    assert!(has(&body, "socktrace_syn_retransmits_total 3"), "{body}");
+}

@@ -1,0 +1,17 @@
+//! What one scrape reports: the live state summed over the namespaces
+//! traced, the tracer's losses, and the agent's own costs.
+use crate::{host::self_usage::SelfUsage, kernel::loader::Lost, state::live::LiveMetrics};
+
+/// See the module documentation.
+#[derive(Clone, Debug)]
+pub struct MetricsSnapshot {
+    pub live: LiveMetrics,
+    pub lost: Lost,
+    /// Records the agent could not decode.
+    pub malformed_records: u64,
+    /// The agent's CPU time and memory; `None` when /proc could not be
+    /// read (then the families are left out, not reported as 0).
+    pub usage: Option<SelfUsage>,
+    /// What the last sock_diag listing cost, once one was made.
+    pub listing_ns: Option<u64>,
+}
