@@ -4,9 +4,11 @@
 //! Prometheus then holds must match what the scenario did, what the kernel
 //! counted (`TcpExtTCPSynRetrans`) and what `ss` lists. The agent and
 //! Prometheus run in a namespace of their own, so that the scrapes are no
-//! part of the traced traffic.
+//! part of the traced traffic. The shipped alerting rules and dashboard run
+//! on that Prometheus: every rule evaluates and every query returns a
+//! series.
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -136,6 +138,19 @@ fn a_real_prometheus_sees_what_the_scenario_did() -> Result<()> {
     let missing = http::get(&monitor, metrics, "/other", &[])?;
     ensure!(missing.status == 404, "status {}", missing.status);
 
+    // The shipped scrape config and rules pass promtool; the rules ran on
+    // this Prometheus without error, each recorded series exists, and each
+    // dashboard query returns a series.
+    promtool(
+        &["check", "config"],
+        &deploy().join("prometheus/prometheus.yml"),
+    )?;
+    let recorded = prometheus.wait_rules_evaluated()?;
+    ensure!(!recorded.is_empty(), "no recording rules");
+    for query in recorded.iter().chain(&dashboard_queries()?) {
+        prometheus.wait_for_series(query)?;
+    }
+
     traced.firewall(Family::V4, "-D", &rule)?;
     agent.stop()
 }
@@ -164,6 +179,45 @@ fn expect_connect_error(ns: &NetNs, port: u16, errno: i32) -> Result<()> {
         Err(error) if error.raw_os_error() == Some(errno) => Ok(()),
         Err(error) => bail!("connecting to {addr}: {error}, expected errno {errno}"),
     }
+}
+
+/// socktrace's deploy folder: the Prometheus files and the dashboard.
+fn deploy() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../socktrace/deploy")
+}
+
+/// Every query of every panel of the shipped Grafana dashboard.
+fn dashboard_queries() -> Result<Vec<String>> {
+    let path = deploy().join("grafana/socktrace-dashboard.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)
+        .with_context(|| format!("{}", path.display()))?;
+    let queries: Vec<String> = dashboard["panels"]
+        .as_array()
+        .context("no panels")?
+        .iter()
+        .flat_map(|panel| panel["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|target| target["expr"].as_str().map(str::to_owned))
+        .collect();
+    ensure!(!queries.is_empty(), "no queries in {}", path.display());
+    Ok(queries)
+}
+
+/// `promtool ARGS FILE`, which must succeed.
+fn promtool(args: &[&str], file: &Path) -> Result<()> {
+    let output = Command::new("promtool")
+        .args(args)
+        .arg(file)
+        .output()
+        .context("running promtool (Debian's prometheus package)")?;
+    ensure!(
+        output.status.success(),
+        "promtool {} {}: {}{}",
+        args.join(" "),
+        file.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
 }
 
 fn promtool_check_metrics(body: &str) -> Result<()> {
@@ -216,8 +270,10 @@ impl<'ns> Prometheus<'ns> {
             &config,
             format!(
                 "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+                 rule_files:\n  - {rules}\n\
                  scrape_configs:\n  - job_name: socktrace\n    static_configs:\n      \
-                 - targets: ['{target}']\n"
+                 - targets: ['{target}']\n",
+                rules = deploy().join("prometheus/socktrace-rules.yml").display()
             ),
         )?;
         let address = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), unused_port(ns)?);
@@ -250,17 +306,28 @@ impl<'ns> Prometheus<'ns> {
         Ok(prometheus)
     }
 
+    /// `data` of an API answer, which must be a success.
+    fn api(&self, path: &str) -> Result<Value> {
+        let reply = http::get(self.ns, self.address, path, &[])?;
+        let answer: Value = serde_json::from_str(&reply.body)
+            .with_context(|| format!("Prometheus answered {}: {}", reply.status, reply.body))?;
+        ensure!(answer["status"] == "success", "{path}: {}", reply.body);
+        Ok(answer["data"].clone())
+    }
+
+    /// The series an instant query returns.
+    fn series(&self, query: &str) -> Result<Vec<Value>> {
+        let data = self.api(&format!("/api/v1/query?query={}", percent_encoded(query)))?;
+        data["result"]
+            .as_array()
+            .cloned()
+            .with_context(|| format!("{query}: no result vector in {data}"))
+    }
+
     /// The value of an instant query that returns one series, `None` when
     /// it returns none.
     fn value(&self, query: &str) -> Result<Option<f64>> {
-        let path = format!("/api/v1/query?query={}", percent_encoded(query));
-        let reply = http::get(self.ns, self.address, &path, &[])?;
-        let answer: Value = serde_json::from_str(&reply.body)
-            .with_context(|| format!("Prometheus answered {}: {}", reply.status, reply.body))?;
-        ensure!(answer["status"] == "success", "{query}: {}", reply.body);
-        let result = answer["data"]["result"]
-            .as_array()
-            .context("no result vector")?;
+        let result = self.series(query)?;
         match result.as_slice() {
             [] => Ok(None),
             [one] => one["value"][1]
@@ -270,6 +337,46 @@ impl<'ns> Prometheus<'ns> {
                 .with_context(|| format!("no value in {one}")),
             several => bail!("{query} returned {} series", several.len()),
         }
+    }
+
+    /// Waits until `query` returns at least one series.
+    fn wait_for_series(&self, query: &str) -> Result<()> {
+        wait::until(&format!("a series from {query}"), SCRAPED, || {
+            Ok(match self.series(query)?.len() {
+                0 => Poll::Pending("none".into()),
+                _ => Poll::Ready(()),
+            })
+        })
+    }
+
+    /// Waits until every rule loaded was evaluated without error, and
+    /// returns the names the recording rules record.
+    fn wait_rules_evaluated(&self) -> Result<Vec<String>> {
+        wait::until("every rule evaluated", SCRAPED, || {
+            let data = self.api("/api/v1/rules")?;
+            let rules: Vec<Value> = data["groups"]
+                .as_array()
+                .context("no rule groups")?
+                .iter()
+                .flat_map(|group| group["rules"].as_array().cloned().unwrap_or_default())
+                .collect();
+            if let Some(failed) = rules.iter().find(|rule| rule["health"] == "err") {
+                bail!("a rule failed: {failed}");
+            }
+            Ok(
+                if !rules.is_empty() && rules.iter().all(|rule| rule["health"] == "ok") {
+                    Poll::Ready(
+                        rules
+                            .iter()
+                            .filter(|rule| rule["type"] == "recording")
+                            .filter_map(|rule| rule["name"].as_str().map(str::to_owned))
+                            .collect(),
+                    )
+                } else {
+                    Poll::Pending(format!("{} rules, not all evaluated", rules.len()))
+                },
+            )
+        })
     }
 
     /// Waits until `query` returns `expected`.
