@@ -15,6 +15,8 @@ const UNTRACED: &str = "no tracer";
 const TARGET_CHURN_RATIO: f64 = 0.97;
 const TARGET_INGEST_PER_SECOND: f64 = 2e6;
 const TARGET_BYTES_PER_SOCKET: f64 = 160.0;
+/// A metrics scrape with 10,000 sockets tracked, in agent CPU.
+const TARGET_SCRAPE_NS: f64 = 1e6;
 
 /// README markers around the generated table.
 pub const README_BEGIN: &str = "<!-- bench:begin (cargo xtask bench --update-readme) -->";
@@ -157,21 +159,27 @@ impl fmt::Display for Measurement {
 pub struct Userspace {
     pub ingest_per_second: f64,
     pub bytes_per_socket: f64,
+    /// Mean time of one metrics scrape with 10,000 sockets tracked.
+    pub scrape_ns: f64,
 }
 
-/// Runs the criterion ingest benchmark and the table memory benchmark.
+/// Runs the criterion ingest and metrics scrape benchmarks and the table
+/// memory benchmark.
 pub fn userspace_benchmarks() -> Result<Userspace> {
     let root = cmd::workspace_root();
-    cmd::run(Command::new(cmd::cargo_program()).current_dir(&root).args([
-        "bench",
-        "--package",
-        "socktrace",
-        "--bench",
-        "ingest",
-        "--",
-        "--noplot",
-    ]))?;
+    for bench in ["ingest", "metrics_scrape"] {
+        cmd::run(Command::new(cmd::cargo_program()).current_dir(&root).args([
+            "bench",
+            "--package",
+            "socktrace",
+            "--bench",
+            bench,
+            "--",
+            "--noplot",
+        ]))?;
+    }
     let ingest_per_second = criterion_throughput(&root.join("target/criterion"))?;
+    let scrape_ns = criterion_mean_ns(&root.join("target/criterion").join(SCRAPE_BENCHMARK))?;
     let output = Command::new(cmd::cargo_program())
         .current_dir(&root)
         .env("SOCKTRACE_BENCH_JSON", "1")
@@ -192,6 +200,7 @@ pub fn userspace_benchmarks() -> Result<Userspace> {
     let memory: Value = serde_json::from_str(line)?;
     Ok(Userspace {
         ingest_per_second,
+        scrape_ns,
         bytes_per_socket: memory["bytes_per_socket"]
             .as_f64()
             .context("bytes_per_socket")?,
@@ -200,6 +209,20 @@ pub fn userspace_benchmarks() -> Result<Userspace> {
 
 /// The criterion benchmark that measures ingest: decoding and the table.
 const INGEST_BENCHMARK: &str = "decode_apply";
+
+/// The criterion benchmark that measures a metrics scrape.
+const SCRAPE_BENCHMARK: &str = "scrape_10000_sockets";
+
+/// The mean time per iteration of the criterion benchmark in `directory`.
+fn criterion_mean_ns(directory: &Path) -> Result<f64> {
+    let path = directory.join("new/estimates.json");
+    let estimates: Value = serde_json::from_str(
+        &fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+    )?;
+    estimates["mean"]["point_estimate"]
+        .as_f64()
+        .with_context(|| format!("no mean in {}", path.display()))
+}
 
 /// Elements per second of the ingest benchmark (its element throughput
 /// over its mean time per iteration).
@@ -390,6 +413,11 @@ impl Report {
                 format!("{:.0} B", userspace.bytes_per_socket),
                 userspace.bytes_per_socket <= TARGET_BYTES_PER_SOCKET,
             ));
+            targets.push((
+                "a metrics scrape < 1 ms of agent CPU at 10,000 sockets".into(),
+                format!("{:.0} µs", userspace.scrape_ns / 1e3),
+                userspace.scrape_ns < TARGET_SCRAPE_NS,
+            ));
         }
         targets
     }
@@ -452,6 +480,7 @@ impl Report {
             })).collect::<Vec<_>>(),
             "ingest_events_per_second": self.userspace.as_ref().map(|u| u.ingest_per_second),
             "table_bytes_per_socket": self.userspace.as_ref().map(|u| u.bytes_per_socket),
+            "metrics_scrape_ns": self.userspace.as_ref().map(|u| u.scrape_ns),
             "targets": self.targets().into_iter().map(|(target, measured, met)| json!({
                 "target": target, "measured": measured, "met": met,
             })).collect::<Vec<_>>(),
