@@ -28,6 +28,7 @@ const SCRAPED: Duration = Duration::from_secs(30);
 fn a_real_prometheus_sees_what_the_scenario_did() -> Result<()> {
     let traced = NetNs::new()?;
     traced.sysctl("net.ipv4.tcp_syn_retries", "1")?;
+    traced.sysctl("net.ipv4.tcp_max_tw_buckets", "1000")?;
     let monitor = NetNs::new()?;
     let dir = SocketDir::new();
     let mut agent = Agent::start_daemon(
@@ -38,6 +39,7 @@ fn a_real_prometheus_sees_what_the_scenario_did() -> Result<()> {
     let metrics = metrics_address(agent.stderr_now())?;
     let prometheus = Prometheus::start(&monitor, metrics)?;
     let retransmits_before = traced.tcp_ext("TCPSynRetrans")?;
+    let overflows_before = traced.tcp_ext("ListenOverflows")?;
 
     // A refused port, three times.
     let closed = unused_port(&traced)?;
@@ -109,6 +111,32 @@ fn a_real_prometheus_sees_what_the_scenario_did() -> Result<()> {
         ("sum(socktrace_lost_events_total)", 0.0),
     ] {
         prometheus.wait_for(query, expected)?;
+    }
+    // The 20 and the orphan hold 21 of the namespace's 1000 timewait
+    // buckets, and 21 of its ephemeral ports towards the listener.
+    let range = traced.run(|| std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range"))?;
+    let (low, high) = range
+        .split_once(char::is_whitespace)
+        .context("ip_local_port_range")?;
+    let ports = high.trim().parse::<f64>()? - low.trim().parse::<f64>()? + 1.0;
+    let listener_port = tcp::local_port(&listener)?;
+    for (query, expected) in [
+        (
+            "socktrace_time_wait_buckets_used_ratio".to_owned(),
+            21.0 / 1000.0,
+        ),
+        (
+            format!(
+                r#"socktrace_ephemeral_ports_used_ratio{{source="127.0.0.1",destination="127.0.0.1:{listener_port}"}}"#
+            ),
+            21.0 / ports,
+        ),
+        (
+            "socktrace_listen_overflows_total".to_owned(),
+            (traced.tcp_ext("ListenOverflows")? - overflows_before) as f64,
+        ),
+    ] {
+        prometheus.wait_for(&query, expected)?;
     }
     let oldest = prometheus.value("socktrace_close_wait_oldest_seconds")?;
     ensure!(

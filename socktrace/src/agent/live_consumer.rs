@@ -11,6 +11,7 @@ use crate::{
     agent::protocol::{Request, Response},
     event_loop::{Consumer, Job, JobContext, listing_interval_ns},
     host::namespaces::{Listing, NamespaceDump, Namespaces, NamespacesError},
+    host::netstat::TcpExt,
     host::proc_owners::socket_owners,
     host::self_usage::SelfUsage,
     host::sock_diag::{DiagSocket, DumpRequest},
@@ -19,7 +20,8 @@ use crate::{
     model::owner::Owner,
     model::tcp_state::TcpState,
     model::tuple::NetnsInode,
-    state::live::LiveState,
+    state::live::{LiveState, NamespaceReading},
+    state::time_wait_summary::PortRange,
     state::time_wait_tracker::ListingTime,
     support::clock::monotonic_now_ns,
     support::error_line::ErrorLine,
@@ -32,10 +34,12 @@ const LISTINGS_AT_ONCE: usize = 2;
 /// How long a listing waits for its turn before it is refused as busy.
 const LISTING_WAIT: Duration = Duration::from_secs(5);
 
-/// Request and timewait sockets of each namespace that could be listed.
+/// Request and timewait sockets of each namespace that could be listed,
+/// and what its own counters and settings said.
 struct Reconciliation {
     time: ListingTime,
     dumps: Vec<NamespaceDump>,
+    readings: Vec<(NetnsInode, NamespaceReading)>,
 }
 
 /// See the module documentation.
@@ -101,12 +105,14 @@ impl Consumer for LiveConsumer {
         let request =
             DumpRequest::states(&[TcpState::SynRecv, TcpState::TimeWait, TcpState::FinWait2]);
         let dumps = namespaces.periodic_listing(&request, began_ns);
+        let readings = namespaces.in_each(read_namespace);
         let ended_ns = monotonic_now_ns();
         // Provisional: `settle` adds what applying the listing cost.
         self.next_listing_ns = began_ns + listing_interval_ns(ended_ns - began_ns);
         self.pending = Some(Reconciliation {
             time: ListingTime { began_ns, ended_ns },
             dumps,
+            readings,
         });
         Ok(())
     }
@@ -121,6 +127,9 @@ impl Consumer for LiveConsumer {
             for dump in &reconciliation.dumps {
                 self.live
                     .reconcile(dump.netns, &dump.sockets, reconciliation.time);
+            }
+            for (netns, reading) in &reconciliation.readings {
+                self.live.observe_namespace(*netns, reading);
             }
             // The listing's cost is the dump and applying it (under
             // churn, applying a large timewait population costs more than
@@ -252,6 +261,20 @@ fn unique(mut netns: Vec<NetnsInode>) -> Vec<NetnsInode> {
     netns.sort_unstable();
     netns.dedup();
     netns
+}
+
+/// The calling thread's namespace's own counters and settings (run it in
+/// each with [`Namespaces::in_each`]).
+fn read_namespace() -> NamespaceReading {
+    let tcp_ext = TcpExt::read_here();
+    let sysctl = |name: &str| std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}")).ok();
+    NamespaceReading {
+        listen_overflows: tcp_ext.get("ListenOverflows"),
+        listen_drops: tcp_ext.get("ListenDrops"),
+        time_wait_overflows: tcp_ext.get("TCPTimeWaitOverflow"),
+        port_range: sysctl("ip_local_port_range").and_then(|text| PortRange::parse(&text)),
+        max_time_wait: sysctl("tcp_max_tw_buckets").and_then(|text| text.trim().parse().ok()),
+    }
 }
 
 /// What a socket listing reads away from the loop.

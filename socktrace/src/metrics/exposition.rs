@@ -1,7 +1,11 @@
 //! A [`MetricsSnapshot`] in the Prometheus text format, or OpenMetrics when
 //! the scraper asks for it, through `prometheus-client`: every label is
 //! typed, so it can only take the values of its enum.
-use std::fmt::{self, Write as _};
+use std::{
+    collections::BTreeMap,
+    fmt::{self, Write as _},
+    net::{IpAddr, SocketAddr},
+};
 
 use prometheus_client::{
     collector::Collector,
@@ -183,6 +187,57 @@ impl Collector for Families {
         )?;
         encode_buckets(&mut lifetime, &counts.time_wait_seconds)?;
 
+        let namespace_counters = [
+            (
+                "socktrace_listen_overflows",
+                "Connections refused by full accept queues (TcpExtListenOverflows), since each namespace was first read",
+                live.listen_overflows,
+            ),
+            (
+                "socktrace_listen_drops",
+                "Every SYN or ACK a listener dropped (TcpExtListenDrops), overflows included",
+                live.listen_drops,
+            ),
+            (
+                "socktrace_time_wait_overflows",
+                "TIME-WAIT sockets not created because tcp_max_tw_buckets was reached (TcpExtTCPTimeWaitOverflow)",
+                live.time_wait_overflows,
+            ),
+        ];
+        for (name, help, value) in namespace_counters {
+            if let Some(value) = value {
+                encode_counter(&mut counter(&mut encoder, name, help)?, value)?;
+            }
+        }
+        if let Some(used) = live.time_wait_buckets_used {
+            gauge(
+                &mut encoder,
+                "socktrace_time_wait_buckets_used_ratio",
+                "The highest share of tcp_max_tw_buckets that timewait sockets fill in a namespace",
+                None,
+            )?
+            .encode_gauge(&used)?;
+        }
+        // The same addresses in two namespaces are one series: the larger.
+        let mut pressure: BTreeMap<(IpAddr, SocketAddr), f64> = BTreeMap::new();
+        for row in &live.port_pressure.rows {
+            let ratio = pressure.entry((row.local, row.remote)).or_default();
+            *ratio = ratio.max(row.ratio());
+        }
+        let mut ports = gauge(
+            &mut encoder,
+            "socktrace_ephemeral_ports_used_ratio",
+            "Share of the ephemeral port range that TIME-WAIT sockets hold towards a destination, for the destinations holding the most",
+            None,
+        )?;
+        for ((source, destination), ratio) in pressure {
+            let labels = DestinationLabels {
+                source: Address(source),
+                destination: Endpoint(destination),
+            };
+            ports.encode_family(&labels)?.encode_gauge(&ratio)?;
+        }
+
         if let Some(ns) = live.close_wait_oldest_ns {
             gauge(
                 &mut encoder,
@@ -309,9 +364,23 @@ struct EndLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DestinationLabels {
+    source: Address,
+    destination: Endpoint,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LossLabels {
     cause: LossCause,
 }
+
+/// A local address (`10.0.0.5`, `::1`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct Address(IpAddr);
+
+/// A remote address and port (`192.0.2.7:443`, `[2001:db8::7]:443`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct Endpoint(SocketAddr);
 
 /// A TCP state as the kernel names it (`SYN_SENT`).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -335,6 +404,18 @@ struct EndName(TimeWaitEnd);
 enum LossCause {
     RingFull,
     Skipped,
+}
+
+impl EncodeLabelValue for Address {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
+        write!(encoder, "{}", self.0)
+    }
+}
+
+impl EncodeLabelValue for Endpoint {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
+        write!(encoder, "{}", self.0)
+    }
 }
 
 impl EncodeLabelValue for StateName {

@@ -2,7 +2,7 @@
 //! with every tracker, and the counters the views turn into rates. Pure: decoded events,
 //! sock_diag dumps and an explicit `now` in; overviews and listings out.
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     net::{IpAddr, SocketAddr},
 };
 
@@ -20,8 +20,14 @@ use crate::{
     state::overview::{Overview, RemoteCount, Totals, remote_label},
     state::pipeline::{Applied, Pipeline, Trackers},
     state::table::{SocketTable, Transition},
+    state::time_wait_summary::{PortPressure, PortRange, PortsHeld},
     state::time_wait_tracker::{ListingTime, TimeWaitOutcome},
+    state::{counter_since::CounterSince, top_list::TopList},
 };
+
+/// How many destinations the metrics name by the ephemeral ports their
+/// TIME-WAIT sockets hold.
+pub const PORT_PRESSURE_TOP: usize = 5;
 
 /// How many remotes and subnets an overview names.
 pub const TOP_REMOTES: usize = 20;
@@ -33,6 +39,33 @@ pub struct LiveState {
     totals: Totals,
     counts: LiveCounts,
     opening: OpeningWindow,
+    namespaces: NamespaceCounters,
+}
+
+/// What one network namespace's own counters and settings said when the
+/// agent last read them; `None` for what could not be read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NamespaceReading {
+    /// `TcpExtListenOverflows`, `TcpExtListenDrops`,
+    /// `TcpExtTCPTimeWaitOverflow`.
+    pub listen_overflows: Option<u64>,
+    pub listen_drops: Option<u64>,
+    pub time_wait_overflows: Option<u64>,
+    /// `net.ipv4.ip_local_port_range`.
+    pub port_range: Option<PortRange>,
+    /// `net.ipv4.tcp_max_tw_buckets`.
+    pub max_time_wait: Option<u64>,
+}
+
+/// The namespaces' readings, kept as counters since each was first read
+/// and the latest settings.
+#[derive(Debug, Default)]
+struct NamespaceCounters {
+    listen_overflows: CounterSince,
+    listen_drops: CounterSince,
+    time_wait_overflows: CounterSince,
+    port_ranges: BTreeMap<NetnsInode, PortRange>,
+    max_time_wait: BTreeMap<NetnsInode, u64>,
 }
 
 /// The live state summed over every namespace traced, for the metrics.
@@ -45,6 +78,17 @@ pub struct LiveMetrics {
     /// is and its entry was seen.
     pub close_wait_oldest_ns: Option<u64>,
     pub counts: LiveCounts,
+    /// The namespaces' own counters since each was first read, `None`
+    /// before any reading.
+    pub listen_overflows: Option<u64>,
+    pub listen_drops: Option<u64>,
+    pub time_wait_overflows: Option<u64>,
+    /// The highest share of `tcp_max_tw_buckets` that timewait sockets
+    /// fill in any namespace whose limit was read.
+    pub time_wait_buckets_used: Option<f64>,
+    /// The destinations whose TIME-WAIT sockets hold the largest share of
+    /// their namespace's ephemeral ports.
+    pub port_pressure: TopList<PortPressure>,
 }
 
 impl LiveState {
@@ -55,7 +99,33 @@ impl LiveState {
             totals: Totals::default(),
             counts: LiveCounts::default(),
             opening: OpeningWindow::new(),
+            namespaces: NamespaceCounters::default(),
         }
+    }
+
+    /// What `netns`'s own counters and settings read now.
+    pub fn observe_namespace(&mut self, netns: NetnsInode, reading: &NamespaceReading) {
+        let counters = &mut self.namespaces;
+        for (counter, value) in [
+            (&mut counters.listen_overflows, reading.listen_overflows),
+            (&mut counters.listen_drops, reading.listen_drops),
+            (
+                &mut counters.time_wait_overflows,
+                reading.time_wait_overflows,
+            ),
+        ] {
+            if let Some(value) = value {
+                counter.observe(netns, value);
+            }
+        }
+        match reading.port_range {
+            Some(range) => counters.port_ranges.insert(netns, range),
+            None => counters.port_ranges.remove(&netns),
+        };
+        match reading.max_time_wait {
+            Some(max) => counters.max_time_wait.insert(netns, max),
+            None => counters.max_time_wait.remove(&netns),
+        };
     }
 
     /// One decoded record.
@@ -91,6 +161,12 @@ impl LiveState {
     /// Namespace `netns` is gone, found so at `now_ns`.
     pub fn tear_down(&mut self, netns: NetnsInode, now_ns: u64) {
         self.pipeline.tear_down(netns, now_ns);
+        let counters = &mut self.namespaces;
+        counters.listen_overflows.forget(netns);
+        counters.listen_drops.forget(netns);
+        counters.time_wait_overflows.forget(netns);
+        counters.port_ranges.remove(&netns);
+        counters.max_time_wait.remove(&netns);
     }
 
     /// Counts and top remotes as of `now_ns`, over the namespaces
@@ -153,10 +229,30 @@ impl LiveState {
                 close_wait_since = Some(close_wait_since.map_or(since, |s| s.min(since)));
             }
         });
+        let counters = &self.namespaces;
+        let mut held = PortsHeld::new(&counters.port_ranges);
+        let mut time_wait_by_netns: BTreeMap<NetnsInode, u64> = BTreeMap::new();
+        for socket in self.pipeline.time_wait().sockets() {
+            held.add(socket);
+            *time_wait_by_netns.entry(socket.tuple.netns).or_default() += 1;
+        }
+        let time_wait_buckets_used = counters
+            .max_time_wait
+            .iter()
+            .filter(|&(_, &max)| max > 0)
+            .map(|(netns, &max)| {
+                time_wait_by_netns.get(netns).copied().unwrap_or(0) as f64 / max as f64
+            })
+            .reduce(f64::max);
         LiveMetrics {
             states,
             close_wait_oldest_ns: close_wait_since.map(|since| now_ns.saturating_sub(since)),
             counts: self.counts.clone(),
+            listen_overflows: counters.listen_overflows.total(),
+            listen_drops: counters.listen_drops.total(),
+            time_wait_overflows: counters.time_wait_overflows.total(),
+            time_wait_buckets_used,
+            port_pressure: held.top(PORT_PRESSURE_TOP),
         }
     }
 

@@ -86,6 +86,63 @@ impl PortPressure {
     }
 }
 
+/// Ephemeral ports held by timewait sockets, per destination: what
+/// [`PortPressure`] ranks. As many entries as the sockets added.
+#[derive(Debug)]
+pub struct PortsHeld<'a> {
+    port_ranges: &'a BTreeMap<NetnsInode, PortRange>,
+    destinations: HashMap<(NetnsInode, IpAddr, SocketAddr), u64>,
+}
+
+impl<'a> PortsHeld<'a> {
+    /// Against each namespace's own range.
+    pub fn new(port_ranges: &'a BTreeMap<NetnsInode, PortRange>) -> Self {
+        PortsHeld {
+            port_ranges,
+            destinations: HashMap::new(),
+        }
+    }
+
+    pub fn add(&mut self, socket: &TimeWaitSocket) {
+        let tuple = &socket.tuple;
+        // A passive open's local port is its listener's, even when that
+        // lies in the ephemeral range.
+        if socket.opening != Some(Opening::Passive)
+            && let Some(range) = self.port_ranges.get(&tuple.netns)
+            && range.contains(tuple.local.port())
+        {
+            *self
+                .destinations
+                .entry((tuple.netns, tuple.local.ip(), tuple.remote))
+                .or_insert(0) += 1;
+        }
+    }
+
+    /// The `top` destinations by share of their range held, most first
+    /// (ties in a stable order).
+    pub fn top(self, top: usize) -> TopList<PortPressure> {
+        let port_ranges = self.port_ranges;
+        let pressure: Vec<PortPressure> = self
+            .destinations
+            .into_iter()
+            .filter_map(|((netns, local, remote), time_wait)| {
+                Some(PortPressure {
+                    netns,
+                    local,
+                    remote,
+                    time_wait,
+                    ephemeral_ports: port_ranges.get(&netns)?.size(),
+                })
+            })
+            .collect();
+        TopList::first_by(pressure, top, |a, b| {
+            b.ratio()
+                .total_cmp(&a.ratio())
+                .then_with(|| (a.netns, a.local, a.remote).cmp(&(b.netns, b.local, b.remote)))
+        })
+    }
+}
+
 /// One summary.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TimeWaitReport {
@@ -181,7 +238,7 @@ impl TimeWaitSummary {
         let mut remotes = HashMap::new();
         let mut owners = HashMap::new();
         let mut containers = HashMap::new();
-        let mut destinations = HashMap::new();
+        let mut held = PortsHeld::new(&observed.port_ranges);
         for socket in sockets {
             counts.add(socket);
             let tuple = &socket.tuple;
@@ -191,35 +248,9 @@ impl TimeWaitSummary {
             if let Some(label) = socket.owner.as_ref().and_then(|o| o.container.clone()) {
                 *containers.entry(label).or_insert(0) += 1;
             }
-            // A passive open's local port is its listener's, even when
-            // that lies in the ephemeral range.
-            if socket.opening != Some(Opening::Passive)
-                && let Some(range) = observed.port_ranges.get(&tuple.netns)
-                && range.contains(tuple.local.port())
-            {
-                *destinations
-                    .entry((tuple.netns, tuple.local.ip(), tuple.remote))
-                    .or_insert(0) += 1;
-            }
+            held.add(socket);
         }
-        let port_pressure: Vec<PortPressure> = destinations
-            .into_iter()
-            .filter_map(|((netns, local, remote), time_wait)| {
-                Some(PortPressure {
-                    netns,
-                    local,
-                    remote,
-                    time_wait,
-                    ephemeral_ports: observed.port_ranges.get(&netns)?.size(),
-                })
-            })
-            .collect();
-        // Most held share first; ties in a stable order.
-        let port_pressure = TopList::first_by(port_pressure, top, |a, b| {
-            b.ratio()
-                .total_cmp(&a.ratio())
-                .then_with(|| (a.netns, a.local, a.remote).cmp(&(b.netns, b.local, b.remote)))
-        });
+        let port_pressure = held.top(top);
         let report = TimeWaitReport {
             interval_ns: now_ns.saturating_sub(self.interval_began_ns),
             counts,

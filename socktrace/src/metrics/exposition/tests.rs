@@ -1,5 +1,9 @@
 use super::*;
-use crate::{kernel::loader::Lost, state::live::LiveMetrics, state::live_counts::LiveCounts};
+use crate::{
+    kernel::loader::Lost, model::tuple::TEST_NETNS, state::live::LiveMetrics,
+    state::live_counts::LiveCounts, state::time_wait_summary::PortPressure,
+    state::top_list::TopList,
+};
 
 fn snapshot() -> MetricsSnapshot {
     let mut counts = LiveCounts::default();
@@ -16,6 +20,15 @@ fn snapshot() -> MetricsSnapshot {
             states,
             close_wait_oldest_ns: Some(1_500_000_000),
             counts,
+            listen_overflows: Some(2),
+            listen_drops: Some(3),
+            time_wait_overflows: None,
+            time_wait_buckets_used: Some(0.25),
+            port_pressure: TopList::first_by(
+                vec![pressure(TEST_NETNS, 100), pressure(TEST_NETNS + 1, 300)],
+                5,
+                |a, b| b.time_wait.cmp(&a.time_wait),
+            ),
         },
         lost: Lost {
             ring_full: 1,
@@ -24,6 +37,18 @@ fn snapshot() -> MetricsSnapshot {
         malformed_records: 0,
         usage: None,
         listing_ns: None,
+    }
+}
+
+/// TIME-WAIT sockets from 10.0.0.5 to 192.0.2.7:443 in `netns`, against
+/// 1,000 ephemeral ports.
+fn pressure(netns: u32, time_wait: u64) -> PortPressure {
+    PortPressure {
+        netns,
+        local: "10.0.0.5".parse().unwrap(),
+        remote: "192.0.2.7:443".parse().unwrap(),
+        time_wait,
+        ephemeral_ports: 1000,
     }
 }
 
@@ -49,6 +74,10 @@ fn families_follow_prometheus_naming_with_typed_labels() {
         "socktrace_close_wait_oldest_seconds 1.5",
         "socktrace_lost_events_total{cause=\"ring_full\"} 1",
         "socktrace_malformed_records_total 0",
+        "socktrace_listen_overflows_total 2",
+        "socktrace_listen_drops_total 3",
+        "socktrace_time_wait_buckets_used_ratio 0.25",
+        "socktrace_ephemeral_ports_used_ratio{source=\"10.0.0.5\",destination=\"192.0.2.7:443\"} 0.3",
     ] {
         assert!(has(&body, line), "no `{line}` in:\n{body}");
     }
@@ -60,6 +89,13 @@ fn families_follow_prometheus_naming_with_typed_labels() {
     assert!(
         !body.contains("socktrace_agent_cpu"),
         "an unread /proc is no figure, not 0"
+    );
+    assert!(!body.contains("socktrace_time_wait_overflows"), "unread");
+    assert_eq!(
+        body.matches("socktrace_ephemeral_ports_used_ratio{")
+            .count(),
+        1,
+        "one series for the same addresses in two namespaces"
     );
 }
 
