@@ -34,7 +34,16 @@ fn a_real_prometheus_sees_what_the_scenario_did() -> Result<()> {
     let mut agent = Agent::start_daemon(
         &monitor,
         &dir.socket(),
-        &["-N", traced.name(), "--metrics", "127.0.0.1:0"],
+        &[
+            "-N",
+            traced.name(),
+            "--metrics",
+            "127.0.0.1:0",
+            "--metrics-peer",
+            "127.0.0.0/8",
+            "--metrics-peer",
+            "192.0.2.0/24",
+        ],
     )?;
     let metrics = metrics_address(agent.stderr_now())?;
     let prometheus = Prometheus::start(&monitor, metrics)?;
@@ -93,6 +102,10 @@ fn a_real_prometheus_sees_what_the_scenario_did() -> Result<()> {
         ),
         (
             "socktrace_syn_retransmits_total + socktrace_synack_retransmits_total",
+            retransmits as f64,
+        ),
+        (
+            r#"sum(socktrace_peer_retransmits_total{peer="127.0.0.0/8"})"#,
             retransmits as f64,
         ),
         (

@@ -23,7 +23,16 @@ use crate::{
 /// (a listing sends its jobs one after the other).
 const QUEUED_REQUESTS: usize = server::MAX_CLIENTS + metrics::server::MAX_SCRAPERS;
 
+/// Prefixes `--metrics-peer` may name: each adds 18 series.
+pub const MAX_METRICS_PEERS: usize = 64;
+
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    if args.metrics_peers.len() > MAX_METRICS_PEERS {
+        anyhow::bail!(
+            "{} --metrics-peer prefixes: at most {MAX_METRICS_PEERS}",
+            args.metrics_peers.len()
+        );
+    }
     let group = match &args.group {
         Some(name) => {
             let etc_group = std::fs::read_to_string("/etc/group").unwrap_or_default();
@@ -58,7 +67,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         tokio::spawn(metrics::server::serve(listener, answers));
     }
     eprintln!("socktrace: ready: agent serving {serving}");
-    let mut consumer = LiveConsumer::new(LiveState::new(table));
+    let mut live = LiveState::new(table);
+    live.count_peers(&args.metrics_peers);
+    let mut consumer = LiveConsumer::new(live);
     let summary = event_loop::run(
         tracing,
         &mut namespaces,

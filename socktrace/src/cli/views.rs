@@ -4,7 +4,7 @@ use std::{path::PathBuf, time::Duration};
 use clap::Args;
 
 use super::{NetnsArgs, RingArgs};
-use crate::agent::protocol::DEFAULT_SOCKET;
+use crate::{agent::protocol::DEFAULT_SOCKET, model::cidr::Cidr};
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
@@ -23,6 +23,12 @@ pub struct AgentArgs {
     /// port, printed at start).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<std::net::SocketAddr>,
+
+    /// Also count the handshakes with remotes in this prefix apart, as
+    /// metrics labelled `peer` (repeatable, at most 64; a bare address is
+    /// one host).
+    #[arg(long = "metrics-peer", value_name = "ADDR[/LEN]", requires = "metrics")]
+    pub metrics_peers: Vec<Cidr>,
 
     #[command(flatten)]
     pub netns: NetnsArgs,

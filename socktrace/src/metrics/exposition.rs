@@ -19,9 +19,10 @@ use prometheus_client::{
 
 use crate::{
     metrics::snapshot::MetricsSnapshot,
+    model::cidr::Cidr,
     model::tcp_state::TcpState,
     state::handshake_tracker::{Outcome, Side},
-    state::live_counts::Buckets,
+    state::live_counts::{Buckets, side_index},
     state::time_wait_tracker::TimeWaitEnd,
 };
 
@@ -124,6 +125,41 @@ impl Collector for Families {
                 };
                 let n = counts.side(side).outcomes[outcome.index()];
                 encode_counter(&mut handshakes.encode_family(&labels)?, n)?;
+            }
+        }
+        if !counts.peers.is_empty() {
+            let mut peer_handshakes = counter(
+                &mut encoder,
+                "socktrace_peer_handshakes",
+                "Handshake attempts with remotes in a prefix asked for (--metrics-peer), by side and outcome",
+            )?;
+            for (peer, sides) in &counts.peers {
+                for side in SIDES {
+                    for outcome in Outcome::ALL {
+                        let labels = PeerHandshakeLabels {
+                            peer: Prefix(*peer),
+                            side: SideName(side),
+                            outcome: OutcomeName(outcome),
+                        };
+                        let n = sides[side_index(side)].outcomes[outcome.index()];
+                        encode_counter(&mut peer_handshakes.encode_family(&labels)?, n)?;
+                    }
+                }
+            }
+            let mut peer_retransmits = counter(
+                &mut encoder,
+                "socktrace_peer_retransmits",
+                "SYN (client) and SYN-ACK (server) retransmits with remotes in a prefix asked for",
+            )?;
+            for (peer, sides) in &counts.peers {
+                for side in SIDES {
+                    let labels = PeerLabels {
+                        peer: Prefix(*peer),
+                        side: SideName(side),
+                    };
+                    let n = sides[side_index(side)].retransmits;
+                    encode_counter(&mut peer_retransmits.encode_family(&labels)?, n)?;
+                }
             }
         }
         encode_counter(
@@ -354,6 +390,19 @@ struct HandshakeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerHandshakeLabels {
+    peer: Prefix,
+    side: SideName,
+    outcome: OutcomeName,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabels {
+    peer: Prefix,
+    side: SideName,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SideLabels {
     side: SideName,
 }
@@ -373,6 +422,10 @@ struct DestinationLabels {
 struct LossLabels {
     cause: LossCause,
 }
+
+/// A prefix asked for with --metrics-peer (`10.0.0.0/8`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct Prefix(Cidr);
 
 /// A local address (`10.0.0.5`, `::1`).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -404,6 +457,12 @@ struct EndName(TimeWaitEnd);
 enum LossCause {
     RingFull,
     Skipped,
+}
+
+impl EncodeLabelValue for Prefix {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
+        write!(encoder, "{}", self.0)
+    }
 }
 
 impl EncodeLabelValue for Address {

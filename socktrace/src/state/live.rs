@@ -103,6 +103,11 @@ impl LiveState {
         }
     }
 
+    /// Counts the handshakes of remotes in each of `peers` apart too.
+    pub fn count_peers(&mut self, peers: &[Cidr]) {
+        self.counts.count_peers(peers);
+    }
+
     /// What `netns`'s own counters and settings read now.
     pub fn observe_namespace(&mut self, netns: NetnsInode, reading: &NamespaceReading) {
         let counters = &mut self.namespaces;

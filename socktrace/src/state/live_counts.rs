@@ -1,8 +1,11 @@
 //! What the live state counts for the agent's metrics: transitions by old
 //! and new state, handshakes by side and outcome, their retransmits and
-//! durations, TIME-WAIT entries, ends and lifetimes. Pure: fed what the
-//! pipeline returns.
+//! durations (also per peer prefix asked for), TIME-WAIT entries, ends and
+//! lifetimes. Pure: fed what the pipeline returns.
+use std::net::IpAddr;
+
 use crate::{
+    model::cidr::Cidr,
     model::tcp_state::TcpState,
     state::handshake_tracker::{Handshake, Outcome, Retrying, Side},
     state::table::Transition,
@@ -86,6 +89,9 @@ pub struct LiveCounts {
     /// By [`TimeWaitEnd::index`].
     pub time_wait_ends: [u64; TimeWaitEnd::ALL.len()],
     pub time_wait_seconds: Buckets<{ TIME_WAIT_BOUNDS.len() }>,
+    /// Handshakes with remotes in each prefix asked for, client side then
+    /// server side (a remote in two prefixes counts in both).
+    pub peers: Vec<(Cidr, [SideCounts; 2])>,
 }
 
 impl Default for LiveCounts {
@@ -97,6 +103,7 @@ impl Default for LiveCounts {
             time_wait_entries: 0,
             time_wait_ends: [0; TimeWaitEnd::ALL.len()],
             time_wait_seconds: Buckets::new(&TIME_WAIT_BOUNDS),
+            peers: Vec::new(),
         }
     }
 }
@@ -116,20 +123,43 @@ impl LiveCounts {
         }
     }
 
+    /// Counts the handshakes of remotes in each of `peers` apart too.
+    pub fn count_peers(&mut self, peers: &[Cidr]) {
+        self.peers = peers
+            .iter()
+            .map(|&peer| (peer, [SideCounts::new(), SideCounts::new()]))
+            .collect();
+    }
+
+    /// The counts of each peer prefix holding `remote`, on `side`.
+    fn peer_sides(&mut self, remote: IpAddr, side: Side) -> impl Iterator<Item = &mut SideCounts> {
+        let index = side_index(side);
+        self.peers
+            .iter_mut()
+            .filter(move |(peer, _)| peer.contains(remote))
+            .map(move |(_, sides)| &mut sides[index])
+    }
+
     pub fn transition(&mut self, t: &Transition) {
         self.transitions[t.old_state.index()][t.new_state.index()] += 1;
     }
 
     pub fn handshake(&mut self, h: &Handshake) {
-        let side = self.side_mut(h.side);
-        side.outcomes[h.outcome.index()] += 1;
-        if let Some(ns) = h.duration_ns() {
-            side.seconds.observe(ns as f64 / 1e9);
-        }
+        let seconds = h.duration_ns().map(|ns| ns as f64 / 1e9);
+        let count = |side: &mut SideCounts| {
+            side.outcomes[h.outcome.index()] += 1;
+            if let Some(seconds) = seconds {
+                side.seconds.observe(seconds);
+            }
+        };
+        count(self.side_mut(h.side));
+        self.peer_sides(h.tuple.remote.ip(), h.side).for_each(count);
     }
 
     pub fn retransmit(&mut self, r: &Retrying) {
         self.side_mut(r.side).retransmits += 1;
+        self.peer_sides(r.tuple.remote.ip(), r.side)
+            .for_each(|side| side.retransmits += 1);
     }
 
     pub fn time_wait(&mut self, outcome: &TimeWaitOutcome) {
@@ -140,6 +170,14 @@ impl LiveCounts {
                 self.time_wait_seconds.observe(ns as f64 / 1e9);
             }
         }
+    }
+}
+
+/// Index of `side` in [`LiveCounts::peers`]' pairs.
+pub fn side_index(side: Side) -> usize {
+    match side {
+        Side::Client => 0,
+        Side::Server => 1,
     }
 }
 

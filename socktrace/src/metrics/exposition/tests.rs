@@ -13,6 +13,8 @@ fn snapshot() -> MetricsSnapshot {
     counts.client.seconds.observe(0.0002);
     counts.client.seconds.observe(200.0);
     counts.time_wait_ends[TimeWaitEnd::Reused.index()] = 4;
+    counts.count_peers(&["10.0.0.0/8".parse().unwrap()]);
+    counts.peers[0].1[0].outcomes[Outcome::Timeout.index()] = 6;
     let mut states = [0; TcpState::COUNT];
     states[TcpState::Established.index()] = 7;
     MetricsSnapshot {
@@ -75,6 +77,8 @@ fn families_follow_prometheus_naming_with_typed_labels() {
         "socktrace_lost_events_total{cause=\"ring_full\"} 1",
         "socktrace_malformed_records_total 0",
         "socktrace_listen_overflows_total 2",
+        "socktrace_peer_handshakes_total{peer=\"10.0.0.0/8\",side=\"client\",outcome=\"timeout\"} 6",
+        "socktrace_peer_retransmits_total{peer=\"10.0.0.0/8\",side=\"server\"} 0",
         "socktrace_listen_drops_total 3",
         "socktrace_time_wait_buckets_used_ratio 0.25",
         "socktrace_ephemeral_ports_used_ratio{source=\"10.0.0.5\",destination=\"192.0.2.7:443\"} 0.3",
@@ -109,6 +113,13 @@ fn openmetrics_when_asked_for() {
     );
     assert_eq!(Format::accepted(Some("*/*")), Format::Prometheus);
     assert_eq!(Format::accepted(None), Format::Prometheus);
+    let mut without_peers = snapshot();
+    without_peers.live.counts.peers.clear();
+    let body = encode(without_peers, Format::Prometheus).unwrap();
+    assert!(
+        !body.contains("socktrace_peer_"),
+        "no family without a peer asked for"
+    );
     let body = encode(snapshot(), Format::OpenMetrics).unwrap();
     assert!(body.ends_with("# EOF\n"), "{body}");
     assert!(has(&body, "socktrace_syn_retransmits_total 3"), "{body}");
