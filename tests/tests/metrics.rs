@@ -30,6 +30,8 @@ fn a_real_prometheus_sees_what_the_scenario_did() -> Result<()> {
     traced.sysctl("net.ipv4.tcp_syn_retries", "1")?;
     traced.sysctl("net.ipv4.tcp_max_tw_buckets", "1000")?;
     let monitor = NetNs::new()?;
+    let listener = traced.run(|| tcp::listen(Family::V4))?;
+    let listener_port = tcp::local_port(&listener)?.to_string();
     let dir = SocketDir::new();
     let mut agent = Agent::start_daemon(
         &monitor,
@@ -43,6 +45,8 @@ fn a_real_prometheus_sees_what_the_scenario_did() -> Result<()> {
             "127.0.0.0/8",
             "--metrics-peer",
             "192.0.2.0/24",
+            "--metrics-port",
+            &listener_port,
         ],
     )?;
     let metrics = metrics_address(agent.stderr_now())?;
@@ -61,7 +65,6 @@ fn a_real_prometheus_sees_what_the_scenario_did() -> Result<()> {
     traced.firewall(Family::V4, "-A", &rule)?;
     expect_connect_error(&traced, dropped, libc::ETIMEDOUT)?;
     // TIME-WAIT churn: the client closes first, 20 times.
-    let listener = traced.run(|| tcp::listen(Family::V4))?;
     for _ in 0..20 {
         let (client, mut server) = traced.run(|| tcp::connect_pair(&listener))?;
         drop(client);
@@ -71,6 +74,8 @@ fn a_real_prometheus_sees_what_the_scenario_did() -> Result<()> {
     let (client, mut stuck) = traced.run(|| tcp::connect_pair(&listener))?;
     drop(client);
     tcp::read_to_eof(&mut stuck, TIMEOUT)?;
+    // A connection the server never accepts: it waits in the accept queue.
+    let waiting = traced.run(|| tcp::connect(&listener))?;
 
     let retransmits = traced.tcp_ext("TCPSynRetrans")? - retransmits_before;
     ensure!(retransmits > 0, "the kernel retransmitted no SYN");
@@ -93,12 +98,24 @@ fn a_real_prometheus_sees_what_the_scenario_did() -> Result<()> {
             1.0,
         ),
         (
+            r#"socktrace_peer_handshakes_total{peer="127.0.0.0/8",side="client",outcome="timeout"}"#,
+            1.0,
+        ),
+        (
+            r#"sum(socktrace_peer_handshakes_total{peer="127.0.0.0/8",side="client"})"#,
+            26.0,
+        ),
+        (
+            r#"sum(socktrace_peer_handshakes_total{peer="192.0.2.0/24"})"#,
+            0.0,
+        ),
+        (
             r#"socktrace_handshakes_total{side="client",outcome="established"}"#,
-            21.0,
+            22.0,
         ),
         (
             r#"socktrace_handshakes_total{side="server",outcome="completed"}"#,
-            21.0,
+            22.0,
         ),
         (
             "socktrace_syn_retransmits_total + socktrace_synack_retransmits_total",
@@ -133,7 +150,21 @@ fn a_real_prometheus_sees_what_the_scenario_did() -> Result<()> {
         .context("ip_local_port_range")?;
     let ports = high.trim().parse::<f64>()? - low.trim().parse::<f64>()? + 1.0;
     let listener_port = tcp::local_port(&listener)?;
+    let backlog_in_ss: f64 = traced
+        .exec(&["ss", "-ltnH", "sport", "=", &format!(":{listener_port}")])?
+        .split_whitespace()
+        .nth(2)
+        .context("no listener in ss")?
+        .parse()?;
     for (query, expected) in [
+        (
+            format!(r#"socktrace_listen_queue{{port="{listener_port}"}}"#),
+            1.0,
+        ),
+        (
+            format!(r#"socktrace_listen_backlog{{port="{listener_port}"}}"#),
+            backlog_in_ss,
+        ),
         (
             "socktrace_time_wait_buckets_used_ratio".to_owned(),
             21.0 / 1000.0,
@@ -156,7 +187,7 @@ fn a_real_prometheus_sees_what_the_scenario_did() -> Result<()> {
         oldest.is_some_and(|age| age > 0.0),
         "CLOSE-WAIT's oldest age: {oldest:?}"
     );
-    drop(stuck);
+    drop((stuck, waiting));
 
     // What Prometheus scraped passes its own linter, and OpenMetrics is
     // there for who asks.

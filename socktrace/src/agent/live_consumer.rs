@@ -3,7 +3,12 @@
 //! second, less often when listings are expensive), and answering the
 //! views' requests ([`Answers`]). Serves the agent's clients and in-process
 //! views alike.
-use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::Path,
+    sync::Arc,
+    time::Duration,
+};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
@@ -20,7 +25,7 @@ use crate::{
     model::owner::Owner,
     model::tcp_state::TcpState,
     model::tuple::NetnsInode,
-    state::live::{LiveState, NamespaceReading},
+    state::live::{LiveState, NamespaceReading, PortListeners},
     state::time_wait_summary::PortRange,
     state::time_wait_tracker::ListingTime,
     support::clock::monotonic_now_ns,
@@ -40,6 +45,8 @@ struct Reconciliation {
     time: ListingTime,
     dumps: Vec<NamespaceDump>,
     readings: Vec<(NetnsInode, NamespaceReading)>,
+    /// The listeners of the ports asked for, when some were.
+    listeners: Option<BTreeMap<u16, PortListeners>>,
 }
 
 /// See the module documentation.
@@ -50,6 +57,8 @@ pub struct LiveConsumer {
     next_listing_ns: u64,
     /// What the last listing cost, dump and applying it.
     last_listing_ns: Option<u64>,
+    /// Ports whose listeners the metrics report (`--metrics-port`).
+    listen_ports: Vec<u16>,
 }
 
 impl LiveConsumer {
@@ -59,7 +68,15 @@ impl LiveConsumer {
             pending: None,
             next_listing_ns: 0,
             last_listing_ns: None,
+            listen_ports: Vec::new(),
         }
+    }
+
+    /// Also lists the listeners of `ports` at every listing, for the
+    /// metrics.
+    pub fn with_listen_ports(mut self, ports: &[u16]) -> Self {
+        self.listen_ports = ports.to_vec();
+        self
     }
 
     /// What a scrape of the agent's metrics reports now.
@@ -102,9 +119,16 @@ impl Consumer for LiveConsumer {
         }
         // FIN-WAIT-2 brings the orphans' timewait sockets (and full
         // FIN-WAIT-2 sockets, which the trackers leave out).
-        let request =
-            DumpRequest::states(&[TcpState::SynRecv, TcpState::TimeWait, TcpState::FinWait2]);
-        let dumps = namespaces.periodic_listing(&request, began_ns);
+        let mut states = vec![TcpState::SynRecv, TcpState::TimeWait, TcpState::FinWait2];
+        let request = if self.listen_ports.is_empty() {
+            DumpRequest::states(&states)
+        } else {
+            states.push(TcpState::Listen);
+            DumpRequest::states(&states).with_memory()
+        };
+        let mut dumps = namespaces.periodic_listing(&request, began_ns);
+        let listeners =
+            (!self.listen_ports.is_empty()).then(|| take_listeners(&mut dumps, &self.listen_ports));
         let readings = namespaces.in_each(read_namespace);
         let ended_ns = monotonic_now_ns();
         // Provisional: `settle` adds what applying the listing cost.
@@ -113,6 +137,7 @@ impl Consumer for LiveConsumer {
             time: ListingTime { began_ns, ended_ns },
             dumps,
             readings,
+            listeners,
         });
         Ok(())
     }
@@ -130,6 +155,9 @@ impl Consumer for LiveConsumer {
             }
             for (netns, reading) in &reconciliation.readings {
                 self.live.observe_namespace(*netns, reading);
+            }
+            if let Some(listeners) = reconciliation.listeners {
+                self.live.observe_listeners(listeners);
             }
             // The listing's cost is the dump and applying it (under
             // churn, applying a large timewait population costs more than
@@ -261,6 +289,29 @@ fn unique(mut netns: Vec<NetnsInode>) -> Vec<NetnsInode> {
     netns.sort_unstable();
     netns.dedup();
     netns
+}
+
+/// Takes the listening sockets out of `dumps` (the trackers want the
+/// others), keeping the figures of those on `ports`, by port.
+fn take_listeners(dumps: &mut [NamespaceDump], ports: &[u16]) -> BTreeMap<u16, PortListeners> {
+    let mut listeners: BTreeMap<u16, PortListeners> = BTreeMap::new();
+    for dump in dumps {
+        dump.sockets.retain(|socket| {
+            if socket.state != TcpState::Listen {
+                return true;
+            }
+            let port = socket.tuple.local.port();
+            if ports.contains(&port) {
+                listeners.entry(port).or_default().add(
+                    socket.recv_queue,
+                    socket.send_queue,
+                    socket.drops.unwrap_or(0),
+                );
+            }
+            false
+        });
+    }
+    listeners
 }
 
 /// The calling thread's namespace's own counters and settings (run it in

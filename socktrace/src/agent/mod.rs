@@ -23,14 +23,22 @@ use crate::{
 /// (a listing sends its jobs one after the other).
 const QUEUED_REQUESTS: usize = server::MAX_CLIENTS + metrics::server::MAX_SCRAPERS;
 
-/// Prefixes `--metrics-peer` may name: each adds 18 series.
+/// Prefixes `--metrics-peer` may name (each adds 18 series), and ports
+/// `--metrics-port` may name (each adds 3).
 pub const MAX_METRICS_PEERS: usize = 64;
+pub const MAX_METRICS_PORTS: usize = 64;
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     if args.metrics_peers.len() > MAX_METRICS_PEERS {
         anyhow::bail!(
             "{} --metrics-peer prefixes: at most {MAX_METRICS_PEERS}",
             args.metrics_peers.len()
+        );
+    }
+    if args.metrics_ports.len() > MAX_METRICS_PORTS {
+        anyhow::bail!(
+            "{} --metrics-port ports: at most {MAX_METRICS_PORTS}",
+            args.metrics_ports.len()
         );
     }
     let group = match &args.group {
@@ -69,7 +77,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     eprintln!("socktrace: ready: agent serving {serving}");
     let mut live = LiveState::new(table);
     live.count_peers(&args.metrics_peers);
-    let mut consumer = LiveConsumer::new(live);
+    let mut consumer = LiveConsumer::new(live).with_listen_ports(&args.metrics_ports);
     let summary = event_loop::run(
         tracing,
         &mut namespaces,

@@ -30,6 +30,11 @@ pub struct AgentArgs {
     #[arg(long = "metrics-peer", value_name = "ADDR[/LEN]", requires = "metrics")]
     pub metrics_peers: Vec<Cidr>,
 
+    /// Also report the listeners on this port (accept queue, backlog,
+    /// drops), as metrics labelled `port` (repeatable, at most 64).
+    #[arg(long = "metrics-port", value_name = "PORT", requires = "metrics")]
+    pub metrics_ports: Vec<u16>,
+
     #[command(flatten)]
     pub netns: NetnsArgs,
 

@@ -274,6 +274,42 @@ impl Collector for Families {
             ports.encode_family(&labels)?.encode_gauge(&ratio)?;
         }
 
+        if !live.listeners.is_empty() {
+            let mut queue = gauge(
+                &mut encoder,
+                "socktrace_listen_queue",
+                "Connections waiting in the fullest accept queue of the port's listeners (--metrics-port), at the last listing",
+                None,
+            )?;
+            for (&port, listeners) in &live.listeners {
+                queue
+                    .encode_family(&PortLabels { port: Port(port) })?
+                    .encode_gauge(&listeners.accept_queue)?;
+            }
+            let mut backlog = gauge(
+                &mut encoder,
+                "socktrace_listen_backlog",
+                "The largest backlog (accept queue limit) of the port's listeners",
+                None,
+            )?;
+            for (&port, listeners) in &live.listeners {
+                backlog
+                    .encode_family(&PortLabels { port: Port(port) })?
+                    .encode_gauge(&listeners.backlog)?;
+            }
+            let mut drops = counter(
+                &mut encoder,
+                "socktrace_listener_drops",
+                "SYNs and ACKs the port's listeners dropped since each was created (sock_diag), added up",
+            )?;
+            for (&port, listeners) in &live.listeners {
+                encode_counter(
+                    &mut drops.encode_family(&PortLabels { port: Port(port) })?,
+                    listeners.drops,
+                )?;
+            }
+        }
+
         if let Some(ns) = live.close_wait_oldest_ns {
             gauge(
                 &mut encoder,
@@ -403,6 +439,11 @@ struct PeerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PortLabels {
+    port: Port,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SideLabels {
     side: SideName,
 }
@@ -422,6 +463,10 @@ struct DestinationLabels {
 struct LossLabels {
     cause: LossCause,
 }
+
+/// A listening port asked for with --metrics-port.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct Port(u16);
 
 /// A prefix asked for with --metrics-peer (`10.0.0.0/8`).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -457,6 +502,12 @@ struct EndName(TimeWaitEnd);
 enum LossCause {
     RingFull,
     Skipped,
+}
+
+impl EncodeLabelValue for Port {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
+        write!(encoder, "{}", self.0)
+    }
 }
 
 impl EncodeLabelValue for Prefix {

@@ -57,6 +57,30 @@ pub struct NamespaceReading {
     pub max_time_wait: Option<u64>,
 }
 
+/// The listeners on one port asked for (`--metrics-port`), over every
+/// address and namespace, as the last listing found them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortListeners {
+    /// Listening sockets on the port.
+    pub listeners: u32,
+    /// The fullest accept queue, and the largest backlog.
+    pub accept_queue: u32,
+    pub backlog: u32,
+    /// SYNs and ACKs the listeners dropped since each was created
+    /// (sock_diag's `SK_MEMINFO_DROPS`), added up.
+    pub drops: u64,
+}
+
+impl PortListeners {
+    /// Adds one listening socket's figures.
+    pub fn add(&mut self, accept_queue: u32, backlog: u32, drops: u32) {
+        self.listeners += 1;
+        self.accept_queue = self.accept_queue.max(accept_queue);
+        self.backlog = self.backlog.max(backlog);
+        self.drops += u64::from(drops);
+    }
+}
+
 /// The namespaces' readings, kept as counters since each was first read
 /// and the latest settings.
 #[derive(Debug, Default)]
@@ -66,6 +90,8 @@ struct NamespaceCounters {
     time_wait_overflows: CounterSince,
     port_ranges: BTreeMap<NetnsInode, PortRange>,
     max_time_wait: BTreeMap<NetnsInode, u64>,
+    /// By port, as the last listing found them.
+    listeners: BTreeMap<u16, PortListeners>,
 }
 
 /// The live state summed over every namespace traced, for the metrics.
@@ -89,6 +115,8 @@ pub struct LiveMetrics {
     /// The destinations whose TIME-WAIT sockets hold the largest share of
     /// their namespace's ephemeral ports.
     pub port_pressure: TopList<PortPressure>,
+    /// The listeners of the ports asked for, by port.
+    pub listeners: BTreeMap<u16, PortListeners>,
 }
 
 impl LiveState {
@@ -106,6 +134,11 @@ impl LiveState {
     /// Counts the handshakes of remotes in each of `peers` apart too.
     pub fn count_peers(&mut self, peers: &[Cidr]) {
         self.counts.count_peers(peers);
+    }
+
+    /// The listeners of the ports asked for, as a listing found them.
+    pub fn observe_listeners(&mut self, listeners: BTreeMap<u16, PortListeners>) {
+        self.namespaces.listeners = listeners;
     }
 
     /// What `netns`'s own counters and settings read now.
@@ -258,6 +291,7 @@ impl LiveState {
             time_wait_overflows: counters.time_wait_overflows.total(),
             time_wait_buckets_used,
             port_pressure: held.top(PORT_PRESSURE_TOP),
+            listeners: counters.listeners.clone(),
         }
     }
 

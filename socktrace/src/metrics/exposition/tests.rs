@@ -1,7 +1,10 @@
 use super::*;
 use crate::{
-    kernel::loader::Lost, model::tuple::TEST_NETNS, state::live::LiveMetrics,
-    state::live_counts::LiveCounts, state::time_wait_summary::PortPressure,
+    kernel::loader::Lost,
+    model::tuple::TEST_NETNS,
+    state::live::{LiveMetrics, PortListeners},
+    state::live_counts::LiveCounts,
+    state::time_wait_summary::PortPressure,
     state::top_list::TopList,
 };
 
@@ -31,6 +34,15 @@ fn snapshot() -> MetricsSnapshot {
                 5,
                 |a, b| b.time_wait.cmp(&a.time_wait),
             ),
+            listeners: BTreeMap::from([(
+                8080,
+                PortListeners {
+                    listeners: 2,
+                    accept_queue: 9,
+                    backlog: 128,
+                    drops: 4,
+                },
+            )]),
         },
         lost: Lost {
             ring_full: 1,
@@ -77,6 +89,9 @@ fn families_follow_prometheus_naming_with_typed_labels() {
         "socktrace_lost_events_total{cause=\"ring_full\"} 1",
         "socktrace_malformed_records_total 0",
         "socktrace_listen_overflows_total 2",
+        "socktrace_listen_queue{port=\"8080\"} 9",
+        "socktrace_listen_backlog{port=\"8080\"} 128",
+        "socktrace_listener_drops_total{port=\"8080\"} 4",
         "socktrace_peer_handshakes_total{peer=\"10.0.0.0/8\",side=\"client\",outcome=\"timeout\"} 6",
         "socktrace_peer_retransmits_total{peer=\"10.0.0.0/8\",side=\"server\"} 0",
         "socktrace_listen_drops_total 3",
