@@ -48,6 +48,7 @@ fn scrape(live: &LiveState) -> usize {
         malformed_records: 0,
         usage: SelfUsage::read().ok(),
         listing_ns: Some(MS),
+        namespace_names: Default::default(),
     };
     exposition::encode(snapshot, Format::Prometheus)
         .expect("plain numbers encode")

@@ -47,6 +47,7 @@ fn a_real_prometheus_sees_what_the_scenario_did() -> Result<()> {
             "192.0.2.0/24",
             "--metrics-port",
             &listener_port,
+            "--metrics-namespaces",
         ],
     )?;
     let metrics = metrics_address(agent.stderr_now())?;
@@ -178,6 +179,25 @@ fn a_real_prometheus_sees_what_the_scenario_did() -> Result<()> {
         (
             "socktrace_listen_overflows_total".to_owned(),
             (traced.tcp_ext("ListenOverflows")? - overflows_before) as f64,
+        ),
+    ] {
+        prometheus.wait_for(&query, expected)?;
+    }
+    // Counted apart for the traced namespace, named as /run/netns names it.
+    for (query, expected) in [
+        (
+            format!(
+                r#"socktrace_namespace_handshakes_total{{namespace="{}",side="client",outcome="refused"}}"#,
+                traced.name()
+            ),
+            3.0,
+        ),
+        (
+            format!(
+                r#"socktrace_namespace_sockets{{namespace="{}",state="TIME_WAIT"}}"#,
+                traced.name()
+            ),
+            time_wait_in_ss as f64,
         ),
     ] {
         prometheus.wait_for(&query, expected)?;

@@ -81,8 +81,17 @@ impl LiveConsumer {
 
     /// What a scrape of the agent's metrics reports now.
     fn metrics(&self, context: JobContext<'_>) -> MetricsSnapshot {
+        let live = self.live.metrics(monotonic_now_ns());
+        let namespace_names = live
+            .states_by_namespace
+            .iter()
+            .flat_map(BTreeMap::keys)
+            .chain(live.counts.by_namespace.iter().flat_map(BTreeMap::keys))
+            .map(|&netns| (netns, context.namespaces.label(netns)))
+            .collect();
         MetricsSnapshot {
-            live: self.live.metrics(monotonic_now_ns()),
+            namespace_names,
+            live,
             lost: context.lost,
             malformed_records: context.rejected.total(),
             usage: SelfUsage::read().ok(),

@@ -77,6 +77,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     eprintln!("socktrace: ready: agent serving {serving}");
     let mut live = LiveState::new(table);
     live.count_peers(&args.metrics_peers);
+    if args.metrics_namespaces {
+        live.count_namespaces();
+    }
     let mut consumer = LiveConsumer::new(live).with_listen_ports(&args.metrics_ports);
     let summary = event_loop::run(
         tracing,

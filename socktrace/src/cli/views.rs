@@ -35,6 +35,12 @@ pub struct AgentArgs {
     #[arg(long = "metrics-port", value_name = "PORT", requires = "metrics")]
     pub metrics_ports: Vec<u16>,
 
+    /// Also report sockets by state and handshakes per network namespace,
+    /// labelled `namespace` (its /run/netns name, or its inode): one set of
+    /// series per namespace followed.
+    #[arg(long, requires = "metrics")]
+    pub metrics_namespaces: bool,
+
     #[command(flatten)]
     pub netns: NetnsArgs,
 

@@ -21,6 +21,7 @@ use crate::{
     metrics::snapshot::MetricsSnapshot,
     model::cidr::Cidr,
     model::tcp_state::TcpState,
+    model::tuple::NetnsInode,
     state::handshake_tracker::{Outcome, Side},
     state::live_counts::{Buckets, side_index},
     state::time_wait_tracker::TimeWaitEnd,
@@ -77,6 +78,7 @@ impl Collector for Families {
             malformed_records,
             usage,
             listing_ns,
+            namespace_names: _,
         } = &self.0;
         let counts = &live.counts;
 
@@ -92,6 +94,49 @@ impl Collector for Families {
                     state: StateName(state),
                 })?
                 .encode_gauge(&live.states[state.index()])?;
+        }
+
+        if let Some(by_namespace) = &live.states_by_namespace {
+            let mut sockets = gauge(
+                &mut encoder,
+                "socktrace_namespace_sockets",
+                "TCP sockets by state now in each network namespace (--metrics-namespaces), states with none left out",
+                None,
+            )?;
+            for (netns, states) in by_namespace {
+                for state in TcpState::ALL {
+                    let n = states[state.index()];
+                    if n > 0 {
+                        let labels = NamespaceStateLabels {
+                            namespace: self.namespace(*netns),
+                            state: StateName(state),
+                        };
+                        sockets.encode_family(&labels)?.encode_gauge(&n)?;
+                    }
+                }
+            }
+        }
+        if let Some(by_namespace) = &counts.by_namespace {
+            let mut handshakes = counter(
+                &mut encoder,
+                "socktrace_namespace_handshakes",
+                "Handshake attempts resolved in each network namespace (--metrics-namespaces), by side and outcome, those never seen left out",
+            )?;
+            for (netns, sides) in by_namespace {
+                for side in SIDES {
+                    for outcome in Outcome::ALL {
+                        let n = sides[side_index(side)][outcome.index()];
+                        if n > 0 {
+                            let labels = NamespaceHandshakeLabels {
+                                namespace: self.namespace(*netns),
+                                side: SideName(side),
+                                outcome: OutcomeName(outcome),
+                            };
+                            encode_counter(&mut handshakes.encode_family(&labels)?, n)?;
+                        }
+                    }
+                }
+            }
         }
 
         let mut transitions = counter(
@@ -371,6 +416,19 @@ impl Collector for Families {
 
 const SIDES: [Side; 2] = [Side::Client, Side::Server];
 
+impl Families {
+    /// The label of `netns`: its name, or its inode.
+    fn namespace(&self, netns: NetnsInode) -> NamespaceName {
+        NamespaceName(
+            self.0
+                .namespace_names
+                .get(&netns)
+                .cloned()
+                .unwrap_or_else(|| netns.to_string()),
+        )
+    }
+}
+
 fn counter<'a>(
     encoder: &'a mut DescriptorEncoder,
     name: &'a str,
@@ -439,6 +497,19 @@ struct PeerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NamespaceStateLabels {
+    namespace: NamespaceName,
+    state: StateName,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NamespaceHandshakeLabels {
+    namespace: NamespaceName,
+    side: SideName,
+    outcome: OutcomeName,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PortLabels {
     port: Port,
 }
@@ -463,6 +534,11 @@ struct DestinationLabels {
 struct LossLabels {
     cause: LossCause,
 }
+
+/// A network namespace as output names it: its /run/netns names, or its
+/// inode.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct NamespaceName(String);
 
 /// A listening port asked for with --metrics-port.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -502,6 +578,12 @@ struct EndName(TimeWaitEnd);
 enum LossCause {
     RingFull,
     Skipped,
+}
+
+impl EncodeLabelValue for NamespaceName {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
+        encoder.write_str(&self.0)
+    }
 }
 
 impl EncodeLabelValue for Port {

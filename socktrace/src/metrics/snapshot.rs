@@ -1,6 +1,11 @@
 //! What one scrape reports: the live state summed over the namespaces
 //! traced, the tracer's losses, and the agent's own costs.
-use crate::{host::self_usage::SelfUsage, kernel::loader::Lost, state::live::LiveMetrics};
+use std::collections::BTreeMap;
+
+use crate::{
+    host::self_usage::SelfUsage, kernel::loader::Lost, model::tuple::NetnsInode,
+    state::live::LiveMetrics,
+};
 
 /// See the module documentation.
 #[derive(Clone, Debug)]
@@ -14,4 +19,7 @@ pub struct MetricsSnapshot {
     pub usage: Option<SelfUsage>,
     /// What the last sock_diag listing cost, once one was made.
     pub listing_ns: Option<u64>,
+    /// How the metrics name each namespace, when counted apart
+    /// (`--metrics-namespaces`): its /run/netns name, or its inode.
+    pub namespace_names: BTreeMap<NetnsInode, String>,
 }

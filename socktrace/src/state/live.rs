@@ -117,6 +117,8 @@ pub struct LiveMetrics {
     pub port_pressure: TopList<PortPressure>,
     /// The listeners of the ports asked for, by port.
     pub listeners: BTreeMap<u16, PortListeners>,
+    /// Sockets by state in each namespace, when asked for.
+    pub states_by_namespace: Option<BTreeMap<NetnsInode, [u64; TcpState::COUNT]>>,
 }
 
 impl LiveState {
@@ -134,6 +136,11 @@ impl LiveState {
     /// Counts the handshakes of remotes in each of `peers` apart too.
     pub fn count_peers(&mut self, peers: &[Cidr]) {
         self.counts.count_peers(peers);
+    }
+
+    /// Counts sockets and handshakes of each namespace apart too.
+    pub fn count_namespaces(&mut self) {
+        self.counts.count_namespaces();
     }
 
     /// The listeners of the ports asked for, as a listing found them.
@@ -205,6 +212,7 @@ impl LiveState {
         counters.time_wait_overflows.forget(netns);
         counters.port_ranges.remove(&netns);
         counters.max_time_wait.remove(&netns);
+        self.counts.forget_namespace(netns);
     }
 
     /// Counts and top remotes as of `now_ns`, over the namespaces
@@ -259,8 +267,18 @@ impl LiveState {
     pub fn metrics(&self, now_ns: u64) -> LiveMetrics {
         let mut states = [0u64; TcpState::COUNT];
         let mut close_wait_since: Option<u64> = None;
-        self.each_socket(|state, _, since| {
+        let mut states_by_namespace = self
+            .counts
+            .by_namespace
+            .as_ref()
+            .map(|_| BTreeMap::<NetnsInode, [u64; TcpState::COUNT]>::new());
+        self.each_socket(|state, tuple, since| {
             states[state.index()] += 1;
+            if let Some(by_namespace) = &mut states_by_namespace {
+                by_namespace
+                    .entry(tuple.netns)
+                    .or_insert([0; TcpState::COUNT])[state.index()] += 1;
+            }
             if state == TcpState::CloseWait
                 && let Some(since) = since
             {
@@ -292,6 +310,7 @@ impl LiveState {
             time_wait_buckets_used,
             port_pressure: held.top(PORT_PRESSURE_TOP),
             listeners: counters.listeners.clone(),
+            states_by_namespace,
         }
     }
 

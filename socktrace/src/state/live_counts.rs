@@ -2,11 +2,12 @@
 //! and new state, handshakes by side and outcome, their retransmits and
 //! durations (also per peer prefix asked for), TIME-WAIT entries, ends and
 //! lifetimes. Pure: fed what the pipeline returns.
-use std::net::IpAddr;
+use std::{collections::BTreeMap, net::IpAddr};
 
 use crate::{
     model::cidr::Cidr,
     model::tcp_state::TcpState,
+    model::tuple::NetnsInode,
     state::handshake_tracker::{Handshake, Outcome, Retrying, Side},
     state::table::Transition,
     state::time_wait_tracker::{TimeWaitEnd, TimeWaitOutcome},
@@ -92,6 +93,9 @@ pub struct LiveCounts {
     /// Handshakes with remotes in each prefix asked for, client side then
     /// server side (a remote in two prefixes counts in both).
     pub peers: Vec<(Cidr, [SideCounts; 2])>,
+    /// Handshake outcomes per network namespace, client side then server
+    /// side, when asked for; a namespace's go with it.
+    pub by_namespace: Option<BTreeMap<NetnsInode, [[u64; Outcome::ALL.len()]; 2]>>,
 }
 
 impl Default for LiveCounts {
@@ -104,6 +108,7 @@ impl Default for LiveCounts {
             time_wait_ends: [0; TimeWaitEnd::ALL.len()],
             time_wait_seconds: Buckets::new(&TIME_WAIT_BOUNDS),
             peers: Vec::new(),
+            by_namespace: None,
         }
     }
 }
@@ -131,6 +136,18 @@ impl LiveCounts {
             .collect();
     }
 
+    /// Counts the handshake outcomes of each namespace apart too.
+    pub fn count_namespaces(&mut self) {
+        self.by_namespace = Some(BTreeMap::new());
+    }
+
+    /// `netns` is gone: its counts go with it.
+    pub fn forget_namespace(&mut self, netns: NetnsInode) {
+        if let Some(by_namespace) = &mut self.by_namespace {
+            by_namespace.remove(&netns);
+        }
+    }
+
     /// The counts of each peer prefix holding `remote`, on `side`.
     fn peer_sides(&mut self, remote: IpAddr, side: Side) -> impl Iterator<Item = &mut SideCounts> {
         let index = side_index(side);
@@ -154,6 +171,10 @@ impl LiveCounts {
         };
         count(self.side_mut(h.side));
         self.peer_sides(h.tuple.remote.ip(), h.side).for_each(count);
+        if let Some(by_namespace) = &mut self.by_namespace {
+            by_namespace.entry(h.tuple.netns).or_default()[side_index(h.side)]
+                [h.outcome.index()] += 1;
+        }
     }
 
     pub fn retransmit(&mut self, r: &Retrying) {

@@ -18,6 +18,10 @@ fn snapshot() -> MetricsSnapshot {
     counts.time_wait_ends[TimeWaitEnd::Reused.index()] = 4;
     counts.count_peers(&["10.0.0.0/8".parse().unwrap()]);
     counts.peers[0].1[0].outcomes[Outcome::Timeout.index()] = 6;
+    counts.count_namespaces();
+    let mut refused = [[0; Outcome::ALL.len()]; 2];
+    refused[0][Outcome::Refused.index()] = 2;
+    counts.by_namespace = Some(BTreeMap::from([(TEST_NETNS, refused)]));
     let mut states = [0; TcpState::COUNT];
     states[TcpState::Established.index()] = 7;
     MetricsSnapshot {
@@ -34,6 +38,7 @@ fn snapshot() -> MetricsSnapshot {
                 5,
                 |a, b| b.time_wait.cmp(&a.time_wait),
             ),
+            states_by_namespace: Some(BTreeMap::from([(TEST_NETNS + 1, states)])),
             listeners: BTreeMap::from([(
                 8080,
                 PortListeners {
@@ -51,6 +56,7 @@ fn snapshot() -> MetricsSnapshot {
         malformed_records: 0,
         usage: None,
         listing_ns: None,
+        namespace_names: BTreeMap::from([(TEST_NETNS, "blue".to_owned())]),
     }
 }
 
@@ -90,6 +96,8 @@ fn families_follow_prometheus_naming_with_typed_labels() {
         "socktrace_malformed_records_total 0",
         "socktrace_listen_overflows_total 2",
         "socktrace_listen_queue{port=\"8080\"} 9",
+        "socktrace_namespace_handshakes_total{namespace=\"blue\",side=\"client\",outcome=\"refused\"} 2",
+        "socktrace_namespace_sockets{namespace=\"4026531841\",state=\"ESTABLISHED\"} 7",
         "socktrace_listen_backlog{port=\"8080\"} 128",
         "socktrace_listener_drops_total{port=\"8080\"} 4",
         "socktrace_peer_handshakes_total{peer=\"10.0.0.0/8\",side=\"client\",outcome=\"timeout\"} 6",
