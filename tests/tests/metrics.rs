@@ -247,6 +247,37 @@ fn a_real_prometheus_sees_what_the_scenario_did() -> Result<()> {
     agent.stop()
 }
 
+#[test]
+fn scrapers_that_send_nothing_give_their_slots_back() -> Result<()> {
+    let traced = NetNs::new()?;
+    let monitor = NetNs::new()?;
+    let dir = SocketDir::new();
+    let mut agent = Agent::start_daemon(
+        &monitor,
+        &dir.socket(),
+        &["-N", traced.name(), "--metrics", "127.0.0.1:0"],
+    )?;
+    let metrics = metrics_address(agent.stderr_now())?;
+    // Every slot taken by a connection that never sends a request.
+    let silent: Vec<TcpStream> = (0..8)
+        .map(|_| monitor.run(|| TcpStream::connect(metrics)))
+        .collect::<std::io::Result<_>>()?;
+    let scrape = http::get(&monitor, metrics, "/metrics", &[])?;
+    ensure!(scrape.status == 200, "status {}", scrape.status);
+    ensure!(
+        scrape.body.contains("socktrace_sockets{"),
+        "{}",
+        scrape.body
+    );
+    drop(silent);
+    let said = agent.stop_with_stderr(libc::SIGTERM)?;
+    ensure!(
+        said.iter().any(|line| line.contains("connections taken")),
+        "the full slots were not logged: {said:?}"
+    );
+    Ok(())
+}
+
 /// `http://ADDR/metrics` from the agent's ready line.
 fn metrics_address(stderr: &[String]) -> Result<SocketAddr> {
     stderr

@@ -1,5 +1,6 @@
 //! The metrics endpoint: `GET /metrics` over HTTP/1.1 (hyper), at most
-//! [`MAX_SCRAPERS`] connections at once, each given [`CONNECTION_DEADLINE`].
+//! [`MAX_SCRAPERS`] connections at once, each given [`REQUEST_DEADLINE`]
+//! for its request and [`CONNECTION_DEADLINE`] in all.
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use bytes::Bytes;
@@ -10,7 +11,7 @@ use hyper::{
     server::conn::http1,
     service::service_fn,
 };
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{net::TcpListener, sync::Semaphore};
 
 use crate::{
@@ -24,8 +25,12 @@ use crate::{
 pub const MAX_SCRAPERS: usize = 8;
 
 /// How long a connection may stay open, idle or not: a scraper that stops
-/// reading or never sends its request is dropped.
+/// reading is dropped.
 pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How long a request's headers may take: a connection that sends none
+/// gives its slot back.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 
 /// A repeating warning is logged at most this often.
 const WARNING_EVERY_NS: u64 = 60_000_000_000;
@@ -76,7 +81,10 @@ pub async fn serve(listener: TcpListener, answers: Answers) {
         let answers = answers.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| respond(request, answers.clone()));
-            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(REQUEST_DEADLINE)
+                .serve_connection(TokioIo::new(stream), service);
             match tokio::time::timeout(CONNECTION_DEADLINE, connection).await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => log::info!("metrics: a scraper's connection: {error}"),
