@@ -272,7 +272,8 @@ fn scrapers_that_send_nothing_give_their_slots_back() -> Result<()> {
     drop(silent);
     let said = agent.stop_with_stderr(libc::SIGTERM)?;
     ensure!(
-        said.iter().any(|line| line.contains("connections taken")),
+        said.iter()
+            .any(|line| line.contains("all 8 scraper slots taken")),
         "the full slots were not logged: {said:?}"
     );
     Ok(())

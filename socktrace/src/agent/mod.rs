@@ -2,6 +2,7 @@
 //! serving its live state to `socktrace ss` and `socktrace top` over a Unix
 //! socket only root (and one configured group) can use.
 pub mod client;
+pub mod connection_slots;
 pub mod framing;
 pub mod live_consumer;
 pub mod protocol;

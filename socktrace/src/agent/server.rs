@@ -16,12 +16,10 @@ use std::{
     time::Duration,
 };
 
-use tokio::{
-    net::{UnixListener, UnixStream},
-    sync::Semaphore,
-};
+use tokio::net::{UnixListener, UnixStream};
 
 use crate::{
+    agent::connection_slots::{ConnectionSlots, WARNING_EVERY_NS},
     agent::live_consumer::{Answer, Answers},
     agent::protocol::{self, MAX_REQUEST_BYTES, PathTooLong, ProtocolError, Request, Response},
     support::clock::monotonic_now_ns,
@@ -46,14 +44,6 @@ const ANSWER_DEADLINE: Duration = Duration::from_secs(60);
 
 /// How long a refused client has to take its refusal and close.
 const LINGER: Duration = Duration::from_secs(1);
-
-/// How long accepting pauses after it failed (out of file descriptors,
-/// say): the client waits in the listen backlog, and trying again at once
-/// would fail the same way.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(250);
-
-/// At most one warning this often about each kind of client trouble.
-const WARNING_EVERY_NS: u64 = 10_000_000_000;
 
 /// Why the socket could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -226,46 +216,11 @@ pub async fn serve(listening: Listening, answers: Answers) {
         answers,
         dropped: Mutex::new(LogThrottle::new(WARNING_EVERY_NS)),
     });
-    let clients = Arc::new(Semaphore::new(MAX_CLIENTS));
-    let mut failed_accepts = LogThrottle::new(WARNING_EVERY_NS);
-    let mut full = LogThrottle::new(WARNING_EVERY_NS);
-    loop {
-        let slot = match Arc::clone(&clients).try_acquire_owned() {
-            Ok(slot) => slot,
-            Err(_) => {
-                if let Some(times) = full.failed(monotonic_now_ns()) {
-                    log::warn!(
-                        "all {MAX_CLIENTS} client slots taken ({times} time(s)): \
-                         new clients wait in the listen backlog"
-                    );
-                }
-                tokio::select! {
-                    slot = Arc::clone(&clients).acquire_owned() => match slot {
-                        Ok(slot) => slot,
-                        Err(_) => return,
-                    },
-                    () = server.answers.closed() => return,
-                }
-            }
-        };
-        let accepted = tokio::select! {
-            accepted = listening.listener.accept() => accepted,
-            () = server.answers.closed() => return,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                if let Some(times) = failed_accepts.failed(monotonic_now_ns()) {
-                    log::warn!(
-                        "accepting a client failed {times} time(s): {error}; \
-                         retrying every {}ms meanwhile",
-                        ACCEPT_BACKOFF.as_millis()
-                    );
-                }
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
+    let mut clients = ConnectionSlots::new(MAX_CLIENTS, ("client", "clients"));
+    while let Some(((stream, _), slot)) = clients
+        .next(|| listening.listener.accept(), &server.answers)
+        .await
+    {
         let server = Arc::clone(&server);
         tokio::spawn(async move {
             if let Err(error) = serve_client(stream, &server).await {

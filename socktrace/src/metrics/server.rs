@@ -1,7 +1,7 @@
 //! The metrics endpoint: `GET /metrics` over HTTP/1.1 (hyper), at most
 //! [`MAX_SCRAPERS`] connections at once, each given [`REQUEST_DEADLINE`]
 //! for its request and [`CONNECTION_DEADLINE`] in all.
-use std::{convert::Infallible, sync::Arc, time::Duration};
+use std::{convert::Infallible, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -12,12 +12,12 @@ use hyper::{
     service::service_fn,
 };
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::net::TcpListener;
 
 use crate::{
+    agent::connection_slots::ConnectionSlots,
     agent::live_consumer::Answers,
     metrics::exposition::{self, Format},
-    support::{clock::monotonic_now_ns, log_throttle::LogThrottle},
 };
 
 /// Scrapers served at once; more wait in the listen backlog. Prometheus
@@ -32,52 +32,12 @@ pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(30);
 /// gives its slot back.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 
-/// A repeating warning is logged at most this often.
-const WARNING_EVERY_NS: u64 = 60_000_000_000;
-
-/// Pause after a failed accept (out of descriptors, say).
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
 type Body = Full<Bytes>;
 
 /// Serves scrapes until the loop behind `answers` is gone.
 pub async fn serve(listener: TcpListener, answers: Answers) {
-    let scrapers = Arc::new(Semaphore::new(MAX_SCRAPERS));
-    let mut full = LogThrottle::new(WARNING_EVERY_NS);
-    let mut failed_accepts = LogThrottle::new(WARNING_EVERY_NS);
-    loop {
-        let slot = match Arc::clone(&scrapers).try_acquire_owned() {
-            Ok(slot) => slot,
-            Err(_) => {
-                if let Some(times) = full.failed(monotonic_now_ns()) {
-                    log::warn!(
-                        "metrics: all {MAX_SCRAPERS} connections taken ({times} time(s)): \
-                         new scrapers wait in the listen backlog"
-                    );
-                }
-                tokio::select! {
-                    slot = Arc::clone(&scrapers).acquire_owned() => match slot {
-                        Ok(slot) => slot,
-                        Err(_) => return,
-                    },
-                    () = answers.closed() => return,
-                }
-            }
-        };
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = answers.closed() => return,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                if let Some(times) = failed_accepts.failed(monotonic_now_ns()) {
-                    log::warn!("metrics: accepting a scraper failed {times} time(s): {error}");
-                }
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
+    let mut scrapers = ConnectionSlots::new(MAX_SCRAPERS, ("scraper", "scrapers"));
+    while let Some(((stream, _), slot)) = scrapers.next(|| listener.accept(), &answers).await {
         let answers = answers.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| respond(request, answers.clone()));
