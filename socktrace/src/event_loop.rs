@@ -52,7 +52,7 @@ pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
 const LISTING_COST_FACTOR: u64 = 50;
 
 /// How long to wait after a listing that cost `cost_ns` before the next
-/// one (see [`LISTING_COST_FACTOR`]).
+/// one (see `LISTING_COST_FACTOR`).
 pub fn listing_interval_ns(cost_ns: u64) -> u64 {
     (cost_ns * LISTING_COST_FACTOR).max(RECONCILE_INTERVAL.as_nanos() as u64)
 }

@@ -1,25 +1,26 @@
 //! A [`MetricsSnapshot`] in the Prometheus text format, or OpenMetrics when
-//! the scraper asks for it, through `prometheus-client`: every label is
-//! typed, so it can only take the values of its enum.
+//! the scraper asks for it, through `prometheus-client`, family by family.
 use std::{
     collections::BTreeMap,
-    fmt::{self, Write as _},
+    fmt,
     net::{IpAddr, SocketAddr},
 };
 
 use prometheus_client::{
     collector::Collector,
-    encoding::{
-        DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, LabelValueEncoder, MetricEncoder,
-        NoLabelSet,
-    },
+    encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet},
     metrics::MetricType,
     registry::{Registry, Unit},
 };
 
 use crate::{
+    metrics::labels::{
+        Address, DestinationLabels, EndLabels, EndName, Endpoint, HandshakeLabels, LossCause,
+        LossLabels, NamespaceHandshakeLabels, NamespaceName, NamespaceStateLabels, OutcomeName,
+        PeerHandshakeLabels, PeerLabels, Port, PortLabels, Prefix, SideLabels, SideName,
+        StateLabels, StateName, TransitionLabels,
+    },
     metrics::snapshot::MetricsSnapshot,
-    model::cidr::Cidr,
     model::tcp_state::TcpState,
     model::tuple::NetnsInode,
     state::handshake_tracker::{Outcome, Side},
@@ -72,18 +73,32 @@ struct Families(MetricsSnapshot);
 
 impl Collector for Families {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        let MetricsSnapshot {
-            live,
-            lost,
-            malformed_records,
-            usage,
-            listing_ns,
-            namespace_names: _,
-        } = &self.0;
-        let counts = &live.counts;
+        self.sockets(&mut encoder)?;
+        self.handshakes(&mut encoder)?;
+        self.time_wait(&mut encoder)?;
+        self.listeners(&mut encoder)?;
+        self.tracer(&mut encoder)
+    }
+}
 
+impl Families {
+    /// The label of `netns`: its name, or its inode.
+    fn namespace(&self, netns: NetnsInode) -> NamespaceName {
+        NamespaceName(
+            self.0
+                .namespace_names
+                .get(&netns)
+                .cloned()
+                .unwrap_or_else(|| netns.to_string()),
+        )
+    }
+
+    /// Sockets by state (per namespace when asked for), and transitions.
+    fn sockets(&self, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        let live = &self.0.live;
+        let counts = &self.0.live.counts;
         let mut sockets = gauge(
-            &mut encoder,
+            encoder,
             "socktrace_sockets",
             "TCP sockets by state now, as ss -tan lists them",
             None,
@@ -98,7 +113,7 @@ impl Collector for Families {
 
         if let Some(by_namespace) = &live.states_by_namespace {
             let mut sockets = gauge(
-                &mut encoder,
+                encoder,
                 "socktrace_namespace_sockets",
                 "TCP sockets by state now in each network namespace (--metrics-namespaces), states with none left out",
                 None,
@@ -116,9 +131,34 @@ impl Collector for Families {
                 }
             }
         }
+        let mut transitions = counter(
+            encoder,
+            "socktrace_transitions",
+            "TCP state transitions by old and new state",
+        )?;
+        for from in TcpState::ALL {
+            for to in TcpState::ALL {
+                let n = counts.transitions[from.index()][to.index()];
+                if n > 0 {
+                    let labels = TransitionLabels {
+                        from: StateName(from),
+                        to: StateName(to),
+                    };
+                    encode_counter(&mut transitions.encode_family(&labels)?, n)?;
+                }
+            }
+        }
+
+        Ok(())
+    }
+
+    /// Handshakes by side and outcome (per namespace and peer prefix when
+    /// asked for), their retransmits and durations.
+    fn handshakes(&self, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        let counts = &self.0.live.counts;
         if let Some(by_namespace) = &counts.by_namespace {
             let mut handshakes = counter(
-                &mut encoder,
+                encoder,
                 "socktrace_namespace_handshakes",
                 "Handshake attempts resolved in each network namespace (--metrics-namespaces), by side and outcome, those never seen left out",
             )?;
@@ -139,26 +179,8 @@ impl Collector for Families {
             }
         }
 
-        let mut transitions = counter(
-            &mut encoder,
-            "socktrace_transitions",
-            "TCP state transitions by old and new state",
-        )?;
-        for from in TcpState::ALL {
-            for to in TcpState::ALL {
-                let n = counts.transitions[from.index()][to.index()];
-                if n > 0 {
-                    let labels = TransitionLabels {
-                        from: StateName(from),
-                        to: StateName(to),
-                    };
-                    encode_counter(&mut transitions.encode_family(&labels)?, n)?;
-                }
-            }
-        }
-
         let mut handshakes = counter(
-            &mut encoder,
+            encoder,
             "socktrace_handshakes",
             "Handshake attempts resolved, by side (client: connect, server: accept) and outcome",
         )?;
@@ -174,7 +196,7 @@ impl Collector for Families {
         }
         if !counts.peers.is_empty() {
             let mut peer_handshakes = counter(
-                &mut encoder,
+                encoder,
                 "socktrace_peer_handshakes",
                 "Handshake attempts with remotes in a prefix asked for (--metrics-peer), by side and outcome",
             )?;
@@ -192,7 +214,7 @@ impl Collector for Families {
                 }
             }
             let mut peer_retransmits = counter(
-                &mut encoder,
+                encoder,
                 "socktrace_peer_retransmits",
                 "SYN (client) and SYN-ACK (server) retransmits with remotes in a prefix asked for",
             )?;
@@ -209,7 +231,7 @@ impl Collector for Families {
         }
         encode_counter(
             &mut counter(
-                &mut encoder,
+                encoder,
                 "socktrace_syn_retransmits",
                 "SYN retransmits of connects (as TcpExtTCPSynRetrans counts them on the client side)",
             )?,
@@ -217,7 +239,7 @@ impl Collector for Families {
         )?;
         encode_counter(
             &mut counter(
-                &mut encoder,
+                encoder,
                 "socktrace_synack_retransmits",
                 "SYN-ACK retransmits of half-open connections (a SYN-RECV pile-up)",
             )?,
@@ -238,16 +260,24 @@ impl Collector for Families {
             )?;
         }
 
+        Ok(())
+    }
+
+    /// TIME-WAIT entries, ends and lifetimes, the share of
+    /// `tcp_max_tw_buckets` used, and the ports held per destination.
+    fn time_wait(&self, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        let live = &self.0.live;
+        let counts = &self.0.live.counts;
         encode_counter(
             &mut counter(
-                &mut encoder,
+                encoder,
                 "socktrace_time_wait_entries",
                 "Connections that entered TIME-WAIT, or an orphan FIN-WAIT-2 (a timewait socket too)",
             )?,
             counts.time_wait_entries,
         )?;
         let mut ends = counter(
-            &mut encoder,
+            encoder,
             "socktrace_time_wait_ends",
             "TIME-WAIT sockets that ended, by how: expired, reused by a new connection, killed (RST), teardown (namespace gone)",
         )?;
@@ -268,6 +298,42 @@ impl Collector for Families {
         )?;
         encode_buckets(&mut lifetime, &counts.time_wait_seconds)?;
 
+        if let Some(used) = live.time_wait_buckets_used {
+            gauge(
+                encoder,
+                "socktrace_time_wait_buckets_used_ratio",
+                "The highest share of tcp_max_tw_buckets that timewait sockets fill in a namespace",
+                None,
+            )?
+            .encode_gauge(&used)?;
+        }
+        // The same addresses in two namespaces are one series: the larger.
+        let mut pressure: BTreeMap<(IpAddr, SocketAddr), f64> = BTreeMap::new();
+        for row in &live.port_pressure.rows {
+            let ratio = pressure.entry((row.local, row.remote)).or_default();
+            *ratio = ratio.max(row.ratio());
+        }
+        let mut ports = gauge(
+            encoder,
+            "socktrace_ephemeral_ports_used_ratio",
+            "Share of the ephemeral port range that TIME-WAIT sockets hold towards a destination, for the destinations holding the most",
+            None,
+        )?;
+        for ((source, destination), ratio) in pressure {
+            let labels = DestinationLabels {
+                source: Address(source),
+                destination: Endpoint(destination),
+            };
+            ports.encode_family(&labels)?.encode_gauge(&ratio)?;
+        }
+
+        Ok(())
+    }
+
+    /// The namespaces' own listen and TIME-WAIT overflow counters, and the
+    /// listeners of the ports asked for.
+    fn listeners(&self, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        let live = &self.0.live;
         let namespace_counters = [
             (
                 "socktrace_listen_overflows",
@@ -287,41 +353,12 @@ impl Collector for Families {
         ];
         for (name, help, value) in namespace_counters {
             if let Some(value) = value {
-                encode_counter(&mut counter(&mut encoder, name, help)?, value)?;
+                encode_counter(&mut counter(encoder, name, help)?, value)?;
             }
         }
-        if let Some(used) = live.time_wait_buckets_used {
-            gauge(
-                &mut encoder,
-                "socktrace_time_wait_buckets_used_ratio",
-                "The highest share of tcp_max_tw_buckets that timewait sockets fill in a namespace",
-                None,
-            )?
-            .encode_gauge(&used)?;
-        }
-        // The same addresses in two namespaces are one series: the larger.
-        let mut pressure: BTreeMap<(IpAddr, SocketAddr), f64> = BTreeMap::new();
-        for row in &live.port_pressure.rows {
-            let ratio = pressure.entry((row.local, row.remote)).or_default();
-            *ratio = ratio.max(row.ratio());
-        }
-        let mut ports = gauge(
-            &mut encoder,
-            "socktrace_ephemeral_ports_used_ratio",
-            "Share of the ephemeral port range that TIME-WAIT sockets hold towards a destination, for the destinations holding the most",
-            None,
-        )?;
-        for ((source, destination), ratio) in pressure {
-            let labels = DestinationLabels {
-                source: Address(source),
-                destination: Endpoint(destination),
-            };
-            ports.encode_family(&labels)?.encode_gauge(&ratio)?;
-        }
-
         if !live.listeners.is_empty() {
             let mut queue = gauge(
-                &mut encoder,
+                encoder,
                 "socktrace_listen_queue",
                 "Connections waiting in the fullest accept queue of the port's listeners (--metrics-port), at the last listing",
                 None,
@@ -332,7 +369,7 @@ impl Collector for Families {
                     .encode_gauge(&listeners.accept_queue)?;
             }
             let mut backlog = gauge(
-                &mut encoder,
+                encoder,
                 "socktrace_listen_backlog",
                 "The largest backlog (accept queue limit) of the port's listeners",
                 None,
@@ -343,7 +380,7 @@ impl Collector for Families {
                     .encode_gauge(&listeners.backlog)?;
             }
             let mut drops = counter(
-                &mut encoder,
+                encoder,
                 "socktrace_listener_drops",
                 "SYNs and ACKs the port's listeners dropped since each was created (sock_diag), added up",
             )?;
@@ -355,9 +392,22 @@ impl Collector for Families {
             }
         }
 
+        Ok(())
+    }
+
+    /// The oldest CLOSE-WAIT, and the tracer's losses and costs.
+    fn tracer(&self, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        let MetricsSnapshot {
+            live,
+            lost,
+            malformed_records,
+            usage,
+            listing_ns,
+            namespace_names: _,
+        } = &self.0;
         if let Some(ns) = live.close_wait_oldest_ns {
             gauge(
-                &mut encoder,
+                encoder,
                 "socktrace_close_wait_oldest",
                 "Age of the oldest socket in CLOSE-WAIT (the application has not closed it)",
                 Some(&Unit::Seconds),
@@ -366,7 +416,7 @@ impl Collector for Families {
         }
 
         let mut lost_events = counter(
-            &mut encoder,
+            encoder,
             "socktrace_lost_events",
             "Transitions and events that never reached the agent, by cause",
         )?;
@@ -378,7 +428,7 @@ impl Collector for Families {
         }
         encode_counter(
             &mut counter(
-                &mut encoder,
+                encoder,
                 "socktrace_malformed_records",
                 "Kernel records the agent could not decode",
             )?,
@@ -387,14 +437,14 @@ impl Collector for Families {
 
         if let Some(usage) = usage {
             counter_with_unit(
-                &mut encoder,
+                encoder,
                 "socktrace_agent_cpu",
                 "The agent's own CPU time, user and system",
                 &Unit::Seconds,
             )?
             .encode_counter::<NoLabelSet, _, f64>(&usage.cpu_seconds, None)?;
             gauge(
-                &mut encoder,
+                encoder,
                 "socktrace_agent_resident_memory",
                 "The agent's resident memory",
                 Some(&Unit::Bytes),
@@ -403,7 +453,7 @@ impl Collector for Families {
         }
         if let Some(ns) = listing_ns {
             gauge(
-                &mut encoder,
+                encoder,
                 "socktrace_listing_duration",
                 "What the last sock_diag listing of request and timewait sockets cost",
                 Some(&Unit::Seconds),
@@ -415,19 +465,6 @@ impl Collector for Families {
 }
 
 const SIDES: [Side; 2] = [Side::Client, Side::Server];
-
-impl Families {
-    /// The label of `netns`: its name, or its inode.
-    fn namespace(&self, netns: NetnsInode) -> NamespaceName {
-        NamespaceName(
-            self.0
-                .namespace_names
-                .get(&netns)
-                .cloned()
-                .unwrap_or_else(|| netns.to_string()),
-        )
-    }
-}
 
 fn counter<'a>(
     encoder: &'a mut DescriptorEncoder,
@@ -464,183 +501,6 @@ fn encode_buckets<const N: usize>(
     buckets: &Buckets<N>,
 ) -> Result<(), fmt::Error> {
     metric.encode_histogram::<NoLabelSet>(buckets.sum, buckets.count, &buckets.pairs(), None)
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StateLabels {
-    state: StateName,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TransitionLabels {
-    from: StateName,
-    to: StateName,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct HandshakeLabels {
-    side: SideName,
-    outcome: OutcomeName,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PeerHandshakeLabels {
-    peer: Prefix,
-    side: SideName,
-    outcome: OutcomeName,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PeerLabels {
-    peer: Prefix,
-    side: SideName,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct NamespaceStateLabels {
-    namespace: NamespaceName,
-    state: StateName,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct NamespaceHandshakeLabels {
-    namespace: NamespaceName,
-    side: SideName,
-    outcome: OutcomeName,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PortLabels {
-    port: Port,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct SideLabels {
-    side: SideName,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct EndLabels {
-    reason: EndName,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DestinationLabels {
-    source: Address,
-    destination: Endpoint,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct LossLabels {
-    cause: LossCause,
-}
-
-/// A network namespace as output names it: its /run/netns names, or its
-/// inode.
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
-struct NamespaceName(String);
-
-/// A listening port asked for with --metrics-port.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-struct Port(u16);
-
-/// A prefix asked for with --metrics-peer (`10.0.0.0/8`).
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-struct Prefix(Cidr);
-
-/// A local address (`10.0.0.5`, `::1`).
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-struct Address(IpAddr);
-
-/// A remote address and port (`192.0.2.7:443`, `[2001:db8::7]:443`).
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-struct Endpoint(SocketAddr);
-
-/// A TCP state as the kernel names it (`SYN_SENT`).
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-struct StateName(TcpState);
-
-/// `client` or `server`.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-struct SideName(Side);
-
-/// `established`, `timeout`, `refused`... as `socktrace handshakes` says.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-struct OutcomeName(Outcome);
-
-/// `expired`, `reused`, `killed`, `teardown`.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-struct EndName(TimeWaitEnd);
-
-/// Why events were lost: the ring buffer was full, or the kernel skipped a
-/// program run nested in another BPF program.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-enum LossCause {
-    RingFull,
-    Skipped,
-}
-
-impl EncodeLabelValue for NamespaceName {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
-        encoder.write_str(&self.0)
-    }
-}
-
-impl EncodeLabelValue for Port {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
-        write!(encoder, "{}", self.0)
-    }
-}
-
-impl EncodeLabelValue for Prefix {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
-        write!(encoder, "{}", self.0)
-    }
-}
-
-impl EncodeLabelValue for Address {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
-        write!(encoder, "{}", self.0)
-    }
-}
-
-impl EncodeLabelValue for Endpoint {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
-        write!(encoder, "{}", self.0)
-    }
-}
-
-impl EncodeLabelValue for StateName {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
-        encoder.write_str(self.0.name())
-    }
-}
-
-impl EncodeLabelValue for SideName {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
-        encoder.write_str(self.0.name())
-    }
-}
-
-impl EncodeLabelValue for OutcomeName {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
-        encoder.write_str(self.0.name())
-    }
-}
-
-impl EncodeLabelValue for EndName {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
-        encoder.write_str(self.0.name())
-    }
-}
-
-impl EncodeLabelValue for LossCause {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
-        encoder.write_str(match self {
-            LossCause::RingFull => "ring_full",
-            LossCause::Skipped => "skipped",
-        })
-    }
 }
 
 #[cfg(test)]
