@@ -92,6 +92,12 @@ impl Columns {
         self.line(&titles)
     }
 
+    /// Appends the header and a newline.
+    pub fn push_header(&self, out: &mut String) {
+        out.push_str(&self.header());
+        out.push('\n');
+    }
+
     /// One row, without trailing spaces or a newline. Cells past the last
     /// column are ignored; missing ones are blank.
     pub fn line<S: AsRef<str>>(&self, cells: &[S]) -> String {

@@ -16,6 +16,7 @@ use crate::{
         Group, GroupRow, HandshakeSummary, KEPT_PER_SIDE, Merged, RETRANSMIT_BUCKETS,
     },
     state::handshake_tracker::{Handshake, Outcome, Retrying, Side},
+    state::top_list::TopList,
     support::errno_name::errno_name,
 };
 
@@ -192,33 +193,12 @@ pub fn write_summary(out: &mut String, summary: &HandshakeSummary, format: Forma
             );
         }
         Format::Human => {
-            let peer_columns = group_columns("PEER");
-            out.push_str(&peer_columns.header());
-            out.push('\n');
-            for row in &peers.rows {
-                peer_columns.push_line(
-                    out,
-                    &group_cells(row.side.name(), &row.key.to_string(), row.group),
-                );
-            }
-            write_omitted(out, peers.omitted, "peers");
-            write_merged(out, summary.peers_merged(), "peers");
-            let subnet_columns = group_columns("SUBNET");
-            out.push_str(&subnet_columns.header());
-            out.push('\n');
-            for row in &subnets.rows {
-                subnet_columns.push_line(
-                    out,
-                    &group_cells(row.side.name(), &row.key.to_string(), row.group),
-                );
-            }
-            write_omitted(out, subnets.omitted, "subnets");
-            write_merged(out, summary.subnets_merged(), "subnets");
+            write_group_table(out, "PEER", &peers, summary.peers_merged(), "peers");
+            write_group_table(out, "SUBNET", &subnets, summary.subnets_merged(), "subnets");
             let listener_columns = group_columns("LISTENER")
                 .with(Column::right("DROPS", 8))
                 .with(Column::right("ACCEPTQ/MAX", 13));
-            out.push_str(&listener_columns.header());
-            out.push('\n');
+            listener_columns.push_header(out);
             for &(port, listener) in &listeners.rows {
                 let mut cells = group_cells("server", &format!("*:{port}"), &listener.group);
                 cells.push(listener.drops.to_string());
@@ -237,6 +217,27 @@ pub fn write_summary(out: &mut String, summary: &HandshakeSummary, format: Forma
             );
         }
     }
+}
+
+/// A summary table keyed by `what` (`PEER`, `SUBNET`): its rows, then
+/// what `--top` left out and what the bound merged.
+fn write_group_table<K: ToString>(
+    out: &mut String,
+    what: &'static str,
+    rows: &TopList<GroupRow<'_, K>>,
+    merged: Merged,
+    plural: &str,
+) {
+    let columns = group_columns(what);
+    columns.push_header(out);
+    for row in &rows.rows {
+        columns.push_line(
+            out,
+            &group_cells(row.side.name(), &row.key.to_string(), row.group),
+        );
+    }
+    write_omitted(out, rows.omitted, plural);
+    write_merged(out, merged, plural);
 }
 
 /// `... and 12 more peers (--top)` under a table that left rows out.

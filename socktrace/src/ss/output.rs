@@ -77,8 +77,7 @@ pub fn table(
     let columns = columns.fitted(&rows, !shown.no_header);
     let mut out = String::new();
     if !shown.no_header {
-        out.push_str(&columns.header());
-        out.push('\n');
+        columns.push_header(&mut out);
     }
     for row in &rows {
         columns.push_line(&mut out, row);

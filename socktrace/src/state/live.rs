@@ -13,7 +13,7 @@ use crate::{
     model::owner::Owner,
     model::tcp_state::TcpState,
     model::tuple::{NetnsInode, SocketTuple},
-    state::handshake_tracker::{Handshake, InProgress, Side},
+    state::handshake_tracker::{InProgress, Side},
     state::listed_socket::ListedSocket,
     state::live_counts::LiveCounts,
     state::opening_window::{OpeningWindow, WINDOW_SECS},
@@ -21,7 +21,7 @@ use crate::{
     state::pipeline::{Applied, Pipeline, Trackers},
     state::table::{SocketTable, Transition},
     state::time_wait_summary::{PortPressure, PortRange, PortsHeld},
-    state::time_wait_tracker::{ListingTime, TimeWaitOutcome},
+    state::time_wait_tracker::ListingTime,
     state::{counter_since::CounterSince, top_list::TopList},
 };
 
@@ -36,7 +36,8 @@ pub const TOP_REMOTES: usize = 20;
 #[derive(Debug)]
 pub struct LiveState {
     pipeline: Pipeline,
-    totals: Totals,
+    /// Connections opened since the start (see [`LiveState::count_opening`]).
+    new_connections: u64,
     counts: LiveCounts,
     opening: OpeningWindow,
     namespaces: NamespaceCounters,
@@ -126,7 +127,7 @@ impl LiveState {
     pub fn new(table: SocketTable) -> Self {
         LiveState {
             pipeline: Pipeline::new(table, Trackers::ALL),
-            totals: Totals::default(),
+            new_connections: 0,
             counts: LiveCounts::default(),
             opening: OpeningWindow::new(),
             namespaces: NamespaceCounters::default(),
@@ -183,9 +184,9 @@ impl LiveState {
             } => {
                 self.counts.transition(&transition);
                 if let Some(handshake) = handshake {
-                    self.resolved(&handshake);
+                    self.counts.handshake(&handshake);
                 }
-                self.time_wait_outcome(&time_wait);
+                self.counts.time_wait(&time_wait);
                 self.count_opening(&transition);
             }
             Applied::Retrying(retrying) => self.counts.retransmit(&retrying),
@@ -198,9 +199,9 @@ impl LiveState {
     pub fn reconcile(&mut self, netns: NetnsInode, sockets: &[DiagSocket], time: ListingTime) {
         let reconciled = self.pipeline.on_listing(netns, sockets, time);
         for expired in &reconciled.expired {
-            self.resolved(expired);
+            self.counts.handshake(expired);
         }
-        self.time_wait_outcome(&reconciled.time_wait);
+        self.counts.time_wait(&reconciled.time_wait);
     }
 
     /// Namespace `netns` is gone, found so at `now_ns`.
@@ -243,8 +244,10 @@ impl LiveState {
             at_ns: now_ns,
             states,
             totals: Totals {
+                new_connections: self.new_connections,
+                handshake_failures: self.counts.failed_handshakes(),
+                time_wait_entries: self.counts.time_wait_entries,
                 lost_events,
-                ..self.totals
             },
             top_remotes: top(remotes, remote_label),
             top_subnets: top(subnets, |subnet| subnet.to_string()),
@@ -448,18 +451,6 @@ impl LiveState {
         (full, unbound)
     }
 
-    fn resolved(&mut self, handshake: &Handshake) {
-        self.counts.handshake(handshake);
-        if !handshake.outcome.succeeded() {
-            self.totals.handshake_failures += 1;
-        }
-    }
-
-    fn time_wait_outcome(&mut self, outcome: &TimeWaitOutcome) {
-        self.counts.time_wait(outcome);
-        self.totals.time_wait_entries += outcome.entered.len() as u64;
-    }
-
     /// A connection opens at `connect()` (`CLOSE -> SYN_SENT`) or, accepted,
     /// when its handshake completes (`SYN_RECV -> ESTABLISHED`): before
     /// Linux 6.15 a passive birth carries no remote address.
@@ -470,7 +461,7 @@ impl LiveState {
         );
         let remote: SocketAddr = t.tuple.remote;
         if opens && !remote.ip().is_unspecified() {
-            self.totals.new_connections += 1;
+            self.new_connections += 1;
             self.opening.record(t.ts_ns, Cidr::subnet_of(remote.ip()));
         }
     }

@@ -157,6 +157,15 @@ impl LiveCounts {
             .map(move |(_, sides)| &mut sides[index])
     }
 
+    /// Attempts of both sides that did not end established or completed.
+    pub fn failed_handshakes(&self) -> u64 {
+        Outcome::ALL
+            .iter()
+            .filter(|outcome| !outcome.succeeded())
+            .map(|o| self.client.outcomes[o.index()] + self.server.outcomes[o.index()])
+            .sum()
+    }
+
     pub fn transition(&mut self, t: &Transition) {
         self.transitions[t.old_state.index()][t.new_state.index()] += 1;
     }
