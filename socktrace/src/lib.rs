@@ -3,7 +3,7 @@
 //! [`host`] lists sockets and namespaces, [`state`] takes both through the
 //! one pipeline, [`event_loop`] drives it, and the commands ([`trace`],
 //! [`handshakes`], [`timewait`], [`ss`], [`top`], [`agent`] and its
-//! [`metrics`]) render what it
+//! [`metrics`], and [`probe`]) render what it
 //! holds through [`render`]; [`cli`] parses their arguments.
 //!
 //! Errors: a message never repeats its cause, which is its `source`;
@@ -16,6 +16,7 @@ pub mod host;
 pub mod kernel;
 pub mod metrics;
 pub mod model;
+pub mod probe;
 pub mod render;
 pub mod seed;
 pub mod ss;

@@ -24,12 +24,12 @@ fn main() -> ExitCode {
             Command::Agent(args) => socktrace::agent::run(args).await,
             Command::Ss(args) => socktrace::ss::run(args).await,
             Command::Top(args) => socktrace::top::run(args).await,
+            // The one command whose status says more than success.
+            Command::Probe(args) => return socktrace::probe::run(args).await,
         }
+        .map(|()| ExitCode::SUCCESS)
     });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => fail(&error),
-    }
+    result.unwrap_or_else(|error| fail(&error))
 }
 
 /// One line on stderr, with the chain of causes, and exit status 1.

@@ -18,8 +18,9 @@ const LLVM_MAJOR: u32 = 22;
 /// tests drive (ip, ss, iptables), tmux for `socktrace top` in a terminal and
 /// util-linux's setpriv for a non-root client, debootstrap and podman (with
 /// runc) for the install tests, systemd for `systemd-analyze verify`,
-/// prometheus (and its promtool) for the metrics test.
-const APT_PACKAGES: [&str; 9] = [
+/// prometheus (and its promtool) for the metrics test, openssl for the
+/// probe's TLS test (its certificates and `s_server`).
+const APT_PACKAGES: [&str; 10] = [
     "iproute2",
     "iptables",
     "tmux",
@@ -29,6 +30,7 @@ const APT_PACKAGES: [&str; 9] = [
     "runc",
     "systemd",
     "prometheus",
+    "openssl",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// For `cargo xtask fuzz`; builds with the host's stable rustc.

@@ -1,4 +1,5 @@
 //! Command line.
+pub mod probe;
 pub mod view_namespaces;
 use clap::{Args, Parser, Subcommand};
 
@@ -125,6 +126,21 @@ pub enum Command {
     /// Uses the running agent (--agent); without one, runs the tracer
     /// in-process (root needed).
     Top(TopArgs),
+    /// Can this host reach HOST:PORT, and if not, where does it stop? Opens
+    /// real TCP connections through the kernel and tells each from
+    /// socktrace's own trace of it, with times from the first SYN: the SYN
+    /// and the local address it left from, each SYN retransmit as it
+    /// leaves, then the SYN-ACK (the handshake time), a RST (refused), an
+    /// ICMP error (unreachable, with its kind) or no answer by --timeout.
+    /// A refusal by an address of this host says what listens on that port
+    /// instead (127.0.0.1 only, say). Needs the same privileges as trace.
+    ///
+    /// Exit status: 0 reachable, 3 refused, 4 timeout, 5 unreachable, 6 no
+    /// local port (the ephemeral range is used up), 7 the TLS handshake
+    /// failed, 8 the certificate is not trusted for HOST (with --tls); 1
+    /// any other error, 2 a usage error. With --count, the status of the
+    /// first probe that did not get through.
+    Probe(probe::ProbeArgs),
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@ pub mod columns;
 pub mod handshake_output;
 pub mod json;
 pub mod output;
+pub mod probe_output;
 pub mod socket_filter;
 pub mod stdout_queue;
 pub mod time_wait_output;
