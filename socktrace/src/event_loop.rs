@@ -16,7 +16,9 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use crate::{
     cli::{NetnsArgs, RingArgs},
     host::container::ContainerLabels,
+    host::listing::{HostListing, ListingSchedule},
     host::namespaces::Namespaces,
+    host::sock_diag::DumpRequest,
     kernel::event::{Event, RejectCounts, TaskContext},
     kernel::loader::{self, KernelProbes, Lost},
     kernel::recording::Recorder,
@@ -40,42 +42,34 @@ const BATCH: usize = 1024;
 /// wait in the ring before it is handled.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
 
-/// How often consumers compare their state with the kernel's tables, and
-/// how often lost events are reported.
+/// How often a listing may be due (see [`ListingSchedule`]), and how often
+/// lost events are reported.
 pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Listings are at least this many times their cost (the dump, mostly the
-/// kernel walking its hash table, and applying it) apart, so that they take
-/// at most 2 % of a CPU: with many timewait sockets they come every few
-/// seconds instead of every second. Expiries and kills are known to within
-/// half the interval; reuses stay exact.
-const LISTING_COST_FACTOR: u64 = 50;
-
-/// How long to wait after a listing that cost `cost_ns` before the next
-/// one (see `LISTING_COST_FACTOR`).
-pub fn listing_interval_ns(cost_ns: u64) -> u64 {
-    (cost_ns * LISTING_COST_FACTOR).max(RECONCILE_INTERVAL.as_nanos() as u64)
-}
 
 /// What a command does with the records.
 pub trait Consumer {
     /// One decoded record; output goes to `out`.
     fn event(&mut self, event: Event, out: &mut String);
 
-    /// Every [`RECONCILE_INTERVAL`], before the ring is drained: read the
-    /// kernel's own tables (sock_diag, in each namespace). Whatever happened
-    /// before this call is in the ring and reaches [`Consumer::event`]
-    /// before the next [`Consumer::settle`].
-    fn snapshot(&mut self, _namespaces: &mut Namespaces) -> anyhow::Result<()> {
-        Ok(())
+    /// The sockets the consumer compares its state with, listed by
+    /// sock_diag in each namespace when a listing is due (see
+    /// [`ListingSchedule`]); `None` for a consumer that follows none.
+    fn listing_request(&self) -> Option<DumpRequest> {
+        None
     }
+
+    /// A listing of [`Consumer::listing_request`], taken before the ring
+    /// was drained: whatever happened before it began reaches
+    /// [`Consumer::event`] before the next [`Consumer::settle`], which is
+    /// where it is applied.
+    fn listed(&mut self, _listing: HostListing) {}
 
     /// A network namespace is gone, found so at `now_ns`, after every
     /// record about it was handled: drop what is left of its sockets.
     fn namespace_gone(&mut self, _netns: NetnsInode, _now_ns: u64, _out: &mut String) {}
 
     /// After every drain of the ring: resolve what time or the last
-    /// snapshot decided. `now_ns` is CLOCK_MONOTONIC, the records' clock.
+    /// listing decided. `now_ns` is CLOCK_MONOTONIC, the records' clock.
     fn settle(&mut self, _now_ns: u64, _out: &mut String) {}
 
     /// Once, after the last records were handled; `totals` says what did
@@ -251,6 +245,7 @@ pub async fn run<C: Consumer>(
     let mut drain = tokio::time::interval(DRAIN_INTERVAL);
     drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut lost_seen = 0u64;
+    let mut schedule = ListingSchedule::default();
     let mut reader = RingReader::new(events)?;
     let mut out = Lines::from(stdout);
 
@@ -271,19 +266,25 @@ pub async fn run<C: Consumer>(
                 if let Some(kernel_log) = &mut kernel_log {
                     kernel_log.flush();
                 }
-                if !drain_and_settle(&mut reader, &mut decoder, consumer, &mut out, Room::Wait)? {
+                if drain_and_settle(&mut reader, &mut decoder, consumer, &mut out, Room::Wait)?.is_none() {
                     break;
                 }
             }
             _ = reconcile.tick() => {
                 let gone = decoder.namespaces.rescan_if_due(monotonic_now_ns());
                 decoder.labels.refresh();
-                consumer.snapshot(decoder.namespaces)?;
+                let listing = list_if_due(consumer, decoder.namespaces, &schedule);
                 // Read before the drain: a warning then follows every record
                 // the ring held when the losses it names were counted.
                 let lost = lost.read()?;
-                if !drain_and_settle(&mut reader, &mut decoder, consumer, &mut out, Room::Wait)? {
+                let Some(settle_ns) =
+                    drain_and_settle(&mut reader, &mut decoder, consumer, &mut out, Room::Wait)?
+                else {
                     break;
+                };
+                if let Some((began_ns, dump_ns)) = listing {
+                    // Applying it is part of what it cost.
+                    schedule.done(began_ns, dump_ns + settle_ns);
                 }
                 for netns in gone {
                     consumer.namespace_gone(netns, monotonic_now_ns(), out.buffer());
@@ -303,7 +304,7 @@ pub async fn run<C: Consumer>(
             }
             job = next_job(&mut inbox) => {
                 let Some(job) = job else { break };
-                if !drain_and_settle(&mut reader, &mut decoder, consumer, &mut out, Room::Wait)? {
+                if drain_and_settle(&mut reader, &mut decoder, consumer, &mut out, Room::Wait)?.is_none() {
                     break;
                 }
                 let lost = lost.read()?;
@@ -331,6 +332,23 @@ pub async fn run<C: Consumer>(
     consumer.finish(monotonic_now_ns(), &summary, out.buffer());
     summary.output_dropped = out.finish()?;
     Ok(summary)
+}
+
+/// Takes a listing when one is due and the consumer follows one, and hands
+/// it over: when it began and what its dumps cost.
+fn list_if_due<C: Consumer>(
+    consumer: &mut C,
+    namespaces: &mut Namespaces,
+    schedule: &ListingSchedule,
+) -> Option<(u64, u64)> {
+    let request = consumer.listing_request()?;
+    if !schedule.due(monotonic_now_ns()) {
+        return None;
+    }
+    let listing = HostListing::take(namespaces, &request, schedule);
+    let taken = (listing.began_ns, listing.ended_ns - listing.began_ns);
+    consumer.listed(listing);
+    Some(taken)
 }
 
 /// The next job, `None` once every sender is gone; never, without an inbox.
@@ -466,27 +484,29 @@ enum Room {
 }
 
 /// Handles the records already in the ring, batch by batch, while stdout's
-/// queue has room (or to the end), then lets the consumer settle.
-/// `Ok(false)` when stdout's reader went away.
+/// queue has room (or to the end), then lets the consumer settle. What
+/// settling took, or `None` when stdout's reader went away.
 fn drain_and_settle(
     reader: &mut RingReader,
     decoder: &mut Decoder<'_>,
     consumer: &mut impl Consumer,
     out: &mut Lines,
     room: Room,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Option<u64>> {
     while room == Room::Ignore || out.has_room() {
         let handled = reader.drain_now(BATCH, |bytes| {
             decoder.decode(bytes, &mut |event| consumer.event(event, out.buffer()));
         });
         if !out.flush()? {
-            return Ok(false);
+            return Ok(None);
         }
         if handled == 0 {
             break;
         }
     }
     decoder.check_recording()?;
-    consumer.settle(monotonic_now_ns(), out.buffer());
-    out.flush()
+    let settling_ns = monotonic_now_ns();
+    consumer.settle(settling_ns, out.buffer());
+    let settled_ns = monotonic_now_ns() - settling_ns;
+    Ok(out.flush()?.then_some(settled_ns))
 }

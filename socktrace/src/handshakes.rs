@@ -1,12 +1,12 @@
 //! `socktrace handshakes`: every handshake attempt through the socket table
 //! and the handshake tracker, with sock_diag snapshots of request sockets
-//! and listeners once per reconciliation interval.
+//! and listeners at every listing the loop takes.
 
 use crate::{
     cli::HandshakesArgs,
     event_loop::{self, Consumer, LoopSummary, LossNotices},
-    host::namespaces::{NamespaceDump, Namespaces},
-    host::netstat::TcpExt,
+    host::listing::HostListing,
+    host::namespaces::NamespaceDump,
     host::sock_diag::DumpRequest,
     kernel::event::Event,
     model::tcp_state::TcpState,
@@ -70,14 +70,6 @@ pub async fn run(args: HandshakesArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// sock_diag's request sockets and listeners of each namespace that could
-/// be listed, and when the dumps began; each namespace's listen counters.
-struct Snapshot {
-    time: ListingTime,
-    dumps: Vec<NamespaceDump>,
-    counters: Vec<(NetnsInode, TcpExt)>,
-}
-
 struct HandshakePrinter {
     pipeline: Pipeline,
     summary: HandshakeSummary,
@@ -85,7 +77,8 @@ struct HandshakePrinter {
     problems_only: bool,
     format: Format,
     style: Style,
-    snapshot: Option<Snapshot>,
+    /// The last listing of request sockets and listeners, until applied.
+    snapshot: Option<HostListing>,
     summary_every_ns: u64,
     /// Rows in each of the summary's lists.
     top: usize,
@@ -116,21 +109,22 @@ impl HandshakePrinter {
         }
     }
 
-    fn apply_snapshot(&mut self, snapshot: Snapshot, out: &mut String) {
+    fn apply_snapshot(&mut self, snapshot: HostListing, out: &mut String) {
+        let time = ListingTime {
+            began_ns: snapshot.began_ns,
+            ended_ns: snapshot.ended_ns,
+        };
         let mut listeners = Vec::new();
         for dump in &snapshot.dumps {
-            let reconciled = self
-                .pipeline
-                .on_listing(dump.netns, &dump.sockets, snapshot.time);
+            let reconciled = self.pipeline.on_listing(dump.netns, &dump.sockets, time);
             for expired in reconciled.expired {
                 self.resolved(expired, out);
             }
             listeners.extend(self.listener_samples(dump));
         }
         self.summary.observe_listeners(&listeners);
-        for (netns, counters) in &snapshot.counters {
-            if let (Some(overflows), Some(drops)) =
-                (counters.get("ListenOverflows"), counters.get("ListenDrops"))
+        for (netns, reading) in &snapshot.readings {
+            if let (Some(overflows), Some(drops)) = (reading.listen_overflows, reading.listen_drops)
             {
                 self.summary
                     .observe_listen_counters(*netns, ListenCounters { overflows, drops });
@@ -209,19 +203,12 @@ impl Consumer for HandshakePrinter {
         }
     }
 
-    fn snapshot(&mut self, namespaces: &mut Namespaces) -> anyhow::Result<()> {
-        let taken_ns = monotonic_now_ns();
-        let request = DumpRequest::states(&[TcpState::SynRecv, TcpState::Listen]).with_memory();
-        let dumps = namespaces.periodic_listing(&request, taken_ns);
-        self.snapshot = Some(Snapshot {
-            time: ListingTime {
-                began_ns: taken_ns,
-                ended_ns: monotonic_now_ns(),
-            },
-            dumps,
-            counters: namespaces.in_each(TcpExt::read_here),
-        });
-        Ok(())
+    fn listing_request(&self) -> Option<DumpRequest> {
+        Some(DumpRequest::states(&[TcpState::SynRecv, TcpState::Listen]).with_memory())
+    }
+
+    fn listed(&mut self, listing: HostListing) {
+        self.snapshot = Some(listing);
     }
 
     fn namespace_gone(&mut self, netns: NetnsInode, now_ns: u64, _out: &mut String) {

@@ -1,14 +1,11 @@
 //! `socktrace timewait`: every timewait socket through the socket table and
-//! the TIME-WAIT tracker, with a sock_diag listing of timewait sockets once
-//! per reconciliation interval; CLOSE-WAIT sockets the application never
+//! the TIME-WAIT tracker, with a sock_diag listing of timewait sockets at
+//! every listing the loop takes; CLOSE-WAIT sockets the application never
 //! closed; a periodic summary.
-use std::collections::BTreeMap;
-
 use crate::{
     cli::TimewaitArgs,
-    event_loop::{self, Consumer, LoopSummary, LossNotices, listing_interval_ns},
-    host::namespaces::Namespaces,
-    host::netstat::TcpExt,
+    event_loop::{self, Consumer, LoopSummary, LossNotices},
+    host::listing::HostListing,
     host::sock_diag::DumpRequest,
     kernel::event::Event,
     model::tcp_state::TcpState,
@@ -21,16 +18,10 @@ use crate::{
     state::close_wait_watch::CloseWaitWatch,
     state::counter_since::CounterSince,
     state::pipeline::{Applied, Pipeline, Trackers},
-    state::time_wait_summary::{Observed, PortRange, TimeWaitSummary},
-    state::time_wait_tracker::{ListedTimeWait, ListingTime, TimeWaitOutcome, listed_time_wait},
+    state::time_wait_summary::{Observed, TimeWaitSummary},
+    state::time_wait_tracker::{ListingTime, TimeWaitOutcome, listed_time_wait},
     support::clock::monotonic_now_ns,
 };
-
-/// The ephemeral port range of the namespace that opens the file.
-const PORT_RANGE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
-
-/// The kernel's count of timewait sockets it refused to create.
-const OVERFLOW_COUNTER: &str = "TCPTimeWaitOverflow";
 
 pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
     let format = Format::from_json_flag(args.json);
@@ -67,7 +58,6 @@ pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
         style,
         listing: None,
         observed: Observed::default(),
-        next_listing_ns: 0,
         overflows: CounterSince::new(),
         summary_every_ns: args.summary_every.as_ns(),
         last_summary_ns: started_ns,
@@ -87,18 +77,6 @@ pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// sock_diag's timewait sockets of each namespace that could be listed,
-/// and when the dumps began; each namespace's counters and port range read
-/// with them.
-struct Listing {
-    taken_ns: u64,
-    /// How long the dumps took.
-    took_ns: u64,
-    namespaces: Vec<(NetnsInode, Vec<ListedTimeWait>)>,
-    counters: Vec<(NetnsInode, TcpExt)>,
-    port_ranges: BTreeMap<NetnsInode, PortRange>,
-}
-
 struct TimeWaitPrinter {
     pipeline: Pipeline,
     close_wait: CloseWaitWatch,
@@ -108,12 +86,11 @@ struct TimeWaitPrinter {
     entries: bool,
     format: Format,
     style: Style,
-    listing: Option<Listing>,
-    /// The namespaces as the last listing saw them, and the listing
-    /// schedule.
+    /// The last listing of timewait sockets, until applied.
+    listing: Option<HostListing>,
+    /// The namespaces as the last listing saw them, and how often listings
+    /// come.
     observed: Observed,
-    /// No listing before this moment (see [`listing_interval_ns`]).
-    next_listing_ns: u64,
     /// `TCPTimeWaitOverflow` of every namespace followed.
     overflows: CounterSince,
     summary_every_ns: u64,
@@ -140,32 +117,30 @@ impl TimeWaitPrinter {
         }
     }
 
-    fn apply_listing(&mut self, listing: Listing, out: &mut String) {
-        let applying_ns = monotonic_now_ns();
+    fn apply_listing(&mut self, listing: HostListing, out: &mut String) {
         let time = ListingTime {
-            began_ns: listing.taken_ns,
-            ended_ns: listing.taken_ns + listing.took_ns,
+            began_ns: listing.began_ns,
+            ended_ns: listing.ended_ns,
         };
-        for (netns, sockets) in &listing.namespaces {
-            let outcome = self.pipeline.on_time_wait_listing(*netns, sockets, time);
+        for dump in &listing.dumps {
+            let sockets = listed_time_wait(&dump.sockets);
+            let outcome = self
+                .pipeline
+                .on_time_wait_listing(dump.netns, &sockets, time);
             self.publish(outcome, out);
         }
-        let applied_ns = monotonic_now_ns() - applying_ns;
-        self.schedule_listing(listing.taken_ns, listing.took_ns + applied_ns);
-        for (netns, counters) in &listing.counters {
-            if let Some(value) = counters.get(OVERFLOW_COUNTER) {
+        for (netns, reading) in &listing.readings {
+            if let Some(value) = reading.time_wait_overflows {
                 self.overflows.observe(*netns, value);
             }
         }
         self.observed.overflows = self.overflows.total();
-        self.observed.port_ranges = listing.port_ranges;
-    }
-
-    /// The next listing after one begun at `taken_ns` that cost `cost_ns`.
-    fn schedule_listing(&mut self, taken_ns: u64, cost_ns: u64) {
-        let interval_ns = listing_interval_ns(cost_ns);
-        self.next_listing_ns = taken_ns + interval_ns;
-        self.observed.listing_interval_ns = interval_ns;
+        self.observed.port_ranges = listing
+            .readings
+            .iter()
+            .filter_map(|(netns, reading)| Some((*netns, reading.port_range?)))
+            .collect();
+        self.observed.listing_interval_ns = listing.interval_ns;
     }
 
     fn write_summary(&mut self, now_ns: u64, out: &mut String) {
@@ -217,44 +192,18 @@ impl Consumer for TimeWaitPrinter {
         }
     }
 
-    fn snapshot(&mut self, namespaces: &mut Namespaces) -> anyhow::Result<()> {
-        let taken_ns = monotonic_now_ns();
-        if taken_ns < self.next_listing_ns {
-            return Ok(());
-        }
-        // The kernel filters timewait sockets by substate: orphans still
-        // in FIN-WAIT-2 need that state's bit (full FIN-WAIT-2 sockets come
-        // with it and are left out).
-        let request = DumpRequest::states(&[TcpState::TimeWait, TcpState::FinWait2]);
-        let listed: Vec<_> = namespaces
-            .periodic_listing(&request, taken_ns)
-            .into_iter()
-            .map(|dump| (dump.netns, listed_time_wait(&dump.sockets)))
-            .collect();
-        let took_ns = monotonic_now_ns() - taken_ns;
-        // Both files of a namespace in one visit.
-        let read = namespaces.in_each(|| {
-            let range = std::fs::read_to_string(PORT_RANGE).ok();
-            (
-                TcpExt::read_here(),
-                range.and_then(|text| PortRange::parse(&text)),
-            )
-        });
-        let port_ranges = read
-            .iter()
-            .filter_map(|(netns, (_, range))| Some((*netns, (*range)?)))
-            .collect();
-        self.listing = Some(Listing {
-            taken_ns,
-            took_ns,
-            namespaces: listed,
-            counters: read
-                .into_iter()
-                .map(|(netns, (counters, _))| (netns, counters))
-                .collect(),
-            port_ranges,
-        });
-        Ok(())
+    /// The kernel filters timewait sockets by substate: orphans still in
+    /// FIN-WAIT-2 need that state's bit (full FIN-WAIT-2 sockets come with
+    /// it and are left out).
+    fn listing_request(&self) -> Option<DumpRequest> {
+        Some(DumpRequest::states(&[
+            TcpState::TimeWait,
+            TcpState::FinWait2,
+        ]))
+    }
+
+    fn listed(&mut self, listing: HostListing) {
+        self.listing = Some(listing);
     }
 
     fn namespace_gone(&mut self, netns: NetnsInode, now_ns: u64, out: &mut String) {

@@ -14,9 +14,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::{
     agent::protocol::{Request, Response},
-    event_loop::{Consumer, Job, JobContext, listing_interval_ns},
-    host::namespaces::{Listing, NamespaceDump, Namespaces, NamespacesError},
-    host::netstat::TcpExt,
+    event_loop::{Consumer, Job, JobContext},
+    host::listing::{HostListing, NamespaceReading},
+    host::namespaces::{Listing, NamespaceDump, NamespacesError},
     host::proc_owners::socket_owners,
     host::self_usage::SelfUsage,
     host::sock_diag::{DiagSocket, DumpRequest},
@@ -25,8 +25,7 @@ use crate::{
     model::owner::Owner,
     model::tcp_state::TcpState,
     model::tuple::NetnsInode,
-    state::live::{LiveState, NamespaceReading, PortListeners},
-    state::time_wait_summary::PortRange,
+    state::live::{LiveState, PortListeners},
     state::time_wait_tracker::ListingTime,
     support::clock::monotonic_now_ns,
     support::error_line::ErrorLine,
@@ -53,8 +52,6 @@ struct Reconciliation {
 pub struct LiveConsumer {
     live: LiveState,
     pending: Option<Reconciliation>,
-    /// No listing before this moment (see [`listing_interval_ns`]).
-    next_listing_ns: u64,
     /// What the last listing cost, dump and applying it.
     last_listing_ns: Option<u64>,
     /// Ports whose listeners the metrics report (`--metrics-port`).
@@ -66,7 +63,6 @@ impl LiveConsumer {
         LiveConsumer {
             live,
             pending: None,
-            next_listing_ns: 0,
             last_listing_ns: None,
             listen_ports: Vec::new(),
         }
@@ -121,34 +117,35 @@ impl Consumer for LiveConsumer {
         self.live.event(event);
     }
 
-    fn snapshot(&mut self, namespaces: &mut Namespaces) -> anyhow::Result<()> {
-        let began_ns = monotonic_now_ns();
-        if began_ns < self.next_listing_ns {
-            return Ok(());
-        }
-        // FIN-WAIT-2 brings the orphans' timewait sockets (and full
-        // FIN-WAIT-2 sockets, which the trackers leave out).
+    /// FIN-WAIT-2 brings the orphans' timewait sockets (and full FIN-WAIT-2
+    /// sockets, which the trackers leave out); listeners only for the ports
+    /// the metrics report.
+    fn listing_request(&self) -> Option<DumpRequest> {
         let mut states = vec![TcpState::SynRecv, TcpState::TimeWait, TcpState::FinWait2];
-        let request = if self.listen_ports.is_empty() {
+        Some(if self.listen_ports.is_empty() {
             DumpRequest::states(&states)
         } else {
             states.push(TcpState::Listen);
             DumpRequest::states(&states).with_memory()
-        };
-        let mut dumps = namespaces.periodic_listing(&request, began_ns);
+        })
+    }
+
+    fn listed(&mut self, listing: HostListing) {
+        let HostListing {
+            began_ns,
+            ended_ns,
+            mut dumps,
+            readings,
+            ..
+        } = listing;
         let listeners =
             (!self.listen_ports.is_empty()).then(|| take_listeners(&mut dumps, &self.listen_ports));
-        let readings = namespaces.in_each(read_namespace);
-        let ended_ns = monotonic_now_ns();
-        // Provisional: `settle` adds what applying the listing cost.
-        self.next_listing_ns = began_ns + listing_interval_ns(ended_ns - began_ns);
         self.pending = Some(Reconciliation {
             time: ListingTime { began_ns, ended_ns },
             dumps,
             readings,
             listeners,
         });
-        Ok(())
     }
 
     fn namespace_gone(&mut self, netns: NetnsInode, now_ns: u64, _out: &mut String) {
@@ -173,7 +170,6 @@ impl Consumer for LiveConsumer {
             // the dump).
             let ListingTime { began_ns, ended_ns } = reconciliation.time;
             let cost_ns = (ended_ns - began_ns) + (monotonic_now_ns() - applying_ns);
-            self.next_listing_ns = began_ns + listing_interval_ns(cost_ns);
             self.last_listing_ns = Some(cost_ns);
         }
     }
@@ -321,20 +317,6 @@ fn take_listeners(dumps: &mut [NamespaceDump], ports: &[u16]) -> BTreeMap<u16, P
         });
     }
     listeners
-}
-
-/// The calling thread's namespace's own counters and settings (run it in
-/// each with [`Namespaces::in_each`]).
-fn read_namespace() -> NamespaceReading {
-    let tcp_ext = TcpExt::read_here();
-    let sysctl = |name: &str| std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}")).ok();
-    NamespaceReading {
-        listen_overflows: tcp_ext.get("ListenOverflows"),
-        listen_drops: tcp_ext.get("ListenDrops"),
-        time_wait_overflows: tcp_ext.get("TCPTimeWaitOverflow"),
-        port_range: sysctl("ip_local_port_range").and_then(|text| PortRange::parse(&text)),
-        max_time_wait: sysctl("tcp_max_tw_buckets").and_then(|text| text.trim().parse().ok()),
-    }
 }
 
 /// What a socket listing reads away from the loop.

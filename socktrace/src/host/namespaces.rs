@@ -69,6 +69,7 @@ impl Selection {
 }
 
 /// One namespace's dump.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NamespaceDump {
     pub netns: NetnsInode,
     pub sockets: Vec<DiagSocket>,

@@ -59,6 +59,26 @@ impl DumpRequest {
         self.extensions |= ExtensionFlags::SKMEMINFO;
         self
     }
+
+    /// Whether it lists sockets in `state` (a timewait socket's state is
+    /// its substate, as the kernel filters it).
+    pub fn lists(&self, state: TcpState) -> bool {
+        self.states.bits() & (1 << state as u8) != 0
+    }
+
+    pub fn has_memory(&self) -> bool {
+        self.extensions.contains(ExtensionFlags::SKMEMINFO)
+    }
+
+    /// What both requests list, with memory information if either asks.
+    pub fn union(&self, other: &DumpRequest) -> DumpRequest {
+        DumpRequest {
+            states: StateFlags::from_bits_retain(self.states.bits() | other.states.bits()),
+            extensions: ExtensionFlags::from_bits_retain(
+                self.extensions.bits() | other.extensions.bits(),
+            ),
+        }
+    }
 }
 
 /// Why a sock_diag dump failed.

@@ -7,10 +7,12 @@ use std::{
 };
 
 use crate::{
+    host::listing::NamespaceReading,
     host::sock_diag::DiagSocket,
     kernel::event::Event,
     model::cidr::Cidr,
     model::owner::Owner,
+    model::port_range::PortRange,
     model::tcp_state::TcpState,
     model::tuple::{NetnsInode, SocketTuple},
     state::handshake_tracker::{InProgress, Side},
@@ -20,7 +22,7 @@ use crate::{
     state::overview::{Overview, RemoteCount, Totals, remote_label},
     state::pipeline::{Applied, Pipeline, Trackers},
     state::table::{SocketTable, Transition},
-    state::time_wait_summary::{PortPressure, PortRange, PortsHeld},
+    state::time_wait_summary::{PortPressure, PortsHeld},
     state::time_wait_tracker::ListingTime,
     state::{counter_since::CounterSince, top_list::TopList},
 };
@@ -41,21 +43,6 @@ pub struct LiveState {
     counts: LiveCounts,
     opening: OpeningWindow,
     namespaces: NamespaceCounters,
-}
-
-/// What one network namespace's own counters and settings said when the
-/// agent last read them; `None` for what could not be read.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NamespaceReading {
-    /// `TcpExtListenOverflows`, `TcpExtListenDrops`,
-    /// `TcpExtTCPTimeWaitOverflow`.
-    pub listen_overflows: Option<u64>,
-    pub listen_drops: Option<u64>,
-    pub time_wait_overflows: Option<u64>,
-    /// `net.ipv4.ip_local_port_range`.
-    pub port_range: Option<PortRange>,
-    /// `net.ipv4.tcp_max_tw_buckets`.
-    pub max_time_wait: Option<u64>,
 }
 
 /// The listeners on one port asked for (`--metrics-port`), over every

@@ -10,6 +10,7 @@ use std::{
 
 use crate::{
     model::owner::{ContainerLabel, Owner},
+    model::port_range::PortRange,
     model::tuple::NetnsInode,
     state::close_wait_watch::CloseWaitCounts,
     state::latency_histogram::LatencyHistogram,
@@ -17,34 +18,6 @@ use crate::{
     state::time_wait_tracker::{EndedTimeWait, TimeWaitCounts, TimeWaitEnd, TimeWaitSocket},
     state::top_list::TopList,
 };
-
-/// `net.ipv4.ip_local_port_range`: the ports connect(2) picks from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PortRange {
-    pub low: u16,
-    pub high: u16,
-}
-
-impl PortRange {
-    /// Parses the sysctl's text, such as `"32768\t60999\n"`.
-    pub fn parse(text: &str) -> Option<PortRange> {
-        let mut numbers = text.split_whitespace().map(str::parse::<u16>);
-        let (Some(Ok(low)), Some(Ok(high)), None) =
-            (numbers.next(), numbers.next(), numbers.next())
-        else {
-            return None;
-        };
-        (low <= high).then_some(PortRange { low, high })
-    }
-
-    pub fn size(self) -> u32 {
-        u32::from(self.high - self.low) + 1
-    }
-
-    pub fn contains(self, port: u16) -> bool {
-        (self.low..=self.high).contains(&port)
-    }
-}
 
 /// What the summary reports besides the tracker's sockets: read from the
 /// namespaces, the CLOSE-WAIT watch and the listing schedule.

@@ -75,7 +75,7 @@ impl DiagTimer {
 }
 
 /// One TCP socket as `NETLINK_SOCK_DIAG` reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DiagSocket {
     /// Local and remote endpoint; a listener's remote is the unspecified
     /// address with port 0. No IPv6 flow label or scope id, like the
