@@ -14,7 +14,7 @@
 use std::{env, fs, hint::black_box, path::PathBuf};
 
 use criterion::{Criterion, Throughput};
-use socktrace::{kernel::event::Event, kernel::recording, state::table::SocketTable};
+use socktrace::{kernel::event::Event, recording::format as recording, state::table::SocketTable};
 
 /// The recording replayed unless `SOCKTRACE_RECORDING` names another.
 const DEFAULT_RECORDING: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/data/churn.rec");
@@ -31,9 +31,9 @@ fn ingest(criterion: &mut Criterion) {
         .unwrap_or_else(|| DEFAULT_RECORDING.into());
     let bytes = fs::read(&path)
         .unwrap_or_else(|error| panic!("cannot read recording {}: {error}", path.display()));
-    let count = recording::records(&bytes)
-        .unwrap_or_else(|error| panic!("{}: {error}", path.display()))
-        .len();
+    let records =
+        recording::records(&bytes).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    let count = records.len();
 
     let mut group = criterion.benchmark_group("ingest");
     group.throughput(Throughput::Elements(count as u64));
@@ -41,19 +41,19 @@ fn ingest(criterion: &mut Criterion) {
     // empty, and a reused table is the agent's steady state.
     let mut table = SocketTable::new();
     group.bench_function("decode_apply", |bencher| {
-        bencher.iter(|| decode_apply(black_box(&bytes), &mut table))
+        bencher.iter(|| decode_apply(black_box(&records), &mut table))
     });
     group.bench_function("decode_only", |bencher| {
-        bencher.iter(|| decode_only(black_box(&bytes)))
+        bencher.iter(|| decode_only(black_box(&records)))
     });
     group.finish();
 }
 
 /// Decodes every record and applies the transitions; returns how many
 /// records were rejected.
-fn decode_apply(bytes: &[u8], table: &mut SocketTable) -> u64 {
+fn decode_apply(records: &[&[u8]], table: &mut SocketTable) -> u64 {
     let mut rejected = 0;
-    for raw in recording::records(bytes).expect("checked when loaded") {
+    for &raw in records {
         match Event::try_from(raw) {
             Ok(Event::State(event)) => {
                 black_box(table.apply(&event));
@@ -71,9 +71,9 @@ fn decode_apply(bytes: &[u8], table: &mut SocketTable) -> u64 {
 }
 
 /// Decoding alone, to tell its share from the table's.
-fn decode_only(bytes: &[u8]) -> u64 {
+fn decode_only(records: &[&[u8]]) -> u64 {
     let mut rejected = 0;
-    for raw in recording::records(bytes).expect("checked when loaded") {
+    for &raw in records {
         match Event::try_from(raw) {
             Ok(event) => {
                 black_box(event);

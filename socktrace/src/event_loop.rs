@@ -3,12 +3,7 @@
 //! writes what it has to say into a buffer flushed to stdout after every
 //! batch. Timers drive draining, reconciliation against the kernel's own
 //! tables and loss reports; SIGINT and SIGTERM end it cleanly.
-use std::{
-    fs::File,
-    io::{self, BufWriter},
-    path::PathBuf,
-    time::Duration,
-};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -21,13 +16,15 @@ use crate::{
     host::sock_diag::DumpRequest,
     kernel::event::{Event, RejectCounts, TaskContext},
     kernel::loader::{self, KernelProbes, Lost},
-    kernel::recording::Recorder,
     kernel::ring_reader::RingReader,
+    model::tcp_state::TcpState,
     model::tuple::NetnsInode,
+    recording::frame::{End, HostFrame, Start},
+    recording::recorder::RunRecorder,
     render::stdout_queue::Output,
     seed::{self, Existing},
     state::table::{SocketTable, TrackedSocket},
-    support::clock::monotonic_now_ns,
+    support::clock::{WallClock, monotonic_now_ns},
 };
 
 /// Processes whose container label is cached (see [`ContainerLabels`]):
@@ -77,9 +74,6 @@ pub trait Consumer {
     fn finish(&mut self, _now_ns: u64, _totals: &LoopSummary, _out: &mut String) {}
 }
 
-/// A recording being written (`--record FILE`).
-pub type FileRecorder = Recorder<BufWriter<File>>;
-
 /// Counters reported at exit.
 #[derive(Debug, Default)]
 pub struct LoopSummary {
@@ -120,14 +114,17 @@ pub struct Started {
     pub table: SocketTable,
     /// Every socket listed at start-up, full or not, as the table names it.
     pub existing: Vec<TrackedSocket>,
+    /// When tracing began (CLOCK_MONOTONIC), and the wall clock then.
+    pub started_ns: u64,
+    pub clock: WallClock,
 }
 
 /// What [`run`] drains and answers to: the attached programs, the
 /// recording, and the stop signals.
 pub struct Tracing {
     pub probes: KernelProbes,
-    /// Where raw records are also written (`--record`).
-    pub recorder: Option<FileRecorder>,
+    /// Where the run is also written (`--record`).
+    pub recorder: Option<RunRecorder>,
     /// SIGINT and SIGTERM, listened for from the start: one that comes
     /// while the programs load or sockets are listed still ends the run
     /// cleanly, at its first turn.
@@ -152,20 +149,36 @@ pub fn attach_and_seed(
         terminate: signal(SignalKind::terminate())?,
     };
     let mut namespaces = netns.namespaces()?;
-    let recorder = ring
+    let mut recorder = ring
         .record
         .as_deref()
-        .map(|path| {
-            File::create(path)
-                .and_then(|file| Recorder::new(BufWriter::new(file)))
-                .with_context(|| format!("creating the recording {}", path.display()))
-        })
+        .map(RunRecorder::create)
         .transpose()?;
     let probes = loader::load_and_attach(ring.ring_buffer_kib * 1024)?;
     let mut table = SocketTable::new();
-    let listed =
-        seed::existing_sockets(&mut namespaces, which).context("listing existing sockets")?;
-    let existing = table.seed(listed);
+    // A recording keeps every socket, for whichever view replays it.
+    let listed = seed::existing_sockets(
+        &mut namespaces,
+        if recorder.is_some() {
+            Existing::All
+        } else {
+            which
+        },
+    )
+    .context("listing existing sockets")?;
+    let started_ns = monotonic_now_ns();
+    let clock = WallClock::now();
+    if let Some(recorder) = &mut recorder {
+        recorder.host(&HostFrame::Start(Start {
+            started_ns,
+            wall_clock_offset_ns: clock.offset_ns() as i64,
+            selection: namespaces.selection().inodes(),
+            several_namespaces: namespaces.several_in_play(),
+            existing: listed.clone(),
+        }));
+        recorder.check()?;
+    }
+    let existing = table.seed(seed::keep(listed, which));
     Ok(Started {
         tracing: Tracing {
             probes,
@@ -175,6 +188,8 @@ pub fn attach_and_seed(
         namespaces,
         table,
         existing,
+        started_ns,
+        clock,
     })
 }
 
@@ -238,7 +253,6 @@ pub async fn run<C: Consumer>(
         namespaces,
         labels: ContainerLabels::new(PathBuf::from("/proc"), LABELLED_PROCESSES),
         recorder,
-        record_error: None,
     };
     let mut reconcile = tokio::time::interval(RECONCILE_INTERVAL);
     reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -273,7 +287,7 @@ pub async fn run<C: Consumer>(
             _ = reconcile.tick() => {
                 let gone = decoder.namespaces.rescan_if_due(monotonic_now_ns());
                 decoder.labels.refresh();
-                let listing = list_if_due(consumer, decoder.namespaces, &schedule);
+                let listing = list_if_due(consumer, &mut decoder, &schedule);
                 // Read before the drain: a warning then follows every record
                 // the ring held when the losses it names were counted.
                 let lost = lost.read()?;
@@ -287,7 +301,9 @@ pub async fn run<C: Consumer>(
                     schedule.done(began_ns, dump_ns + settle_ns);
                 }
                 for netns in gone {
-                    consumer.namespace_gone(netns, monotonic_now_ns(), out.buffer());
+                    let now_ns = monotonic_now_ns();
+                    decoder.host(&HostFrame::NamespaceGone { netns, now_ns });
+                    consumer.namespace_gone(netns, now_ns, out.buffer());
                 }
                 if !out.flush()? {
                     break;
@@ -329,25 +345,61 @@ pub async fn run<C: Consumer>(
         rejected: decoder.rejected,
         output_dropped: out.dropped_lines(),
     };
-    consumer.finish(monotonic_now_ns(), &summary, out.buffer());
+    let now_ns = monotonic_now_ns();
+    if let Some(recorder) = &mut decoder.recorder {
+        recorder.host(&HostFrame::End(End {
+            now_ns,
+            lost_ring_full: summary.lost.ring_full,
+            lost_skipped: summary.lost.skipped,
+            output_dropped: summary.output_dropped,
+        }));
+        recorder.check()?;
+    }
+    consumer.finish(now_ns, &summary, out.buffer());
     summary.output_dropped = out.finish()?;
     Ok(summary)
 }
 
-/// Takes a listing when one is due and the consumer follows one, and hands
-/// it over: when it began and what its dumps cost.
+/// What a recording lists, whatever the view: every state a view follows
+/// through listings, for any view to replay.
+fn recorded_listing() -> DumpRequest {
+    DumpRequest::states(&[
+        TcpState::SynRecv,
+        TcpState::Listen,
+        TcpState::TimeWait,
+        TcpState::FinWait2,
+    ])
+    .with_memory()
+}
+
+/// Takes a listing when one is due and the consumer (or the recording)
+/// follows one, and hands it over: when it began and what its dumps cost.
 fn list_if_due<C: Consumer>(
     consumer: &mut C,
-    namespaces: &mut Namespaces,
+    decoder: &mut Decoder<'_>,
     schedule: &ListingSchedule,
 ) -> Option<(u64, u64)> {
-    let request = consumer.listing_request()?;
+    let wanted = consumer.listing_request();
+    let request = match (&wanted, decoder.recorder.is_some()) {
+        (Some(wanted), true) => recorded_listing().union(wanted),
+        (None, true) => recorded_listing(),
+        (Some(wanted), false) => wanted.clone(),
+        (None, false) => return None,
+    };
     if !schedule.due(monotonic_now_ns()) {
         return None;
     }
-    let listing = HostListing::take(namespaces, &request, schedule);
+    let listing = HostListing::take(decoder.namespaces, &request, schedule);
     let taken = (listing.began_ns, listing.ended_ns - listing.began_ns);
-    consumer.listed(listing);
+    match (&mut decoder.recorder, wanted) {
+        (Some(recorder), wanted) => {
+            recorder.host(&HostFrame::Listing(listing.clone()));
+            if let Some(wanted) = wanted {
+                consumer.listed(listing.narrowed(&wanted));
+            }
+        }
+        (None, _) => consumer.listed(listing),
+    }
     Some(taken)
 }
 
@@ -367,31 +419,29 @@ struct Decoder<'a> {
     rejected: RejectCounts,
     namespaces: &'a mut Namespaces,
     labels: ContainerLabels,
-    recorder: Option<FileRecorder>,
-    /// The first write to the recording that failed; it ends the run.
-    record_error: Option<io::Error>,
+    recorder: Option<RunRecorder>,
 }
 
 impl Decoder<'_> {
     /// Fails if writing the recording failed; flushes it otherwise.
     fn check_recording(&mut self) -> anyhow::Result<()> {
-        if let Some(error) = self.record_error.take() {
-            return Err(error).context("writing the recording");
+        match &mut self.recorder {
+            Some(recorder) => recorder.check(),
+            None => Ok(()),
         }
+    }
+
+    /// Writes `frame` to the recording, if there is one.
+    fn host(&mut self, frame: &HostFrame) {
         if let Some(recorder) = &mut self.recorder {
-            recorder.flush().context("writing the recording")?;
+            recorder.host(frame);
         }
-        Ok(())
     }
 
     fn decode(&mut self, bytes: &[u8], consumer: &mut dyn FnMut(Event)) {
-        if let Some(recorder) = &mut self.recorder
-            && let Err(error) = recorder.record(bytes)
-        {
-            self.record_error.get_or_insert(error);
-            self.recorder = None;
-        }
-        match Event::try_from(bytes) {
+        let decoded = Event::try_from(bytes);
+        let mut selected = None;
+        match decoded {
             Ok(mut event) => {
                 let netns = event.netns();
                 if self.namespaces.selection().contains(netns) {
@@ -400,14 +450,23 @@ impl Decoder<'_> {
                         && state.context == TaskContext::Process
                     {
                         state.task.container = self.labels.of(state.task.pid);
+                        if let Some(recorder) = &mut self.recorder {
+                            recorder.label(state.task.pid, &state.task.container);
+                        }
                     }
-                    consumer(event);
+                    selected = Some(event);
                 }
             }
             Err(error) => {
                 log::debug!("skipping record: {error}");
                 self.rejected.count(error);
             }
+        }
+        if let Some(recorder) = &mut self.recorder {
+            recorder.record(bytes);
+        }
+        if let Some(event) = selected {
+            consumer(event);
         }
     }
 }
@@ -506,6 +565,9 @@ fn drain_and_settle(
     }
     decoder.check_recording()?;
     let settling_ns = monotonic_now_ns();
+    decoder.host(&HostFrame::Settle {
+        now_ns: settling_ns,
+    });
     consumer.settle(settling_ns, out.buffer());
     let settled_ns = monotonic_now_ns() - settling_ns;
     Ok(out.flush()?.then_some(settled_ns))

@@ -3,8 +3,9 @@
 //! and listeners at every listing the loop takes.
 
 use crate::{
-    cli::HandshakesArgs,
-    event_loop::{self, Consumer, LoopSummary, LossNotices},
+    cli::{HandshakesArgs, HandshakesView},
+    event_loop::{Consumer, LoopSummary},
+    feed::ViewStart,
     host::listing::HostListing,
     host::namespaces::NamespaceDump,
     host::sock_diag::DumpRequest,
@@ -20,24 +21,33 @@ use crate::{
     state::handshake_tracker::{Handshake, Retrying},
     state::pipeline::{Applied, Pipeline, Trackers},
     state::time_wait_tracker::ListingTime,
-    support::clock::monotonic_now_ns,
 };
 
 pub async fn run(args: HandshakesArgs) -> anyhow::Result<()> {
+    let start = ViewStart::traced(
+        &args.ring,
+        &args.view.filter.netns,
+        Existing::WithoutTimeWait,
+    )?;
+    show(start, args.view).await
+}
+
+/// The view, live or replayed.
+pub async fn show(start: ViewStart, args: HandshakesView) -> anyhow::Result<()> {
     let format = Format::from_json_flag(args.json);
-    let event_loop::Started {
-        tracing,
-        mut namespaces,
+    let ViewStart {
+        feed,
         table,
+        started_ns,
+        style,
         ..
-    } = event_loop::attach_and_seed(&args.ring, &args.filter.netns, Existing::WithoutTimeWait)?;
-    let style = Style::of(&namespaces);
+    } = start;
     let mut out = Output::new();
     if format == Format::Human {
         out.line(&handshake_output::header(&style));
     }
     out.flush()?;
-    eprintln!("socktrace: ready: tracing TCP handshakes");
+    feed.ready("tracing TCP handshakes");
     let mut printer = HandshakePrinter {
         pipeline: Pipeline::new(
             table,
@@ -54,17 +64,9 @@ pub async fn run(args: HandshakesArgs) -> anyhow::Result<()> {
         snapshot: None,
         summary_every_ns: args.summary_every.as_ns(),
         top: args.top,
-        last_summary_ns: monotonic_now_ns(),
+        last_summary_ns: started_ns,
     };
-    let summary = event_loop::run(
-        tracing,
-        &mut namespaces,
-        &mut printer,
-        Some(out),
-        None,
-        LossNotices::Stderr,
-    )
-    .await?;
+    let summary = feed.run(&mut printer, out).await?;
     summary.report();
     printer.report();
     Ok(())

@@ -11,13 +11,16 @@
 pub mod agent;
 pub mod cli;
 pub mod event_loop;
+pub mod feed;
 pub mod handshakes;
 pub mod host;
 pub mod kernel;
 pub mod metrics;
 pub mod model;
 pub mod probe;
+pub mod recording;
 pub mod render;
+pub mod replay;
 pub mod seed;
 pub mod ss;
 pub mod state;

@@ -24,6 +24,7 @@ fn main() -> ExitCode {
             Command::Agent(args) => socktrace::agent::run(args).await,
             Command::Ss(args) => socktrace::ss::run(args).await,
             Command::Top(args) => socktrace::top::run(args).await,
+            Command::Replay(args) => socktrace::replay::run(args).await,
             // The one command whose status says more than success.
             Command::Probe(args) => return socktrace::probe::run(args).await,
         }

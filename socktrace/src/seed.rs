@@ -29,6 +29,16 @@ pub enum Existing {
     WithoutTimeWait,
 }
 
+/// The sockets of `listed` that `which` asks for: all, or all but those in
+/// TIME-WAIT (as the kernel's state filter leaves them out: an orphan's
+/// timewait socket in FIN-WAIT-2 stays).
+pub fn keep(mut listed: Vec<SeedSocket>, which: Existing) -> Vec<SeedSocket> {
+    if which == Existing::WithoutTimeWait {
+        listed.retain(|socket| socket.state != TcpState::TimeWait);
+    }
+    listed
+}
+
 /// Lists the TCP sockets of every namespace followed (as `ss -tan` does in
 /// each) and finds each one's owner among the processes' open files (as
 /// `ss -p` does; socket inodes are unique across namespaces). TIME-WAIT and

@@ -3,8 +3,9 @@
 //! every listing the loop takes; CLOSE-WAIT sockets the application never
 //! closed; a periodic summary.
 use crate::{
-    cli::TimewaitArgs,
-    event_loop::{self, Consumer, LoopSummary, LossNotices},
+    cli::{TimewaitArgs, TimewaitView},
+    event_loop::{Consumer, LoopSummary},
+    feed::ViewStart,
     host::listing::HostListing,
     host::sock_diag::DumpRequest,
     kernel::event::Event,
@@ -20,19 +21,27 @@ use crate::{
     state::pipeline::{Applied, Pipeline, Trackers},
     state::time_wait_summary::{Observed, TimeWaitSummary},
     state::time_wait_tracker::{ListingTime, TimeWaitOutcome, listed_time_wait},
-    support::clock::monotonic_now_ns,
 };
 
 pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
+    let start = ViewStart::traced(
+        &args.ring,
+        &args.view.filter.netns,
+        Existing::WithoutTimeWait,
+    )?;
+    show(start, args.view).await
+}
+
+/// The view, live or replayed.
+pub async fn show(start: ViewStart, args: TimewaitView) -> anyhow::Result<()> {
     let format = Format::from_json_flag(args.json);
-    let event_loop::Started {
-        tracing,
-        mut namespaces,
+    let ViewStart {
+        feed,
         table,
         existing,
-    } = event_loop::attach_and_seed(&args.ring, &args.filter.netns, Existing::WithoutTimeWait)?;
-    let style = Style::of(&namespaces);
-    let started_ns = monotonic_now_ns();
+        started_ns,
+        style,
+    } = start;
     let mut close_wait = CloseWaitWatch::new(args.close_wait_after.as_ns(), started_ns);
     close_wait.seed(&existing);
     drop(existing);
@@ -41,7 +50,7 @@ pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
         out.line(&time_wait_output::header(&style));
     }
     out.flush()?;
-    eprintln!("socktrace: ready: tracing TIME-WAIT and CLOSE-WAIT sockets");
+    feed.ready("tracing TIME-WAIT and CLOSE-WAIT sockets");
     let mut printer = TimeWaitPrinter {
         pipeline: Pipeline::new(
             table,
@@ -63,15 +72,7 @@ pub async fn run(args: TimewaitArgs) -> anyhow::Result<()> {
         last_summary_ns: started_ns,
         top: args.top,
     };
-    let summary = event_loop::run(
-        tracing,
-        &mut namespaces,
-        &mut printer,
-        Some(out),
-        None,
-        LossNotices::Stderr,
-    )
-    .await?;
+    let summary = feed.run(&mut printer, out).await?;
     summary.report();
     printer.report();
     Ok(())

@@ -1,7 +1,8 @@
 //! `socktrace trace`: kernel events through the socket table to stdout.
 use crate::{
-    cli::TraceArgs,
-    event_loop::{self, Consumer, LoopSummary, LossNotices},
+    cli::{TraceArgs, TraceView},
+    event_loop::{Consumer, LoopSummary},
+    feed::ViewStart,
     kernel::event::Event,
     model::tuple::NetnsInode,
     render::output::{self, Format, Style, TraceSummary},
@@ -11,25 +12,32 @@ use crate::{
 };
 
 pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
-    let format = Format::from_json_flag(args.json);
-    let event_loop::Started {
-        tracing,
-        mut namespaces,
+    let start = ViewStart::traced(&args.ring, &args.view.netns, existing_for(&args.view))?;
+    show(start, args.view).await
+}
+
+/// The sockets that existed at start the view needs: all of them to list
+/// them, else those the table keeps.
+pub fn existing_for(view: &TraceView) -> Existing {
+    if view.list_existing {
+        Existing::All
+    } else {
+        Existing::WithoutTimeWait
+    }
+}
+
+/// The view, live or replayed.
+pub async fn show(start: ViewStart, view: TraceView) -> anyhow::Result<()> {
+    let format = Format::from_json_flag(view.json);
+    let ViewStart {
+        feed,
         table,
         existing,
-    } = event_loop::attach_and_seed(
-        &args.ring,
-        &args.netns,
-        if args.list_existing {
-            Existing::All
-        } else {
-            Existing::WithoutTimeWait
-        },
-    )?;
-    let style = Style::of(&namespaces);
-
+        style,
+        ..
+    } = start;
     let mut out = Output::new();
-    if args.list_existing {
+    if view.list_existing {
         if format == Format::Human {
             out.line(&output::socket_header(&style));
         }
@@ -41,24 +49,16 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
         out.line(&output::transition_header(&style));
     }
     out.flush()?;
-    eprintln!(
-        "socktrace: ready: tracing TCP state transitions, {} existing sockets",
+    feed.ready(&format!(
+        "tracing TCP state transitions, {} existing sockets",
         existing.len()
-    );
+    ));
     let mut printer = TransitionPrinter {
         pipeline: Pipeline::new(table, Trackers::TABLE_ONLY),
         format,
         style,
     };
-    let summary = event_loop::run(
-        tracing,
-        &mut namespaces,
-        &mut printer,
-        Some(out),
-        None,
-        LossNotices::Stderr,
-    )
-    .await?;
+    let summary = feed.run(&mut printer, out).await?;
     summary.report();
     let stats = printer.pipeline.table().stats();
     let missed = stats.transitions_missed();

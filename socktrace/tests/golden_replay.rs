@@ -12,7 +12,7 @@ use std::{env, fs, path::PathBuf};
 
 use socktrace::{
     kernel::event::Event,
-    kernel::recording,
+    recording::format as recording,
     render::handshake_output,
     render::output::{self, Format, Style},
     state::pipeline::{Applied, Pipeline, Trackers},

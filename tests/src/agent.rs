@@ -378,6 +378,18 @@ impl<'ns> Agent<'ns> {
 
     /// [`Agent::stop_with`], then every line the agent wrote on stderr.
     pub fn stop_with_stderr(mut self, signal: libc::c_int) -> Result<Vec<String>> {
+        self.stopped(signal)?;
+        Ok(std::mem::take(&mut self.stderr))
+    }
+
+    /// [`Agent::stop`], then every record it printed, the last ones
+    /// included.
+    pub fn stop_with_records(mut self) -> Result<Vec<Value>> {
+        self.stopped(libc::SIGTERM)?;
+        Ok(std::mem::take(&mut self.records))
+    }
+
+    fn stopped(&mut self, signal: libc::c_int) -> Result<()> {
         self.signal(signal);
         let status = match self.wait_exit(STOP_TIMEOUT) {
             Some(status) => status,
@@ -399,7 +411,7 @@ impl<'ns> Agent<'ns> {
             let err = anyhow!("exited with {status} after signal {signal}, expected exit status 0");
             return Err(self.failure("a clean exit", err));
         }
-        Ok(std::mem::take(&mut self.stderr))
+        Ok(())
     }
 
     /// Handles one message from the readers, waiting until `deadline`.

@@ -18,6 +18,8 @@
 //! - [`churn::Churn`]: connection churn in a namespace.
 //! - [`agent_socket`]: raw requests to the agent, clients that never read.
 //! - [`process_usage`]: a process's CPU time and resident memory.
+//! - [`replay::Recorded`]: a view run live with `--record`, whose replay
+//!   must print the same records.
 //! - [`run_checked`]: a command run to completion, its stderr in the error.
 
 pub mod agent;
@@ -29,6 +31,7 @@ pub mod http;
 pub mod netns;
 pub mod process_usage;
 pub mod record;
+pub mod replay;
 pub mod socket_dir;
 pub mod tcp;
 pub mod wait;

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
-use socktrace_integration_tests::{Agent, Family, Handshake, NetNs, TIMEOUT, record, tcp};
+use socktrace_integration_tests::{
+    Agent, Family, Handshake, NetNs, TIMEOUT, record, replay::Recorded, tcp,
+};
 
 /// Longer than the slowest handshake these tests provoke (about 3 s of
 /// SYN retries, then up to a second for the next request socket snapshot).
@@ -35,7 +37,7 @@ fn syn_dropped_times_out(family: Family) -> Result<()> {
         "-A",
         &format!("INPUT -p tcp --dport {port} -j DROP"),
     )?;
-    let mut agent = Agent::start_command(&ns, "handshakes", &["--port", &port.to_string()])?;
+    let mut agent = Recorded::start(&ns, "handshakes", &["--port", &port.to_string()])?;
     let retrans_before = ns.tcp_ext("TCPSynRetrans")?;
 
     let error = connect_error(&ns, SocketAddr::new(family.loopback(), port))?;
@@ -90,7 +92,7 @@ fn syn_dropped_times_out(family: Family) -> Result<()> {
         live as u32 == handshake.retransmits,
         "{live} live retransmit records"
     );
-    agent.stop()
+    agent.stop_and_replay()
 }
 
 #[test]
@@ -113,7 +115,7 @@ fn synack_dropped(family: Family) -> Result<()> {
         "-A",
         &format!("INPUT -p tcp --sport {port} --tcp-flags SYN,ACK SYN,ACK -j DROP"),
     )?;
-    let mut agent = Agent::start_command(&ns, "handshakes", &["--port", &port.to_string()])?;
+    let mut agent = Recorded::start(&ns, "handshakes", &["--port", &port.to_string()])?;
 
     let error = connect_error(&ns, SocketAddr::new(family.loopback(), port))?;
     ensure!(
@@ -168,7 +170,7 @@ fn synack_dropped(family: Family) -> Result<()> {
         "{live} live SYN-ACK retransmit records"
     );
     drop(listener);
-    agent.stop()
+    agent.stop_and_replay()
 }
 
 #[test]
@@ -184,7 +186,7 @@ fn closed_port_ipv6_is_refused_without_retransmits() -> Result<()> {
 fn closed_port_refused(family: Family) -> Result<()> {
     let ns = quick_namespace()?;
     let port = unused_port(&ns, family)?;
-    let mut agent = Agent::start_command(&ns, "handshakes", &["--port", &port.to_string()])?;
+    let mut agent = Recorded::start(&ns, "handshakes", &["--port", &port.to_string()])?;
     let error = connect_error(&ns, SocketAddr::new(family.loopback(), port))?;
     ensure!(
         error == libc::ECONNREFUSED,
@@ -207,7 +209,7 @@ fn closed_port_refused(family: Family) -> Result<()> {
         "{}",
         handshake.raw
     );
-    agent.stop()
+    agent.stop_and_replay()
 }
 
 /// The ICMP answering the first SYN arrives while connect(2) still holds

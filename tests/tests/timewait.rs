@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 use socktrace_integration_tests::{
-    Agent, CloseWait, Family, NetNs, TIMEOUT, TimeWait, record, tcp, wait,
+    Agent, CloseWait, Family, NetNs, TIMEOUT, TimeWait, record, replay::Recorded, tcp, wait,
 };
 
 /// The kernel's TIME-WAIT length (`TCP_TIMEWAIT_LEN`), in ms.
@@ -191,7 +191,7 @@ fn timewait_sockets_another_namespace_refused_are_counted() -> Result<()> {
 #[test]
 fn time_wait_expires_after_the_kernels_time_wait_length() -> Result<()> {
     let ns = NetNs::new()?;
-    let mut agent = Agent::start_command(&ns, "timewait", &["--summary-every", "0"])?;
+    let mut agent = Recorded::start(&ns, "timewait", &["--summary-every", "0"])?;
     let mut ours = Vec::new();
     for family in [Family::V4, Family::V6] {
         let listener = ns.run(|| tcp::listen(family))?;
@@ -232,7 +232,7 @@ fn time_wait_expires_after_the_kernels_time_wait_length() -> Result<()> {
         );
         ensure!(ended.pid == Some(std::process::id()), "{}", ended.raw);
     }
-    agent.stop()
+    agent.stop_and_replay()
 }
 
 #[test]
@@ -252,7 +252,7 @@ fn ipv6_tw_reuse_ends_time_wait_early_as_reused() -> Result<()> {
 fn reuse(family: Family) -> Result<()> {
     let ns = NetNs::new()?;
     ns.sysctl("net.ipv4.tcp_tw_reuse", "1")?;
-    let mut agent = Agent::start_command(&ns, "timewait", &["--entries"])?;
+    let mut agent = Recorded::start(&ns, "timewait", &["--entries"])?;
     let listener = ns.run(|| tcp::listen(family))?;
     let server = listener.local_addr()?;
     let local = SocketAddr::new(family.loopback(), 0);
@@ -317,7 +317,7 @@ fn reuse(family: Family) -> Result<()> {
         "{}",
         ended.raw
     );
-    agent.stop()
+    agent.stop_and_replay()
 }
 
 #[test]
@@ -390,7 +390,7 @@ fn ipv6_close_wait_left_open_by_the_server_is_reported_with_its_age() -> Result<
 
 fn close_wait(family: Family) -> Result<()> {
     let ns = NetNs::new()?;
-    let mut agent = Agent::start_command(&ns, "timewait", &["--close-wait-after", "1"])?;
+    let mut agent = Recorded::start(&ns, "timewait", &["--close-wait-after", "1"])?;
     let listener = ns.run(|| tcp::listen(family))?;
     let port = tcp::local_port(&listener)?;
     let (client, server) = ns.run(|| tcp::connect_pair(&listener))?;
@@ -427,7 +427,7 @@ fn close_wait(family: Family) -> Result<()> {
     )?;
     let closed = CloseWait::from_value(&found)?;
     ensure!(closed.age_ms >= stuck.age_ms, "{}", closed.raw);
-    agent.stop()
+    agent.stop_and_replay()
 }
 
 // Helpers.

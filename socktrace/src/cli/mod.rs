@@ -1,5 +1,6 @@
 //! Command line.
 pub mod probe;
+pub mod replay;
 pub mod view_namespaces;
 use clap::{Args, Parser, Subcommand};
 
@@ -141,10 +142,30 @@ pub enum Command {
     /// any other error, 2 a usage error. With --count, the status of the
     /// first probe that did not get through.
     Probe(probe::ProbeArgs),
+    /// Runs trace, handshakes or timewait over a recording made with
+    /// `--record FILE` instead of the kernel: the same view, filters, JSON
+    /// and summaries, on any machine, without root. What the view printed
+    /// live, it prints again (the recording keeps the sockets that existed
+    /// at start, every listing and counter reading, and when the tracer
+    /// settled), with the times of the day it was recorded. `--netns`
+    /// narrows the namespaces the recording followed. A file cut short
+    /// (the tracer killed, the disk full) replays up to its last whole
+    /// record and says how much it skipped.
+    Replay(replay::ReplayArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct TraceArgs {
+    #[command(flatten)]
+    pub view: TraceView,
+
+    #[command(flatten)]
+    pub ring: RingArgs,
+}
+
+/// What `trace` shows, traced live or replayed.
+#[derive(Debug, Args)]
+pub struct TraceView {
     /// One JSON object per line instead of columns.
     #[arg(long)]
     pub json: bool,
@@ -156,9 +177,6 @@ pub struct TraceArgs {
 
     #[command(flatten)]
     pub netns: NetnsArgs,
-
-    #[command(flatten)]
-    pub ring: RingArgs,
 }
 
 #[derive(Debug, Args)]
@@ -178,6 +196,16 @@ pub struct RingArgs {
 
 #[derive(Debug, Args)]
 pub struct HandshakesArgs {
+    #[command(flatten)]
+    pub view: HandshakesView,
+
+    #[command(flatten)]
+    pub ring: RingArgs,
+}
+
+/// What `handshakes` shows, traced live or replayed.
+#[derive(Debug, Args)]
+pub struct HandshakesView {
     /// One JSON object per line instead of columns.
     #[arg(long)]
     pub json: bool,
@@ -199,13 +227,20 @@ pub struct HandshakesArgs {
     /// (1 to 1000); the rest are counted as omitted.
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = parse_top)]
     pub top: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct TimewaitArgs {
+    #[command(flatten)]
+    pub view: TimewaitView,
 
     #[command(flatten)]
     pub ring: RingArgs,
 }
 
+/// What `timewait` shows, traced live or replayed.
 #[derive(Debug, Args)]
-pub struct TimewaitArgs {
+pub struct TimewaitView {
     /// One JSON object per line instead of columns.
     #[arg(long)]
     pub json: bool,
@@ -232,9 +267,6 @@ pub struct TimewaitArgs {
 
     #[command(flatten)]
     pub filter: FilterArgs,
-
-    #[command(flatten)]
-    pub ring: RingArgs,
 }
 
 /// Which sockets to report, shared by the commands that filter.
@@ -429,8 +461,15 @@ mod tests {
         let Command::Timewait(args) = cli.command else {
             panic!("not timewait");
         };
-        assert_eq!(args.close_wait_after.as_ns(), MAX_SECONDS * 1_000_000_000);
-        assert_eq!(args.summary_every.as_ns(), 10_000_000_000, "the default");
+        assert_eq!(
+            args.view.close_wait_after.as_ns(),
+            MAX_SECONDS * 1_000_000_000
+        );
+        assert_eq!(
+            args.view.summary_every.as_ns(),
+            10_000_000_000,
+            "the default"
+        );
         refused(&[
             "socktrace",
             "timewait",
@@ -457,7 +496,7 @@ mod tests {
         let Command::Trace(args) = cli.command else {
             panic!("not trace");
         };
-        assert!(args.json && args.list_existing);
+        assert!(args.view.json && args.view.list_existing);
         assert!(Cli::try_parse_from(["socktrace", "trace", "--bogus"]).is_err());
     }
 
@@ -477,8 +516,8 @@ mod tests {
         let Command::Timewait(args) = cli.command else {
             panic!("not timewait");
         };
-        assert_eq!(args.filter.netns.names, ["blue", "red"]);
-        assert_eq!(args.filter.netns.inodes, [4026532281]);
+        assert_eq!(args.view.filter.netns.names, ["blue", "red"]);
+        assert_eq!(args.view.filter.netns.inodes, [4026532281]);
         assert!(Cli::try_parse_from(["socktrace", "trace", "--netns", "net:[1]"]).is_err());
     }
 
@@ -501,10 +540,12 @@ mod tests {
         let Command::Handshakes(args) = cli.command else {
             panic!("not handshakes");
         };
-        assert_eq!(args.filter.ports, [443, 80]);
-        assert_eq!(args.filter.hosts[0].to_string(), "10.0.0.0/8");
-        assert!(args.problems && !args.json);
-        assert!(args.filter.netns.names.is_empty() && args.filter.netns.inodes.is_empty());
+        assert_eq!(args.view.filter.ports, [443, 80]);
+        assert_eq!(args.view.filter.hosts[0].to_string(), "10.0.0.0/8");
+        assert!(args.view.problems && !args.view.json);
+        assert!(
+            args.view.filter.netns.names.is_empty() && args.view.filter.netns.inodes.is_empty()
+        );
         let error = Cli::try_parse_from(["socktrace", "handshakes", "--host", "10.0.0.0/40"])
             .unwrap_err()
             .to_string();

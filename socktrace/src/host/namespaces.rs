@@ -59,6 +59,14 @@ impl Selection {
         }
     }
 
+    /// The namespaces chosen, `None` for every one.
+    pub fn inodes(&self) -> Option<Vec<NetnsInode>> {
+        match self {
+            Selection::All => None,
+            Selection::Only(chosen) => Some(chosen.iter().copied().collect()),
+        }
+    }
+
     /// The one namespace selected, if exactly one is.
     pub fn single(&self) -> Option<NetnsInode> {
         match self {

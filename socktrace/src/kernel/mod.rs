@@ -1,10 +1,9 @@
 //! The kernel boundary: loading and attaching the BPF programs (with the
 //! offsets read from the kernel's BTF), the ring buffer, decoding and
-//! validating its records, and recording them.
+//! validating its records.
 pub mod event;
 pub mod kernel_btf;
 pub mod loader;
 pub mod privileges;
-pub mod recording;
 pub mod ring_reader;
 pub mod tracepoint_format;

@@ -23,7 +23,9 @@ pub fn elsewhere(tuple: SocketTuple) -> SocketTuple {
 /// endpoints. Two namespaces can hold sockets with the same endpoints; they
 /// are different sockets. A listener's remote endpoint is the unspecified
 /// address with port 0, as `ss` prints `0.0.0.0:*`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct SocketTuple {
     pub netns: NetnsInode,
     pub local: SocketAddr,

@@ -3,7 +3,6 @@
 use serde::Serialize;
 
 use crate::{
-    host::namespaces::Namespaces,
     model::owner::Owner,
     model::tcp_state::TcpState,
     model::tuple::{NetnsInode, SocketTuple},
@@ -35,17 +34,6 @@ impl Format {
 pub struct Style {
     pub clock: WallClock,
     pub netns_column: bool,
-}
-
-impl Style {
-    /// The style for sockets of `namespaces`: a namespace column when more
-    /// than one can show up.
-    pub fn of(namespaces: &Namespaces) -> Style {
-        Style {
-            clock: WallClock::now(),
-            netns_column: namespaces.several_in_play(),
-        }
-    }
 }
 
 /// Midnight UTC on the monotonic clock, for tests.

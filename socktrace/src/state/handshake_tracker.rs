@@ -447,7 +447,7 @@ impl HandshakeTracker {
             half_open.owner = half_open.owner.take().or(request.owner.clone());
             half_open.kernel_retransmits = Some(request.retransmits);
         }
-        let gone: Vec<SocketTuple> = self
+        let mut gone: Vec<SocketTuple> = self
             .half_open
             .iter()
             .filter(|(tuple, h)| {
@@ -455,6 +455,9 @@ impl HandshakeTracker {
             })
             .map(|(tuple, _)| *tuple)
             .collect();
+        // In the order of their tuples, not of the hash table (see the
+        // TIME-WAIT tracker).
+        gone.sort_unstable();
         self.recent_completions
             .retain(|tuple, completed_ns| tuple.netns != netns || *completed_ns >= taken_ns);
         let mut expired = Vec::new();

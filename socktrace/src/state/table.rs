@@ -89,7 +89,7 @@ pub enum Opening {
 }
 
 /// A socket as sock_diag lists it, with its owner if one was found.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SeedSocket {
     pub tuple: SocketTuple,
     pub state: TcpState,
@@ -98,7 +98,7 @@ pub struct SeedSocket {
 }
 
 /// What kind of kernel object a listed socket is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SeedKind {
     /// A full socket: its transitions reach the table.
     Full,

@@ -445,7 +445,7 @@ impl TimeWaitTracker {
                 socket.claimed_ns = None;
             }
         }
-        let unlisted: Vec<SocketTuple> = self
+        let mut unlisted: Vec<SocketTuple> = self
             .sockets
             .iter()
             .filter(|(tuple, s)| {
@@ -455,6 +455,9 @@ impl TimeWaitTracker {
             })
             .map(|(tuple, _)| *tuple)
             .collect();
+        // Ends in the order of their tuples, not of the hash table: the same
+        // listing gives the same lines in every run and every replay.
+        unlisted.sort_unstable();
         for tuple in unlisted {
             let socket = self.sockets.get_mut(&tuple).expect("listed above");
             let ended = match (socket.claimed_ns, socket.listed_ns, socket.missing_ns) {
@@ -482,12 +485,13 @@ impl TimeWaitTracker {
     /// due first.
     pub fn tear_down(&mut self, netns: NetnsInode, now_ns: u64) -> TimeWaitOutcome {
         self.listed_namespaces.remove(&netns);
-        let in_namespace: Vec<SocketTuple> = self
+        let mut in_namespace: Vec<SocketTuple> = self
             .sockets
             .keys()
             .filter(|tuple| tuple.netns == netns)
             .copied()
             .collect();
+        in_namespace.sort_unstable();
         let mut outcome = TimeWaitOutcome::default();
         for tuple in in_namespace {
             let socket = self.remove(&tuple);

@@ -15,6 +15,11 @@ impl WallClock {
         }
     }
 
+    /// Realtime minus monotonic.
+    pub fn offset_ns(&self) -> i128 {
+        self.offset_ns
+    }
+
     /// With a known offset (tests, replays).
     pub fn with_offset_ns(offset_ns: i128) -> Self {
         Self { offset_ns }

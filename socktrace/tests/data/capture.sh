@@ -20,10 +20,19 @@ kill -INT $TRACE
 wait $TRACE || true
 python3 - "$INODE" "$2" "$RAW" <<'PY'
 import sys, struct
+# Format: src/recording/format.rs (frames: kind, 3 zero bytes, length).
 inode=int(sys.argv[1]); out=sys.argv[2]
 data=open(sys.argv[3],'rb').read()
-head, body = data[:16], data[16:]
-keep=[body[i:i+96] for i in range(0,len(body),96) if struct.unpack_from('<I', body, i+24)[0]==inode]
-open(out,'wb').write(head+b''.join(keep))
-print(len(body)//96, "records,", len(keep), "kept for netns", inode)
+head, at, kept, records = data[:16], 16, [], 0
+while at + 8 <= len(data):
+    kind, length = struct.unpack_from('<B3xI', data, at)
+    frame = data[at:at + 8 + length]
+    at += 8 + length
+    if kind == 1:
+        records += 1
+        if struct.unpack_from('<I', frame, 8 + 24)[0] != inode:
+            continue
+    kept.append(frame)
+open(out,'wb').write(head+b''.join(kept))
+print(records, "records,", sum(f[0] == 1 for f in kept), "kept for netns", inode)
 PY
