@@ -389,6 +389,17 @@ impl<'ns> Agent<'ns> {
         Ok(std::mem::take(&mut self.records))
     }
 
+    /// Kills the agent with SIGKILL (it cannot end cleanly), then every
+    /// record it printed.
+    pub fn kill(mut self) -> Result<Vec<Value>> {
+        self.signal(libc::SIGKILL);
+        if self.wait_exit(STOP_TIMEOUT).is_none() {
+            return Err(anyhow!("still running {STOP_TIMEOUT:?} after SIGKILL"));
+        }
+        self.drain(Duration::from_secs(5));
+        Ok(std::mem::take(&mut self.records))
+    }
+
     fn stopped(&mut self, signal: libc::c_int) -> Result<()> {
         self.signal(signal);
         let status = match self.wait_exit(STOP_TIMEOUT) {

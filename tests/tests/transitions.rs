@@ -11,7 +11,8 @@ use std::process::Stdio;
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 use socktrace_integration_tests::{
-    Agent, Family, KillOnDrop, NetNs, TIMEOUT, TaskContext, Transition, record, tcp,
+    Agent, Family, KillOnDrop, NetNs, TIMEOUT, TaskContext, Transition, record, replay::Recorded,
+    tcp,
 };
 
 #[test]
@@ -27,7 +28,7 @@ fn ipv6_lifecycle_client_closes_first() -> Result<()> {
 fn lifecycle(family: Family) -> Result<()> {
     let me = std::process::id();
     let ns = NetNs::new()?;
-    let mut agent = Agent::start(&ns, &[])?;
+    let mut agent = Recorded::start(&ns, "trace", &["--list-existing"])?;
 
     let (listener, client, mut server) = ns.run(|| -> Result<_> {
         let listener = tcp::listen(family)?;
@@ -254,7 +255,7 @@ fn lifecycle(family: Family) -> Result<()> {
         );
     }
 
-    agent.stop()
+    agent.stop_and_replay()
 }
 
 /// A connection made by another process (bash): the connecting side's
