@@ -153,7 +153,7 @@ fn open_port_reachable(family: Family) -> Result<()> {
         "{local}"
     );
     ensure!(
-        probed.steps("syn_ack_received").len() == 3,
+        probed.steps("syn_ack_received").len() == 3 && probed.steps("closed").len() == 3,
         "{}",
         probed.stdout
     );
@@ -693,5 +693,28 @@ fn bad_targets_are_one_line_errors() -> Result<()> {
         ensure!(probed.stderr.contains(says), "{args:?}: {}", probed.stderr);
         ensure!(!probed.stderr.contains("panicked"), "{}", probed.stderr);
     }
+    Ok(())
+}
+
+#[test]
+fn no_ephemeral_port_left_for_the_destination_is_its_own_verdict() -> Result<()> {
+    let ns = NetNs::new()?;
+    let (listener, port) = listener(&ns, Family::V4.loopback())?;
+    // One ephemeral port, taken by a connection to the same destination.
+    ns.sysctl("net.ipv4.ip_local_port_range", "40000 40000")?;
+    let _taken = ns.run(|| tcp::connect(&listener))?;
+    let probed = probe(&ns, &[&format!("127.0.0.1:{port}"), "--json"])?;
+    ensure!(
+        probed.status == 6,
+        "exit {}: {}{}",
+        probed.status,
+        probed.stdout,
+        probed.stderr
+    );
+    let result = probed.result()?;
+    ensure!(
+        result["verdict"] == "no_local_port" && result["errno"] == "EADDRNOTAVAIL",
+        "{result}"
+    );
     Ok(())
 }

@@ -200,3 +200,78 @@ fn a_replay_never_waits_on_the_clock() -> Result<()> {
     );
     Ok(())
 }
+
+/// (state, local, peer) of each line of `ss -tan -H`-like output.
+fn ss_rows(text: &str) -> Vec<(String, String, String)> {
+    let mut rows: Vec<_> = text
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .filter(|fields| fields.len() >= 5)
+        .map(|fields| {
+            (
+                fields[0].to_owned(),
+                fields[3].to_owned(),
+                fields[4].to_owned(),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn replay_ss_lists_at_the_end_what_ss_listed_and_at_the_start_what_existed() -> Result<()> {
+    let ns = NetNs::new()?;
+    let dir = SocketDir::new();
+    std::fs::create_dir_all(dir.path())?;
+    let file = dir.path().join("ss.rec");
+    let record = file.to_str().context("path")?;
+    // Existing before the recording: a listener.
+    let listener = ns.run(|| tcp::listen(Family::V4))?;
+    let port = tcp::local_port(&listener)?;
+    let agent = Agent::start_command(&ns, "trace", &["--record", record])?;
+    // During it: a connection left open, and one closed into TIME-WAIT.
+    let (_client, _server) = ns.run(|| tcp::connect_pair(&listener))?;
+    let (closed, peer) = ns.run(|| tcp::connect_pair(&listener))?;
+    let closed_port = closed.local_addr()?.port();
+    drop(closed);
+    drop(peer);
+    let real = wait::until("the closed connection in TIME-WAIT", TIMEOUT, || {
+        let text = ns.exec(&["ss", "-tan", "-H"])?;
+        Ok(
+            if text.contains(&format!(":{closed_port} ")) && text.contains("TIME-WAIT") {
+                wait::Poll::Ready(text)
+            } else {
+                wait::Poll::Pending(text)
+            },
+        )
+    })?;
+    agent.stop()?;
+
+    let replayed = |extra: &[&str]| -> Result<String> {
+        let output = Command::new(agent_binary())
+            .arg("replay")
+            .arg(&file)
+            .args(["ss", "-tan", "-H"])
+            .args(extra)
+            .output()?;
+        ensure!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(String::from_utf8(output.stdout)?)
+    };
+    let at_end = replayed(&[])?;
+    ensure!(
+        ss_rows(&at_end) == ss_rows(&real),
+        "replayed at the end:\n{at_end}\nss said:\n{real}"
+    );
+    let at_start = replayed(&["--at", "+0"])?;
+    let rows = ss_rows(&at_start);
+    ensure!(
+        rows.len() == 1 && rows[0].0 == "LISTEN" && rows[0].1 == format!("127.0.0.1:{port}"),
+        "at the start:\n{at_start}"
+    );
+    Ok(())
+}

@@ -75,6 +75,11 @@ impl LiveConsumer {
         self
     }
 
+    /// The live state, as the last settle left it.
+    pub fn live(&self) -> &LiveState {
+        &self.live
+    }
+
     /// What a scrape of the agent's metrics reports now.
     fn metrics(&self, context: JobContext<'_>) -> MetricsSnapshot {
         let live = self.live.metrics(monotonic_now_ns());

@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod views;
 
-pub use self::views::{AgentArgs, AgentChoice, SsArgs, TopArgs};
+pub use self::views::{AgentArgs, AgentChoice, SsArgs, SsView, TopArgs};
 use crate::{
     host::namespaces::{Namespaces, NamespacesError},
     model::cidr::Cidr,
@@ -144,7 +144,8 @@ pub enum Command {
     Probe(probe::ProbeArgs),
     /// Runs trace, handshakes or timewait over a recording made with
     /// `--record FILE` instead of the kernel: the same view, filters, JSON
-    /// and summaries, on any machine, without root. What the view printed
+    /// and summaries, on any machine, without root; or lists the sockets
+    /// at a moment of it, as ss (`ss --at TIME`). What the view printed
     /// live, it prints again (the recording keeps the sockets that existed
     /// at start, every listing and counter reading, and when the tracer
     /// settled), with the times of the day it was recorded. `--netns`

@@ -80,6 +80,23 @@ impl AgentChoice {
     reason = "the help text names ss's syntax, such as [EXPRESSION]"
 )]
 pub struct SsArgs {
+    #[command(flatten)]
+    pub view: SsView,
+
+    #[command(flatten)]
+    pub netns: NetnsArgs,
+
+    #[command(flatten)]
+    pub agent: AgentChoice,
+}
+
+/// What `ss` shows and how, from the agent, in-process or replayed.
+#[derive(Debug, Args)]
+#[allow(
+    rustdoc::broken_intra_doc_links,
+    reason = "the help text names ss's syntax, such as [EXPRESSION]"
+)]
+pub struct SsView {
     /// TCP sockets: accepted as ss takes it; socktrace lists only TCP.
     #[arg(short = 't', long = "tcp")]
     pub tcp: bool,
@@ -127,12 +144,6 @@ pub struct SsArgs {
     /// One JSON object per socket per line (with -s, one summary object).
     #[arg(long)]
     pub json: bool,
-
-    #[command(flatten)]
-    pub netns: NetnsArgs,
-
-    #[command(flatten)]
-    pub agent: AgentChoice,
 
     /// An ss filter: [state STATE | exclude STATE]... [EXPRESSION], such as
     /// `state syn-sent`, `state time-wait dport = :443`,

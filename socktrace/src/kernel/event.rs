@@ -50,6 +50,15 @@ pub enum Event {
 }
 
 impl Event {
+    /// When it happened (CLOCK_MONOTONIC nanoseconds).
+    pub fn ts_ns(&self) -> u64 {
+        match self {
+            Event::State(event) => event.ts_ns,
+            Event::SynRetransmit(signal) | Event::ResetReceived(signal) => signal.ts_ns,
+            Event::SynAckRetransmit(synack) => synack.ts_ns,
+        }
+    }
+
     /// The network namespace of the socket it is about.
     pub fn netns(&self) -> NetnsInode {
         match self {

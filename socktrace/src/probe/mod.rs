@@ -24,7 +24,10 @@ use self::{
     target::{Families, Resolved, Target},
     tls::TrustAnchors,
 };
-use crate::{cli::probe::ProbeArgs, render::output::Format, render::probe_output};
+use crate::{
+    cli::probe::ProbeArgs, render::output::Format, render::probe_output,
+    support::clock::monotonic_now_ns,
+};
 
 pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -139,6 +142,14 @@ impl Probe<'_> {
                 }
                 _ => None,
             };
+            // The connection is closed by now (with TLS, once its handshake
+            // ended).
+            if verdict == Verdict::Reachable {
+                let closed = watch.closed(monotonic_now_ns());
+                self.out.write(|out| {
+                    probe_output::write_step(out, attempt, address, &closed, format);
+                })?;
+            }
             let found = ProbeResult {
                 attempt,
                 address,

@@ -65,6 +65,8 @@ pub enum What {
     NotSent { errno: i32 },
     /// `--timeout` came first: the probe closed the socket.
     GaveUp { retransmits: u32 },
+    /// The probe closed the connection it made (after `--tls`'s handshake).
+    Closed,
 }
 
 /// A step and when it happened: nanoseconds from the first SYN, when that
@@ -242,6 +244,14 @@ impl Watch {
             what: What::GaveUp {
                 retransmits: self.retransmits,
             },
+        }
+    }
+
+    /// The probe closed the connection at `now_ns` (CLOCK_MONOTONIC).
+    pub fn closed(&self, now_ns: u64) -> Step {
+        Step {
+            at_ns: self.since_first_syn(now_ns),
+            what: What::Closed,
         }
     }
 

@@ -21,7 +21,7 @@ use crate::{
     render::output::Style,
     render::stdout_queue::Output,
     seed::{self, Existing},
-    state::table::SocketTable,
+    state::table::{SocketTable, TrackedSocket},
     support::clock::WallClock,
 };
 
@@ -35,10 +35,32 @@ pub struct Playback {
     selection: Selection,
 }
 
+/// A recording opened, and what a view starts from.
+pub struct Opened {
+    pub playback: Playback,
+    /// Seeded as the view would have seeded it live.
+    pub table: SocketTable,
+    pub existing: Vec<TrackedSocket>,
+    pub started_ns: u64,
+    pub style: Style,
+}
+
+impl Opened {
+    pub fn into_view(self) -> ViewStart {
+        ViewStart {
+            feed: Feed::Recording(self.playback),
+            table: self.table,
+            existing: self.existing,
+            started_ns: self.started_ns,
+            style: self.style,
+        }
+    }
+}
+
 /// Reads the recording at `path` and its start: the table seeded as the
 /// view would have seeded it live, in the namespaces `netns` narrows the
 /// recording's to.
-pub fn open(path: &Path, netns: &NetnsArgs, which: Existing) -> anyhow::Result<ViewStart> {
+pub fn open(path: &Path, netns: &NetnsArgs, which: Existing) -> anyhow::Result<Opened> {
     let shown = path.display().to_string();
     let bytes = std::fs::read(path).with_context(|| format!("reading {shown}"))?;
     let mut frames = format::frames(&bytes).with_context(|| shown.clone())?;
@@ -58,12 +80,12 @@ pub fn open(path: &Path, netns: &NetnsArgs, which: Existing) -> anyhow::Result<V
         .collect();
     let mut table = SocketTable::new();
     let existing = table.seed(seed::keep(existing, which));
-    Ok(ViewStart {
-        feed: Feed::Recording(Playback {
+    Ok(Opened {
+        playback: Playback {
             bytes,
             path: shown,
             selection,
-        }),
+        },
         table,
         existing,
         started_ns: start.started_ns,
@@ -103,11 +125,20 @@ fn selection_is_several(selection: &Selection, recorded: bool) -> bool {
 impl Playback {
     /// Drives `consumer` through the recording; its lines go to `out`,
     /// waiting for stdout's reader rather than dropping them.
-    pub fn run<C: Consumer>(
+    pub fn run<C: Consumer>(self, consumer: &mut C, out: Output) -> anyhow::Result<LoopSummary> {
+        self.run_until(consumer, out, None)
+    }
+
+    /// [`Playback::run`], ending before the first frame after `until_ns`
+    /// (CLOCK_MONOTONIC), when given, as if the tracer had stopped then.
+    pub fn run_until<C: Consumer>(
         self,
         consumer: &mut C,
         mut out: Output,
+        until_ns: Option<u64>,
     ) -> anyhow::Result<LoopSummary> {
+        let after = |ns: u64| until_ns.is_some_and(|until| ns > until);
+        let mut stopped = false;
         let mut frames = format::frames(&self.bytes).with_context(|| self.path.clone())?;
         // The start, read by `open`.
         frames.next();
@@ -116,7 +147,12 @@ impl Playback {
         let mut end: Option<End> = None;
         let mut last_ns = 0;
         for frame in frames.by_ref() {
-            match frame.with_context(|| self.path.clone())? {
+            let frame = frame.with_context(|| self.path.clone())?;
+            if until_ns.is_some() && frame_time(&frame).is_some_and(after) {
+                stopped = true;
+                break;
+            }
+            match frame {
                 Frame::Record(raw) => match Event::try_from(raw) {
                     Ok(mut event) if self.selection.contains(event.netns()) => {
                         if let Event::State(state) = &mut event {
@@ -160,7 +196,7 @@ impl Playback {
                 return Ok(summary(end, rejected));
             }
         }
-        if end.is_none() {
+        if end.is_none() && !stopped {
             let why = match frames.cut_short() {
                 Some(bytes) => {
                     format!("it was cut short, {bytes} bytes after its last whole frame skipped")
@@ -173,14 +209,28 @@ impl Playback {
             );
         }
         let summary = summary(end, rejected);
-        consumer.finish(
-            end.map_or(last_ns, |end| end.now_ns),
-            &summary,
-            &mut out.buffer,
-        );
+        let now_ns = match (until_ns, end) {
+            (Some(until), _) if stopped => until,
+            (_, Some(end)) => end.now_ns,
+            _ => last_ns,
+        };
+        consumer.finish(now_ns, &summary, &mut out.buffer);
         write_out(&mut out)?;
         out.finish()?;
         Ok(summary)
+    }
+}
+
+/// When a frame happened, for those that tell.
+fn frame_time(frame: &Frame<'_>) -> Option<u64> {
+    match frame {
+        Frame::Record(raw) => Event::try_from(*raw).ok().map(|event| event.ts_ns()),
+        Frame::Host(HostFrame::Listing(listing)) => Some(listing.began_ns),
+        Frame::Host(HostFrame::Settle { now_ns } | HostFrame::NamespaceGone { now_ns, .. }) => {
+            Some(*now_ns)
+        }
+        Frame::Host(HostFrame::End(end)) => Some(end.now_ns),
+        Frame::Host(HostFrame::Start(_) | HostFrame::Label { .. }) => None,
     }
 }
 

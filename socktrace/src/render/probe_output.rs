@@ -117,6 +117,7 @@ pub fn write_step(
                     ("not_sent", None, None, Some(errno_name(*errno as u32)))
                 }
                 What::GaveUp { retransmits } => ("gave_up", None, Some(*retransmits), None),
+                What::Closed => ("closed", None, None, None),
             };
             push_record(
                 out,
@@ -157,6 +158,7 @@ fn step_text(what: &What) -> String {
         What::GaveUp { retransmits } => {
             format!("no answer after {retransmits} SYN retransmits: gave up (--timeout)")
         }
+        What::Closed => "closed".to_owned(),
     }
 }
 

@@ -3,6 +3,7 @@
 //! process.
 pub mod filter;
 pub mod output;
+pub mod recorded;
 use std::{collections::HashMap, path::Path};
 
 use anyhow::{Context as _, bail};
@@ -10,12 +11,13 @@ use anyhow::{Context as _, bail};
 use crate::{
     agent::client,
     agent::protocol::{Request, Response},
-    cli::SsArgs,
     cli::view_namespaces::ViewNamespaces,
+    cli::{SsArgs, SsView},
     host::namespaces::Namespaces,
     host::proc_owners::socket_owners,
     host::sock_diag::{DiagSocket, DumpRequest},
-    ss::filter::StateSet,
+    model::tuple::NetnsInode,
+    ss::filter::{SsQuery, StateSet},
     ss::output::Shown,
     state::listed_socket::ListedSocket,
     state::live::LiveState,
@@ -24,20 +26,11 @@ use crate::{
 };
 
 pub async fn run(args: SsArgs) -> anyhow::Result<()> {
-    let default_states = if args.all {
-        StateSet::ALL
-    } else if args.listening {
-        StateSet::LISTENING
-    } else {
-        StateSet::CONNECTED_DEFAULT
-    };
-    let services = filter::system_services();
-    let query = filter::parse(&args.filter, default_states, &services)
-        .map_err(|error| anyhow::anyhow!("{error}\n{}", error.pointer()))?;
+    let query = query(&args.view)?;
     let namespaces = ViewNamespaces::resolve(&args.netns)?;
     let request = Request::Sockets {
         netns: namespaces.inodes(),
-        owners: args.processes,
+        owners: args.view.processes,
     };
     let from_agent = if args.agent.no_agent {
         None
@@ -52,43 +45,69 @@ pub async fn run(args: SsArgs) -> anyhow::Result<()> {
                 "no agent at {}: listing in-process",
                 args.agent.agent.display()
             );
-            in_process(&namespaces, args.processes)?
+            in_process(&namespaces, args.view.processes)?
         }
     };
+    print_listing(&args.view, &query, sockets, namespaces.several(), |netns| {
+        namespaces.label(netns)
+    })
+}
+
+/// The view's filter, with the states it lists by default.
+pub fn query(view: &SsView) -> anyhow::Result<SsQuery> {
+    let default_states = if view.all {
+        StateSet::ALL
+    } else if view.listening {
+        StateSet::LISTENING
+    } else {
+        StateSet::CONNECTED_DEFAULT
+    };
+    let services = filter::system_services();
+    filter::parse(&view.filter, default_states, &services)
+        .map_err(|error| anyhow::anyhow!("{error}\n{}", error.pointer()))
+}
+
+/// Prints `sockets` as ss would with `view`'s options and `query`: a
+/// namespace column when `several` can show up, named by `label`.
+pub fn print_listing(
+    view: &SsView,
+    query: &SsQuery,
+    sockets: Vec<ListedSocket>,
+    several: bool,
+    label: impl Fn(NetnsInode) -> String,
+) -> anyhow::Result<()> {
     // As ss: the summary counts every socket, whatever -a, -l, -4, -6 and
     // the filter say; the list follows it only when asked for with -t, -4,
     // -6 or a filter.
-    let mut text = match (args.summary, args.json) {
+    let mut text = match (view.summary, view.json) {
         (true, true) => output::summary_json(&sockets),
         (true, false) => output::summary(&sockets),
         (false, _) => String::new(),
     };
-    let listed = args.tcp || args.ipv4 || args.ipv6 || !args.filter.is_empty();
-    if args.summary && !listed {
+    let listed = view.tcp || view.ipv4 || view.ipv6 || !view.filter.is_empty();
+    if view.summary && !listed {
         return print_all(&text);
     }
-    if args.summary && !args.json {
+    if view.summary && !view.json {
         text.push('\n');
     }
     let selected: Vec<ListedSocket> = sockets
         .into_iter()
-        .filter(|s| !args.ipv4 || s.is_ipv4())
-        .filter(|s| !args.ipv6 || !s.is_ipv4())
+        .filter(|s| !view.ipv4 || s.is_ipv4())
+        .filter(|s| !view.ipv6 || !s.is_ipv4())
         .filter(|s| query.matches(s.state, s.local, s.remote))
         .collect();
-    if args.json {
+    if view.json {
         text.push_str(&output::json(&selected));
     } else {
         let columns = Shown {
             state: query.states.single().is_none(),
-            netns: namespaces.several(),
-            processes: args.processes,
-            timers: args.timers,
-            no_header: args.no_header,
+            netns: several,
+            processes: view.processes,
+            timers: view.timers,
+            no_header: view.no_header,
         };
-        text.push_str(&output::table(&selected, columns, |netns| {
-            namespaces.label(netns)
-        }));
+        text.push_str(&output::table(&selected, columns, label));
     }
     print_all(&text)
 }

@@ -64,8 +64,8 @@ pub fn table(
             if shown.state {
                 row.push(socket.state.ss_name().to_owned());
             }
-            row.push(socket.recv_queue.to_string());
-            row.push(socket.send_queue.to_string());
+            row.push(or_missing(socket.recv_queue, |q| q.to_string()));
+            row.push(or_missing(socket.send_queue, |q| q.to_string()));
             row.push(endpoint(socket.local, !socket.v6only));
             row.push(endpoint(socket.remote, !socket.v6only));
             row.push(or_missing(socket.in_state_ns, duration));
@@ -98,7 +98,7 @@ fn process_column(socket: &ListedSocket, shown: Shown) -> String {
         }
     }
     if shown.timers
-        && let Some(timer) = timer(socket.timer)
+        && let Some(timer) = socket.timer.and_then(timer)
     {
         parts.push(timer);
     }
@@ -228,7 +228,7 @@ impl StateCounts {
         for socket in sockets {
             let family = usize::from(!socket.is_ipv4());
             counts.by_state[socket.state.index()][family] += 1;
-            if matches!(socket.timer, DiagTimer::TimeWait { .. }) {
+            if matches!(socket.timer, Some(DiagTimer::TimeWait { .. })) {
                 counts.timewait[family] += 1;
             } else if socket.state == TcpState::SynRecv {
                 counts.requests[family] += 1;
@@ -327,8 +327,9 @@ pub fn json(sockets: &[ListedSocket]) -> String {
         #[serde(flatten)]
         tuple: TupleJson,
         state: &'static str,
-        recv_q: u32,
-        send_q: u32,
+        /// Null where the queues are not known (a replay).
+        recv_q: Option<u32>,
+        send_q: Option<u32>,
         timer: Option<TimerJson>,
         #[serde(flatten)]
         owner: OwnerJson,
@@ -350,11 +351,14 @@ pub fn json(sockets: &[ListedSocket]) -> String {
                 state: socket.state.name(),
                 recv_q: socket.recv_queue,
                 send_q: socket.send_queue,
-                timer: timer_parts(socket.timer).map(|(kind, expires_ms, count)| TimerJson {
-                    kind,
-                    expires_ms,
-                    count,
-                }),
+                timer: socket
+                    .timer
+                    .and_then(timer_parts)
+                    .map(|(kind, expires_ms, count)| TimerJson {
+                        kind,
+                        expires_ms,
+                        count,
+                    }),
                 owner: OwnerJson::from(socket.owner.as_ref()),
                 in_state_ms: socket.in_state_ns.map(|ns| ns / 1_000_000),
                 retries: socket.retries,

@@ -22,13 +22,14 @@ pub struct ListedSocket {
     /// not `*`.
     pub v6only: bool,
     /// `ss` Recv-Q: bytes not yet read; for a listener, connections waiting
-    /// to be accepted.
-    pub recv_queue: u32,
+    /// to be accepted. `None` where only a dump tells and none was made (a
+    /// replay: see [`crate::state::live::LiveState::known_listing`]).
+    pub recv_queue: Option<u32>,
     /// `ss` Send-Q: bytes not yet acknowledged; for a listener, its
-    /// backlog.
-    pub send_queue: u32,
-    /// The pending timer, as `ss -o` prints it.
-    pub timer: DiagTimer,
+    /// backlog. `None` as `recv_queue`.
+    pub send_queue: Option<u32>,
+    /// The pending timer, as `ss -o` prints it; `None` as `recv_queue`.
+    pub timer: Option<DiagTimer>,
     /// The process that acted on it last (for a timewait socket, the closed
     /// connection's; for a half-open one, its listener's).
     pub owner: Option<Owner>,

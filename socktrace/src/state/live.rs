@@ -361,9 +361,9 @@ impl LiveState {
                     local: socket.tuple.local,
                     remote: socket.tuple.remote,
                     v6only: socket.v6only,
-                    recv_queue: socket.recv_queue,
-                    send_queue: socket.send_queue,
-                    timer: socket.timer,
+                    recv_queue: Some(socket.recv_queue),
+                    send_queue: Some(socket.send_queue),
+                    timer: Some(socket.timer),
                     owner: None,
                     in_state_ns: None,
                     retries: None,
@@ -506,5 +506,6 @@ fn top<K>(counts: HashMap<K, u64>, label: impl Fn(K) -> String) -> Vec<RemoteCou
     all
 }
 
+mod known;
 #[cfg(test)]
 mod tests;

@@ -11,9 +11,9 @@ fn socket(state: TcpState, local: &str, remote: &str) -> ListedSocket {
         local: local.parse().unwrap(),
         remote: remote.parse().unwrap(),
         v6only: false,
-        recv_queue: 0,
-        send_queue: 0,
-        timer: DiagTimer::Off,
+        recv_queue: Some(0),
+        send_queue: Some(0),
+        timer: Some(DiagTimer::Off),
         owner: None,
         in_state_ns: None,
         retries: None,
@@ -22,21 +22,21 @@ fn socket(state: TcpState, local: &str, remote: &str) -> ListedSocket {
 
 fn sample() -> Vec<ListedSocket> {
     let mut listener = socket(TcpState::Listen, "127.0.0.1:8080", "0.0.0.0:0");
-    listener.send_queue = 128;
+    listener.send_queue = Some(128);
     listener.owner = Some(Owner {
         pid: 20488,
         comm: Comm::from_text("python3"),
         container: Some(ContainerLabel::new("systemd:demo.service")),
     });
     let mut stuck = socket(TcpState::SynSent, "10.0.0.1:40000", "192.0.2.7:443");
-    stuck.timer = DiagTimer::Retransmit {
+    stuck.timer = Some(DiagTimer::Retransmit {
         expires_ms: 1569,
         retransmits: 1,
-    };
+    });
     stuck.in_state_ns = Some(3_200_000_000);
     stuck.retries = Some(1);
     let mut time_wait = socket(TcpState::TimeWait, "[::1]:8081", "[::1]:39252");
-    time_wait.timer = DiagTimer::TimeWait { expires_ms: 59_000 };
+    time_wait.timer = Some(DiagTimer::TimeWait { expires_ms: 59_000 });
     time_wait.in_state_ns = Some(1_000_000_000);
     vec![
         listener,
@@ -182,7 +182,7 @@ fn the_summary_gives_the_figures_of_ss_dash_s() {
     sockets.push(socket(TcpState::Established, "10.0.0.1:1", "10.0.0.2:2"));
     sockets.push(socket(TcpState::CloseWait, "[::1]:3", "[::1]:4"));
     let mut orphan = socket(TcpState::FinWait2, "[::1]:5", "[::1]:6");
-    orphan.timer = DiagTimer::TimeWait { expires_ms: 100 };
+    orphan.timer = Some(DiagTimer::TimeWait { expires_ms: 100 });
     sockets.push(orphan);
     sockets.push(socket(TcpState::FinWait2, "10.0.0.1:7", "10.0.0.2:8"));
     sockets.push(socket(TcpState::SynRecv, "10.0.0.1:80", "10.0.0.2:9"));

@@ -96,7 +96,7 @@ fn a_connect_stuck_in_syn_sent_shows_its_age_retries_and_owner() {
     assert_eq!(socket.in_state_ns, Some(3 * S));
     assert_eq!(socket.retries, Some(2));
     assert_eq!(socket.owner, Some(curl()));
-    assert_eq!(socket.timer, timer);
+    assert_eq!(socket.timer, Some(timer));
 
     let overview = live.overview(4 * S, everywhere, 0);
     assert_eq!(overview.count(SynSent), 1);
