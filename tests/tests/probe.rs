@@ -35,6 +35,18 @@ impl Probed {
             .with_context(|| format!("no probe_result in:\n{}{}", self.stdout, self.stderr))
     }
 
+    /// Fails unless the probe exited with `status`, showing what it printed.
+    fn exits_with(&self, status: i32) -> Result<()> {
+        ensure!(
+            self.status == status,
+            "exit {}, expected {status}: {}{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        Ok(())
+    }
+
     fn steps(&self, step: &str) -> Vec<&Value> {
         self.records
             .iter()
@@ -125,13 +137,7 @@ fn open_port_reachable(family: Family) -> Result<()> {
     let (_listener, port) = listener(&ns, family.loopback())?;
     let to = target(family.loopback(), port);
     let probed = probe(&ns, &[&to, "--json", "--count", "3", "--interval", "0"])?;
-    ensure!(
-        probed.status == 0,
-        "exit {}: {}{}",
-        probed.status,
-        probed.stdout,
-        probed.stderr
-    );
+    probed.exits_with(0)?;
     let results = probed.of_type("probe_result");
     ensure!(results.len() == 3, "{}", probed.stdout);
     for result in &results {
@@ -165,7 +171,7 @@ fn open_port_reachable(family: Family) -> Result<()> {
     );
     // The text: each step with its time, then the verdict.
     let text = probe(&ns, &[&to])?;
-    ensure!(text.status == 0, "{}{}", text.stdout, text.stderr);
+    text.exits_with(0)?;
     ensure!(
         text.stdout.contains(" ms  SYN sent from ")
             && text.stdout.contains(" ms  SYN-ACK received: connected")
@@ -193,13 +199,7 @@ fn closed_port_refused(family: Family) -> Result<()> {
     let ns = NetNs::new()?;
     let port = unused_port(&ns, family)?;
     let probed = probe(&ns, &[&target(family.loopback(), port), "--json"])?;
-    ensure!(
-        probed.status == 3,
-        "exit {}: {}{}",
-        probed.status,
-        probed.stdout,
-        probed.stderr
-    );
+    probed.exits_with(3)?;
     let result = probed.result()?;
     ensure!(
         result["verdict"] == "refused" && result["errno"] == "ECONNREFUSED",
@@ -237,13 +237,7 @@ fn dropped_syn_times_out(family: Family) -> Result<()> {
         &[&target(family.loopback(), port), "--json", "--timeout", "4"],
     )?;
     let kernel = ns.tcp_ext("TCPSynRetrans")? - before;
-    ensure!(
-        probed.status == 4,
-        "exit {}: {}{}",
-        probed.status,
-        probed.stdout,
-        probed.stderr
-    );
+    probed.exits_with(4)?;
     ensure!(kernel > 0, "the kernel retransmitted no SYN in 4 s");
     let retransmits = probed.steps("syn_retransmit");
     ensure!(
@@ -304,13 +298,7 @@ fn icmp_rejected(family: Family, reject_with: &str, errno: &str, kind: &str) -> 
         &format!("INPUT -p tcp --dport {port} -j REJECT --reject-with {reject_with}"),
     )?;
     let probed = probe(&ns, &[&target(family.loopback(), port), "--json"])?;
-    ensure!(
-        probed.status == 5,
-        "exit {}: {}{}",
-        probed.status,
-        probed.stdout,
-        probed.stderr
-    );
+    probed.exits_with(5)?;
     let result = probed.result()?;
     ensure!(
         result["verdict"] == "unreachable" && result["errno"] == errno,
@@ -346,13 +334,7 @@ fn loopback_only(family: Family, cidr: &str, other: &str) -> Result<()> {
     let (_listener, port) = listener(&ns, family.loopback())?;
     let other: IpAddr = other.parse()?;
     let probed = probe(&ns, &[&target(other, port), "--json"])?;
-    ensure!(
-        probed.status == 3,
-        "exit {}: {}{}",
-        probed.status,
-        probed.stdout,
-        probed.stderr
-    );
+    probed.exits_with(3)?;
     let shown = match family.loopback() {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("[{v6}]"),
@@ -364,7 +346,7 @@ fn loopback_only(family: Family, cidr: &str, other: &str) -> Result<()> {
     );
     // Probed by its own address, it answers.
     let reached = probe(&ns, &[&target(family.loopback(), port), "--json"])?;
-    ensure!(reached.status == 0, "{}{}", reached.stdout, reached.stderr);
+    reached.exits_with(0)?;
     Ok(())
 }
 
@@ -407,13 +389,7 @@ fn a_name_with_two_addresses_is_tried_address_by_address() -> Result<()> {
     let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
     let to = format!("probe.test:{port}");
     let probed = probe_with(&ns, &wrapper, &[&to, "--json"])?;
-    ensure!(
-        probed.status == 0,
-        "exit {}: {}{}",
-        probed.status,
-        probed.stdout,
-        probed.stderr
-    );
+    probed.exits_with(0)?;
     let named = probed.of_type("probe_target");
     ensure!(
         named.len() == 1
@@ -437,7 +413,7 @@ fn a_name_with_two_addresses_is_tried_address_by_address() -> Result<()> {
         probed.stdout
     );
     let only_v6 = probe_with(&ns, &wrapper, &[&to, "--json", "-6"])?;
-    ensure!(only_v6.status == 3, "{}{}", only_v6.stdout, only_v6.stderr);
+    only_v6.exits_with(3)?;
     Ok(())
 }
 
@@ -556,13 +532,7 @@ fn tls_reports_the_handshake_and_trusts_the_certificate_only_with_its_ca() -> Re
     let to = format!("probe.test:{port}");
 
     let untrusted = probe_with(&ns, &wrapper, &[&to, "--tls", "--json"])?;
-    ensure!(
-        untrusted.status == 8,
-        "exit {}: {}{}",
-        untrusted.status,
-        untrusted.stdout,
-        untrusted.stderr
-    );
+    untrusted.exits_with(8)?;
     let tls = &untrusted.result()?["tls"];
     ensure!(tls["trusted"] == false, "{tls}");
     ensure!(
@@ -591,13 +561,7 @@ fn tls_reports_the_handshake_and_trusts_the_certificate_only_with_its_ca() -> Re
 
     let ca = ca_arg(&certificates);
     let trusted = probe_with(&ns, &wrapper, &[&to, "--tls", "--ca", &ca, "--json"])?;
-    ensure!(
-        trusted.status == 0,
-        "exit {}: {}{}",
-        trusted.status,
-        trusted.stdout,
-        trusted.stderr
-    );
+    trusted.exits_with(0)?;
     ensure!(
         trusted.result()?["tls"]["trusted"] == true,
         "{}",
@@ -607,13 +571,7 @@ fn tls_reports_the_handshake_and_trusts_the_certificate_only_with_its_ca() -> Re
     // The name is part of trust: by address, the certificate names the IP
     // too; a name it does not hold is refused.
     let by_ip = probe(&ns, &[&format!("127.0.0.1:{port}"), "--tls", "--ca", &ca])?;
-    ensure!(
-        by_ip.status == 0,
-        "exit {}: {}{}",
-        by_ip.status,
-        by_ip.stdout,
-        by_ip.stderr
-    );
+    by_ip.exits_with(0)?;
     ensure!(
         by_ip.stdout.contains("trust: trusted for this name"),
         "{}",
@@ -627,13 +585,7 @@ fn tls_reports_the_handshake_and_trusts_the_certificate_only_with_its_ca() -> Re
         &wrapper,
         &[&format!("other.test:{port}"), "--tls", "--ca", &ca],
     )?;
-    ensure!(
-        other.status == 8,
-        "exit {}: {}{}",
-        other.status,
-        other.stdout,
-        other.stderr
-    );
+    other.exits_with(8)?;
     Ok(())
 }
 
@@ -653,13 +605,7 @@ fn tls_with_a_server_that_never_answers_fails_with_its_own_status() -> Result<()
             "--json",
         ],
     )?;
-    ensure!(
-        probed.status == 7,
-        "exit {}: {}{}",
-        probed.status,
-        probed.stdout,
-        probed.stderr
-    );
+    probed.exits_with(7)?;
     let result = probed.result()?;
     ensure!(result["verdict"] == "reachable", "{result}");
     ensure!(
@@ -704,13 +650,7 @@ fn no_ephemeral_port_left_for_the_destination_is_its_own_verdict() -> Result<()>
     ns.sysctl("net.ipv4.ip_local_port_range", "40000 40000")?;
     let _taken = ns.run(|| tcp::connect(&listener))?;
     let probed = probe(&ns, &[&format!("127.0.0.1:{port}"), "--json"])?;
-    ensure!(
-        probed.status == 6,
-        "exit {}: {}{}",
-        probed.status,
-        probed.stdout,
-        probed.stderr
-    );
+    probed.exits_with(6)?;
     let result = probed.result()?;
     ensure!(
         result["verdict"] == "no_local_port" && result["errno"] == "EADDRNOTAVAIL",
