@@ -55,11 +55,11 @@ pub trait Consumer {
         None
     }
 
-    /// A listing of [`Consumer::listing_request`], taken before the ring
-    /// was drained: whatever happened before it began reaches
-    /// [`Consumer::event`] before the next [`Consumer::settle`], which is
-    /// where it is applied.
-    fn listed(&mut self, _listing: HostListing) {}
+    /// A listing of [`Consumer::listing_request`], to apply now: it was
+    /// taken before the ring was drained, so whatever happened before it
+    /// began has reached [`Consumer::event`]. [`Consumer::settle`] comes
+    /// next.
+    fn listed(&mut self, _listing: HostListing, _out: &mut String) {}
 
     /// A network namespace is gone, found so at `now_ns`, after every
     /// record about it was handled: drop what is left of its sockets.
@@ -280,25 +280,32 @@ pub async fn run<C: Consumer>(
                 if let Some(kernel_log) = &mut kernel_log {
                     kernel_log.flush();
                 }
-                if drain_and_settle(&mut reader, &mut decoder, consumer, &mut out, Room::Wait)?.is_none() {
+                if drain_and_settle(&mut reader, &mut decoder, consumer, &mut out, Room::Wait, None)?.is_none() {
                     break;
                 }
             }
             _ = reconcile.tick() => {
                 let gone = decoder.namespaces.rescan_if_due(monotonic_now_ns());
                 decoder.labels.refresh();
-                let listing = list_if_due(consumer, &mut decoder, &schedule);
+                let mut taken = list_if_due(consumer, &mut decoder, &schedule);
                 // Read before the drain: a warning then follows every record
                 // the ring held when the losses it names were counted.
                 let lost = lost.read()?;
-                let Some(settle_ns) =
-                    drain_and_settle(&mut reader, &mut decoder, consumer, &mut out, Room::Wait)?
+                let listing = taken.as_mut().and_then(|taken| taken.listing.take());
+                let Some(settle_ns) = drain_and_settle(
+                    &mut reader,
+                    &mut decoder,
+                    consumer,
+                    &mut out,
+                    Room::Wait,
+                    listing,
+                )?
                 else {
                     break;
                 };
-                if let Some((began_ns, dump_ns)) = listing {
+                if let Some(taken) = taken {
                     // Applying it is part of what it cost.
-                    schedule.done(began_ns, dump_ns + settle_ns);
+                    schedule.done(taken.began_ns, taken.dump_ns + settle_ns);
                 }
                 for netns in gone {
                     let now_ns = monotonic_now_ns();
@@ -320,7 +327,7 @@ pub async fn run<C: Consumer>(
             }
             job = next_job(&mut inbox) => {
                 let Some(job) = job else { break };
-                if drain_and_settle(&mut reader, &mut decoder, consumer, &mut out, Room::Wait)?.is_none() {
+                if drain_and_settle(&mut reader, &mut decoder, consumer, &mut out, Room::Wait, None)?.is_none() {
                     break;
                 }
                 let lost = lost.read()?;
@@ -336,7 +343,14 @@ pub async fn run<C: Consumer>(
     }
     // What the kernel produced before we stopped is still reported, or
     // counted as dropped output if stdout's queue has no room for it.
-    drain_and_settle(&mut reader, &mut decoder, consumer, &mut out, Room::Ignore)?;
+    drain_and_settle(
+        &mut reader,
+        &mut decoder,
+        consumer,
+        &mut out,
+        Room::Ignore,
+        None,
+    )?;
     if let Some(kernel_log) = &mut kernel_log {
         kernel_log.flush();
     }
@@ -372,13 +386,21 @@ fn recorded_listing() -> DumpRequest {
     .with_memory()
 }
 
+/// A listing taken: what the consumer gets of it, when it began and what
+/// its dumps cost.
+struct Taken {
+    listing: Option<HostListing>,
+    began_ns: u64,
+    dump_ns: u64,
+}
+
 /// Takes a listing when one is due and the consumer (or the recording)
-/// follows one, and hands it over: when it began and what its dumps cost.
+/// follows one, writing it to the recording.
 fn list_if_due<C: Consumer>(
-    consumer: &mut C,
+    consumer: &C,
     decoder: &mut Decoder<'_>,
     schedule: &ListingSchedule,
-) -> Option<(u64, u64)> {
+) -> Option<Taken> {
     let wanted = consumer.listing_request();
     let request = match (&wanted, decoder.recorder.is_some()) {
         (Some(wanted), true) => recorded_listing().union(wanted),
@@ -390,17 +412,19 @@ fn list_if_due<C: Consumer>(
         return None;
     }
     let listing = HostListing::take(decoder.namespaces, &request, schedule);
-    let taken = (listing.began_ns, listing.ended_ns - listing.began_ns);
-    match (&mut decoder.recorder, wanted) {
-        (Some(recorder), wanted) => {
+    let (began_ns, dump_ns) = (listing.began_ns, listing.ended_ns - listing.began_ns);
+    let listing = match &mut decoder.recorder {
+        Some(recorder) => {
             recorder.host(&HostFrame::Listing(listing.clone()));
-            if let Some(wanted) = wanted {
-                consumer.listed(listing.narrowed(&wanted));
-            }
+            wanted.map(|wanted| listing.narrowed(&wanted))
         }
-        (None, _) => consumer.listed(listing),
-    }
-    Some(taken)
+        None => Some(listing),
+    };
+    Some(Taken {
+        listing,
+        began_ns,
+        dump_ns,
+    })
 }
 
 /// The next job, `None` once every sender is gone; never, without an inbox.
@@ -543,7 +567,8 @@ enum Room {
 }
 
 /// Handles the records already in the ring, batch by batch, while stdout's
-/// queue has room (or to the end), then lets the consumer settle. What
+/// queue has room (or to the end), then hands the consumer `listing`, if
+/// one was taken, and lets it settle. What applying the listing and
 /// settling took, or `None` when stdout's reader went away.
 fn drain_and_settle(
     reader: &mut RingReader,
@@ -551,6 +576,7 @@ fn drain_and_settle(
     consumer: &mut impl Consumer,
     out: &mut Lines,
     room: Room,
+    listing: Option<HostListing>,
 ) -> anyhow::Result<Option<u64>> {
     while room == Room::Ignore || out.has_room() {
         let handled = reader.drain_now(BATCH, |bytes| {
@@ -568,6 +594,9 @@ fn drain_and_settle(
     decoder.host(&HostFrame::Settle {
         now_ns: settling_ns,
     });
+    if let Some(listing) = listing {
+        consumer.listed(listing, out.buffer());
+    }
     consumer.settle(settling_ns, out.buffer());
     let settled_ns = monotonic_now_ns() - settling_ns;
     Ok(out.flush()?.then_some(settled_ns))

@@ -61,7 +61,6 @@ pub async fn show(start: ViewStart, args: HandshakesView) -> anyhow::Result<()> 
         problems_only: args.problems,
         format,
         style,
-        snapshot: None,
         summary_every_ns: args.summary_every.as_ns(),
         top: args.top,
         last_summary_ns: started_ns,
@@ -79,8 +78,6 @@ struct HandshakePrinter {
     problems_only: bool,
     format: Format,
     style: Style,
-    /// The last listing of request sockets and listeners, until applied.
-    snapshot: Option<HostListing>,
     summary_every_ns: u64,
     /// Rows in each of the summary's lists.
     top: usize,
@@ -209,8 +206,8 @@ impl Consumer for HandshakePrinter {
         Some(DumpRequest::states(&[TcpState::SynRecv, TcpState::Listen]).with_memory())
     }
 
-    fn listed(&mut self, listing: HostListing) {
-        self.snapshot = Some(listing);
+    fn listed(&mut self, listing: HostListing, out: &mut String) {
+        self.apply_snapshot(listing, out);
     }
 
     fn namespace_gone(&mut self, netns: NetnsInode, now_ns: u64, _out: &mut String) {
@@ -219,9 +216,6 @@ impl Consumer for HandshakePrinter {
     }
 
     fn settle(&mut self, now_ns: u64, out: &mut String) {
-        if let Some(snapshot) = self.snapshot.take() {
-            self.apply_snapshot(snapshot, out);
-        }
         let every = self.summary_every_ns;
         if every > 0 && now_ns.saturating_sub(self.last_summary_ns) >= every {
             self.last_summary_ns = now_ns;

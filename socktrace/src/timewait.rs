@@ -65,7 +65,6 @@ pub async fn show(start: ViewStart, args: TimewaitView) -> anyhow::Result<()> {
         entries: args.entries,
         format,
         style,
-        listing: None,
         observed: Observed::default(),
         overflows: CounterSince::new(),
         summary_every_ns: args.summary_every.as_ns(),
@@ -87,8 +86,6 @@ struct TimeWaitPrinter {
     entries: bool,
     format: Format,
     style: Style,
-    /// The last listing of timewait sockets, until applied.
-    listing: Option<HostListing>,
     /// The namespaces as the last listing saw them, and how often listings
     /// come.
     observed: Observed,
@@ -203,8 +200,8 @@ impl Consumer for TimeWaitPrinter {
         ]))
     }
 
-    fn listed(&mut self, listing: HostListing) {
-        self.listing = Some(listing);
+    fn listed(&mut self, listing: HostListing, out: &mut String) {
+        self.apply_listing(listing, out);
     }
 
     fn namespace_gone(&mut self, netns: NetnsInode, now_ns: u64, out: &mut String) {
@@ -215,9 +212,6 @@ impl Consumer for TimeWaitPrinter {
     }
 
     fn settle(&mut self, now_ns: u64, out: &mut String) {
-        if let Some(listing) = self.listing.take() {
-            self.apply_listing(listing, out);
-        }
         for report in self.close_wait.check(now_ns) {
             if self.filter.matches(&report.tuple, report.owner.as_ref()) {
                 time_wait_output::write_close_wait(out, &report, self.format, &self.style);

@@ -47,6 +47,13 @@ pub fn listen(family: Family) -> Result<TcpListener> {
     TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))
 }
 
+/// A port nobody listens on in `ns`: the kernel's pick for a listener on
+/// `family`'s loopback, then released.
+pub fn unused_port(ns: &crate::NetNs, family: Family) -> Result<u16> {
+    let listener = ns.run(|| listen(family))?;
+    local_port(&listener)
+}
+
 /// The port a listener (or any bound socket) got.
 pub fn local_port(listener: &TcpListener) -> Result<u16> {
     Ok(listener

@@ -31,7 +31,7 @@ fn syn_dropped_ipv6_times_out_after_the_kernels_retransmits() -> Result<()> {
 
 fn syn_dropped_times_out(family: Family) -> Result<()> {
     let ns = quick_namespace()?;
-    let port = unused_port(&ns, family)?;
+    let port = tcp::unused_port(&ns, family)?;
     ns.firewall(
         family,
         "-A",
@@ -185,7 +185,7 @@ fn closed_port_ipv6_is_refused_without_retransmits() -> Result<()> {
 
 fn closed_port_refused(family: Family) -> Result<()> {
     let ns = quick_namespace()?;
-    let port = unused_port(&ns, family)?;
+    let port = tcp::unused_port(&ns, family)?;
     let mut agent = Recorded::start(&ns, "handshakes", &["--port", &port.to_string()])?;
     let error = connect_error(&ns, SocketAddr::new(family.loopback(), port))?;
     ensure!(
@@ -219,7 +219,7 @@ fn closed_port_refused(family: Family) -> Result<()> {
 fn icmp_host_unreachable_is_unreachable() -> Result<()> {
     let family = Family::V4;
     let ns = quick_namespace()?;
-    let port = unused_port(&ns, family)?;
+    let port = tcp::unused_port(&ns, family)?;
     ns.firewall(
         family,
         "-A",
@@ -314,7 +314,7 @@ fn first_syn_lost_is_established_after_one_retransmit() -> Result<()> {
 fn closing_a_connecting_socket_is_aborted() -> Result<()> {
     let family = Family::V4;
     let ns = quick_namespace()?;
-    let port = unused_port(&ns, family)?;
+    let port = tcp::unused_port(&ns, family)?;
     ns.firewall(
         family,
         "-A",
@@ -440,12 +440,6 @@ fn quick_namespace() -> Result<NetNs> {
     let ns = NetNs::new()?;
     ns.sysctl("net.ipv4.tcp_syn_retries", "1")?;
     Ok(ns)
-}
-
-/// A port nobody listens on in `ns` (the kernel's pick, then released).
-fn unused_port(ns: &NetNs, family: Family) -> Result<u16> {
-    let listener = ns.run(|| tcp::listen(family))?;
-    tcp::local_port(&listener)
 }
 
 /// Connects from inside `ns` with a blocking connect(2) (bounded by the

@@ -56,12 +56,12 @@ fn a_real_prometheus_sees_what_the_scenario_did() -> Result<()> {
     let overflows_before = traced.tcp_ext("ListenOverflows")?;
 
     // A refused port, three times.
-    let closed = unused_port(&traced)?;
+    let closed = tcp::unused_port(&traced, Family::V4)?;
     for _ in 0..3 {
         expect_connect_error(&traced, closed, libc::ECONNREFUSED)?;
     }
     // A SYN dropped: the connect times out after the kernel's retransmits.
-    let dropped = unused_port(&traced)?;
+    let dropped = tcp::unused_port(&traced, Family::V4)?;
     let rule = format!("INPUT -p tcp --dport {dropped} -j DROP");
     traced.firewall(Family::V4, "-A", &rule)?;
     expect_connect_error(&traced, dropped, libc::ETIMEDOUT)?;
@@ -290,12 +290,6 @@ fn metrics_address(stderr: &[String]) -> Result<SocketAddr> {
         .context("the metrics address")
 }
 
-/// A port nobody listens on in `ns`.
-fn unused_port(ns: &NetNs) -> Result<u16> {
-    let listener = ns.run(|| tcp::listen(Family::V4))?;
-    tcp::local_port(&listener)
-}
-
 fn expect_connect_error(ns: &NetNs, port: u16, errno: i32) -> Result<()> {
     let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
     match ns.run(|| TcpStream::connect(addr)) {
@@ -400,7 +394,10 @@ impl<'ns> Prometheus<'ns> {
                 rules = deploy().join("prometheus/socktrace-rules.yml").display()
             ),
         )?;
-        let address = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), unused_port(ns)?);
+        let address = SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            tcp::unused_port(ns, Family::V4)?,
+        );
         let server = ns
             .command("prometheus")?
             .arg(format!("--config.file={}", config.display()))

@@ -116,12 +116,6 @@ fn listener(ns: &NetNs, ip: IpAddr) -> Result<(TcpListener, u16)> {
     Ok((listener, port))
 }
 
-/// A port nobody listens on in `ns` (the kernel's pick, then released).
-fn unused_port(ns: &NetNs, family: Family) -> Result<u16> {
-    let (_released, port) = listener(ns, family.loopback())?;
-    Ok(port)
-}
-
 #[test]
 fn an_open_port_ipv4_is_reachable_with_its_handshake_time() -> Result<()> {
     open_port_reachable(Family::V4)
@@ -197,7 +191,7 @@ fn a_closed_port_ipv6_is_refused_by_a_rst() -> Result<()> {
 
 fn closed_port_refused(family: Family) -> Result<()> {
     let ns = NetNs::new()?;
-    let port = unused_port(&ns, family)?;
+    let port = tcp::unused_port(&ns, family)?;
     let probed = probe(&ns, &[&target(family.loopback(), port), "--json"])?;
     probed.exits_with(3)?;
     let result = probed.result()?;
@@ -225,7 +219,7 @@ fn a_dropped_syn_ipv6_times_out_after_the_kernels_retransmits() -> Result<()> {
 
 fn dropped_syn_times_out(family: Family) -> Result<()> {
     let ns = NetNs::new()?;
-    let port = unused_port(&ns, family)?;
+    let port = tcp::unused_port(&ns, family)?;
     ns.firewall(
         family,
         "-A",
@@ -291,7 +285,7 @@ fn an_icmp_rejected_port_ipv6_is_unreachable_with_its_kind() -> Result<()> {
 
 fn icmp_rejected(family: Family, reject_with: &str, errno: &str, kind: &str) -> Result<()> {
     let ns = NetNs::new()?;
-    let port = unused_port(&ns, family)?;
+    let port = tcp::unused_port(&ns, family)?;
     ns.firewall(
         family,
         "-A",
@@ -524,7 +518,7 @@ fn ca_arg(certificates: &Certificates) -> String {
 fn tls_reports_the_handshake_and_trusts_the_certificate_only_with_its_ca() -> Result<()> {
     let ns = NetNs::new()?;
     let certificates = Certificates::new()?;
-    let port = unused_port(&ns, Family::V4)?;
+    let port = tcp::unused_port(&ns, Family::V4)?;
     let _server = tls_server(&ns, &certificates, port)?;
     let hosts = HostsFile::new("127.0.0.1 probe.test\n")?;
     let wrapper = hosts.wrapper();

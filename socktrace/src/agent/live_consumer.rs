@@ -15,7 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use crate::{
     agent::protocol::{Request, Response},
     event_loop::{Consumer, Job, JobContext},
-    host::listing::{HostListing, NamespaceReading},
+    host::listing::HostListing,
     host::namespaces::{Listing, NamespaceDump, NamespacesError},
     host::proc_owners::socket_owners,
     host::self_usage::SelfUsage,
@@ -38,20 +38,9 @@ const LISTINGS_AT_ONCE: usize = 2;
 /// How long a listing waits for its turn before it is refused as busy.
 const LISTING_WAIT: Duration = Duration::from_secs(5);
 
-/// Request and timewait sockets of each namespace that could be listed,
-/// and what its own counters and settings said.
-struct Reconciliation {
-    time: ListingTime,
-    dumps: Vec<NamespaceDump>,
-    readings: Vec<(NetnsInode, NamespaceReading)>,
-    /// The listeners of the ports asked for, when some were.
-    listeners: Option<BTreeMap<u16, PortListeners>>,
-}
-
 /// See the module documentation.
 pub struct LiveConsumer {
     live: LiveState,
-    pending: Option<Reconciliation>,
     /// What the last listing cost, dump and applying it.
     last_listing_ns: Option<u64>,
     /// Ports whose listeners the metrics report (`--metrics-port`).
@@ -62,7 +51,6 @@ impl LiveConsumer {
     pub fn new(live: LiveState) -> Self {
         LiveConsumer {
             live,
-            pending: None,
             last_listing_ns: None,
             listen_ports: Vec::new(),
         }
@@ -135,7 +123,8 @@ impl Consumer for LiveConsumer {
         })
     }
 
-    fn listed(&mut self, listing: HostListing) {
+    fn listed(&mut self, listing: HostListing, _out: &mut String) {
+        let applying_ns = monotonic_now_ns();
         let HostListing {
             began_ns,
             ended_ns,
@@ -143,40 +132,25 @@ impl Consumer for LiveConsumer {
             readings,
             ..
         } = listing;
+        let time = ListingTime { began_ns, ended_ns };
         let listeners =
             (!self.listen_ports.is_empty()).then(|| take_listeners(&mut dumps, &self.listen_ports));
-        self.pending = Some(Reconciliation {
-            time: ListingTime { began_ns, ended_ns },
-            dumps,
-            readings,
-            listeners,
-        });
+        for dump in &dumps {
+            self.live.reconcile(dump.netns, &dump.sockets, time);
+        }
+        for (netns, reading) in &readings {
+            self.live.observe_namespace(*netns, reading);
+        }
+        if let Some(listeners) = listeners {
+            self.live.observe_listeners(listeners);
+        }
+        // The listing's cost is the dump and applying it (under churn,
+        // applying a large timewait population costs more than the dump).
+        self.last_listing_ns = Some((ended_ns - began_ns) + (monotonic_now_ns() - applying_ns));
     }
 
     fn namespace_gone(&mut self, netns: NetnsInode, now_ns: u64, _out: &mut String) {
         self.live.tear_down(netns, now_ns);
-    }
-
-    fn settle(&mut self, _now_ns: u64, _out: &mut String) {
-        if let Some(reconciliation) = self.pending.take() {
-            let applying_ns = monotonic_now_ns();
-            for dump in &reconciliation.dumps {
-                self.live
-                    .reconcile(dump.netns, &dump.sockets, reconciliation.time);
-            }
-            for (netns, reading) in &reconciliation.readings {
-                self.live.observe_namespace(*netns, reading);
-            }
-            if let Some(listeners) = reconciliation.listeners {
-                self.live.observe_listeners(listeners);
-            }
-            // The listing's cost is the dump and applying it (under
-            // churn, applying a large timewait population costs more than
-            // the dump).
-            let ListingTime { began_ns, ended_ns } = reconciliation.time;
-            let cost_ns = (ended_ns - began_ns) + (monotonic_now_ns() - applying_ns);
-            self.last_listing_ns = Some(cost_ns);
-        }
     }
 }
 

@@ -15,7 +15,7 @@ use crate::{
     event_loop::{Consumer, LoopSummary},
     feed::{Feed, ViewStart},
     host::namespaces::Selection,
-    kernel::event::{Event, RejectCounts, TaskContext},
+    kernel::event::{DecodeError, Event, RejectCounts, TaskContext},
     kernel::loader::Lost,
     model::owner::ContainerLabel,
     render::output::Style,
@@ -146,14 +146,19 @@ impl Playback {
         let mut rejected = RejectCounts::default();
         let mut end: Option<End> = None;
         let mut last_ns = 0;
+        // A listing waits for the settle that applied it live.
+        let mut listing = None;
         for frame in frames.by_ref() {
-            let frame = frame.with_context(|| self.path.clone())?;
-            if until_ns.is_some() && frame_time(&frame).is_some_and(after) {
+            let frame = match frame.with_context(|| self.path.clone())? {
+                Frame::Record(raw) => Played::Record(Event::try_from(raw)),
+                Frame::Host(frame) => Played::Host(frame),
+            };
+            if frame.time().is_some_and(after) {
                 stopped = true;
                 break;
             }
             match frame {
-                Frame::Record(raw) => match Event::try_from(raw) {
+                Played::Record(decoded) => match decoded {
                     Ok(mut event) if self.selection.contains(event.netns()) => {
                         if let Event::State(state) = &mut event {
                             last_ns = state.ts_ns;
@@ -167,28 +172,29 @@ impl Playback {
                     Ok(_) => {}
                     Err(error) => rejected.count(error),
                 },
-                Frame::Host(HostFrame::Label { pid, label }) => {
+                Played::Host(HostFrame::Label { pid, label }) => {
                     labels.insert(pid, label.map(|label| ContainerLabel::new(&label)));
                 }
-                Frame::Host(HostFrame::Listing(listing)) => {
-                    if let Some(request) = consumer.listing_request() {
-                        consumer.listed(listing.narrowed(&request));
-                    }
-                }
-                Frame::Host(HostFrame::Settle { now_ns }) => {
+                Played::Host(HostFrame::Listing(taken)) => listing = Some(taken),
+                Played::Host(HostFrame::Settle { now_ns }) => {
                     last_ns = now_ns;
+                    if let (Some(taken), Some(request)) =
+                        (listing.take(), consumer.listing_request())
+                    {
+                        consumer.listed(taken.narrowed(&request), &mut out.buffer);
+                    }
                     consumer.settle(now_ns, &mut out.buffer);
                 }
-                Frame::Host(HostFrame::NamespaceGone { netns, now_ns }) => {
+                Played::Host(HostFrame::NamespaceGone { netns, now_ns }) => {
                     if self.selection.contains(netns) {
                         consumer.namespace_gone(netns, now_ns, &mut out.buffer);
                     }
                 }
-                Frame::Host(HostFrame::End(recorded)) => {
+                Played::Host(HostFrame::End(recorded)) => {
                     end = Some(recorded);
                     break;
                 }
-                Frame::Host(HostFrame::Start(_)) => {
+                Played::Host(HostFrame::Start(_)) => {
                     bail!("{}: a second start: two recordings in one file?", self.path)
                 }
             }
@@ -221,16 +227,24 @@ impl Playback {
     }
 }
 
-/// When a frame happened, for those that tell.
-fn frame_time(frame: &Frame<'_>) -> Option<u64> {
-    match frame {
-        Frame::Record(raw) => Event::try_from(*raw).ok().map(|event| event.ts_ns()),
-        Frame::Host(HostFrame::Listing(listing)) => Some(listing.began_ns),
-        Frame::Host(HostFrame::Settle { now_ns } | HostFrame::NamespaceGone { now_ns, .. }) => {
-            Some(*now_ns)
+/// A frame as the playback takes it: a kernel record decoded once.
+enum Played {
+    Record(Result<Event, DecodeError>),
+    Host(HostFrame),
+}
+
+impl Played {
+    /// When it happened, for those that tell.
+    fn time(&self) -> Option<u64> {
+        match self {
+            Played::Record(decoded) => decoded.as_ref().ok().map(Event::ts_ns),
+            Played::Host(HostFrame::Listing(listing)) => Some(listing.began_ns),
+            Played::Host(
+                HostFrame::Settle { now_ns } | HostFrame::NamespaceGone { now_ns, .. },
+            ) => Some(*now_ns),
+            Played::Host(HostFrame::End(end)) => Some(end.now_ns),
+            Played::Host(HostFrame::Start(_) | HostFrame::Label { .. }) => None,
         }
-        Frame::Host(HostFrame::End(end)) => Some(end.now_ns),
-        Frame::Host(HostFrame::Start(_) | HostFrame::Label { .. }) => None,
     }
 }
 

@@ -55,7 +55,7 @@ impl Consumer for SocketsAt {
         })
     }
 
-    fn listed(&mut self, listing: HostListing) {
+    fn listed(&mut self, listing: HostListing, out: &mut String) {
         self.listeners = listing
             .dumps
             .iter()
@@ -64,7 +64,7 @@ impl Consumer for SocketsAt {
             .cloned()
             .collect();
         if let Some(request) = self.live.listing_request() {
-            self.live.listed(listing.narrowed(&request));
+            self.live.listed(listing.narrowed(&request), out);
         }
     }
 
