@@ -1,9 +1,10 @@
 //! Every transition is delivered or counted, at the top churn this machine
 //! can make: client threads open and close loopback connections as fast as
-//! they can, `trace --json` prints every transition of each socket's life,
-//! and a life the output does not show whole is covered by a loss the agent
-//! reported (lost events, or transitions that never arrived). No transition
-//! is printed twice. The accounting is per socket life, so it holds at any
+//! they can while the agent is stopped (its records wait in the ring), then
+//! `trace --json` prints every transition of each socket's life, and a life
+//! the output does not show whole is covered by a loss the agent reported
+//! (lost events, or transitions that never arrived). No transition is
+//! printed twice. The accounting is per socket life, so it holds at any
 //! rate the machine reaches.
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
@@ -151,6 +152,10 @@ fn one_round(round: usize) {
     let (marker_tx, marker_rx) = channel();
     let counter = thread::spawn(move || count(stdout, marker_port, &marker_tx));
 
+    // The agent stopped through the churn, the ring holding its records:
+    // the churn runs at the kernel side's top rate, where transitions nest
+    // most often, and the agent's reading does not slow it.
+    signal(&agent, libc::SIGSTOP);
     let stop = Arc::new(AtomicBool::new(false));
     let acceptor = {
         let stop = Arc::clone(&stop);
@@ -165,6 +170,7 @@ fn one_round(round: usize) {
     let made: u64 = clients.into_iter().map(|c| c.join().unwrap()).sum();
     stop.store(true, Ordering::Relaxed);
     acceptor.join().unwrap();
+    signal(&agent, libc::SIGCONT);
 
     // One more connection, after all the others: the ring is read in
     // order, so once both its ends' CLOSE are printed, so is everything
@@ -220,6 +226,11 @@ fn one_round(round: usize) {
         stderr.iter().all(|l| !l.contains("dropped")),
         "round {round}: output lines dropped although stdout was read: {stderr:?}"
     );
+}
+
+fn signal(agent: &Agent, signal: libc::c_int) {
+    // SAFETY: kill(2) on the agent, our child, not yet reaped.
+    assert_eq!(unsafe { libc::kill(agent.pid() as libc::pid_t, signal) }, 0);
 }
 
 #[test]

@@ -1,9 +1,10 @@
 //! `cargo xtask bench`: socktrace against the tracers users would pick
-//! instead, in one run on one machine. Connection churn runs in a network
-//! namespace throughout; each configuration (no tracer, socktrace's agent,
-//! `socktrace trace`, tcpstates, tcplife, bpftrace's tcplife.bt) gets a
-//! measurement window in turn, in an order rotated every round, and the
-//! report takes medians over rounds. See README "Performance".
+//! instead, in one run on one machine. Under each load in turn (loopback
+//! connection churn, then nginx answering wrk), both in a network
+//! namespace, each configuration (no tracer, socktrace's agent, `socktrace
+//! trace`, tcpstates, tcplife, bpftrace's tcplife.bt) gets a measurement
+//! window in turn, in an order rotated every round, and the report takes
+//! medians over rounds. See README "Performance".
 //!
 //! Each traced window is two: churn with `kernel.bpf_stats_enabled` off
 //! (connections per second, tracer CPU), then a shorter one with it on
@@ -11,6 +12,7 @@
 //! every program run two clock reads, which would count against the
 //! tracers with more programs in the churn figures.
 pub mod churn;
+mod http;
 mod peers;
 pub mod programs;
 pub mod report;
@@ -23,8 +25,10 @@ use anyhow::{Context, Result, bail};
 use crate::{
     cmd::{self, is_root},
     netns::Netns,
+    setup,
 };
-use churn::Churn;
+use churn::{Churn, Window};
+use http::HttpLoad;
 use report::{Measurement, Outcome, Report};
 use tracer::{Running, TracerSpec};
 
@@ -48,6 +52,29 @@ pub struct BenchArgs {
     /// untraced one); repeatable. For working on one tracer's figures.
     #[arg(long, value_name = "NAME")]
     pub only: Vec<String>,
+    /// The loads to measure under (default both): `churn`, the loopback
+    /// connection churn, and `http`, nginx answering wrk.
+    #[arg(long = "load", value_enum, value_name = "LOAD")]
+    pub loads: Vec<LoadKind>,
+}
+
+/// The loads the configurations are measured under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LoadKind {
+    Churn,
+    Http,
+}
+
+/// A load the configurations are measured under, running while it lives.
+pub trait Load {
+    /// Counts the connections it made over the next `length`.
+    fn window(&self, length: Duration) -> Result<Window>;
+}
+
+impl Load for Churn {
+    fn window(&self, length: Duration) -> Result<Window> {
+        Ok(Churn::window(self, length))
+    }
 }
 
 /// A round count from 1 to 100: a median needs one, and each takes minutes.
@@ -83,42 +110,73 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     let stats = BpfStats::off()?;
     let netns = Netns::create("bench")?;
+    let loads = if args.loads.is_empty() {
+        vec![LoadKind::Churn, LoadKind::Http]
+    } else {
+        args.loads.clone()
+    };
 
-    let clients = fastest_client_count(&netns)?;
-    eprintln!("xtask: bench: churning with {clients} client threads");
-    let churn = Churn::start(&netns.path(), clients)?;
     let mut measurements: Vec<Measurement> = Vec::new();
-    for round in 0..args.rounds {
-        let mut order: Vec<Option<usize>> = std::iter::once(None)
-            .chain((0..specs.len()).map(Some))
-            .collect();
-        let turn = round % order.len();
-        order.rotate_left(turn);
-        for config in order {
-            let spec = config.map(|index| &specs[index]);
-            match measure(&churn, &stats, spec, Duration::from_secs(args.seconds)) {
-                Ok(measurement) => {
-                    eprintln!("xtask: bench: round {round}: {measurement}");
-                    measurements.push(measurement.in_round(round));
+    for kind in loads {
+        let (name, description, load): (&str, String, Box<dyn Load>) = match kind {
+            LoadKind::Churn => {
+                let count = fastest_client_count(&netns)?;
+                eprintln!("xtask: bench: churning with {count} client threads");
+                (
+                    "loopback churn",
+                    format!("{count} client threads on loopback in a namespace"),
+                    Box::new(Churn::start(&netns.path(), count)?),
+                )
+            }
+            LoadKind::Http => {
+                if let Err(error) = setup::apt_install(&http::PACKAGES) {
+                    eprintln!("xtask: bench: could not install nginx and wrk: {error:#}");
                 }
-                Err(error) => {
-                    let spec = spec.expect("the untraced window cannot fail to start");
-                    eprintln!("xtask: bench: {} could not run: {error:#}", spec.name);
-                    unavailable.push((spec.name.clone(), format!("{error:#}")));
+                (
+                    "HTTP",
+                    http::description(),
+                    Box::new(HttpLoad::start(&netns)?),
+                )
+            }
+        };
+        for round in 0..args.rounds {
+            let mut order: Vec<Option<usize>> = std::iter::once(None)
+                .chain((0..specs.len()).map(Some))
+                .collect();
+            let turn = round % order.len();
+            order.rotate_left(turn);
+            for config in order {
+                let spec = config.map(|index| &specs[index]);
+                match measure(
+                    load.as_ref(),
+                    &stats,
+                    spec,
+                    Duration::from_secs(args.seconds),
+                ) {
+                    Ok(measurement) => {
+                        eprintln!("xtask: bench: {name}: round {round}: {measurement}");
+                        measurements.push(measurement.under(name, &description, round));
+                    }
+                    Err(error) => {
+                        let Some(spec) = spec else {
+                            return Err(error.context(format!("{name}: the untraced window")));
+                        };
+                        eprintln!("xtask: bench: {} could not run: {error:#}", spec.name);
+                        unavailable.push((spec.name.clone(), format!("{error:#}")));
+                    }
                 }
             }
+            // A tracer that could not start is not retried.
+            specs.retain(|spec| !unavailable.iter().any(|(name, _)| *name == spec.name));
         }
-        // A tracer that could not start is not retried.
-        specs.retain(|spec| !unavailable.iter().any(|(name, _)| *name == spec.name));
     }
-    drop(churn);
 
     let userspace = if args.kernel_only {
         None
     } else {
         Some(report::userspace_benchmarks()?)
     };
-    let report = Report::new(clients, args, measurements, unavailable, userspace);
+    let report = Report::new(args, measurements, unavailable, userspace);
     let directory = cmd::workspace_root().join("target/bench");
     fs::create_dir_all(&directory)?;
     let json = directory.join("results.json");
@@ -142,14 +200,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 /// One window of churn under `spec` (or no tracer), then for a tracer one
 /// with the kernel's BPF statistics on.
 fn measure(
-    churn: &Churn,
+    load: &dyn Load,
     stats: &BpfStats,
     spec: Option<&TracerSpec>,
     length: Duration,
 ) -> Result<Measurement> {
     let Some(spec) = spec else {
         std::thread::sleep(WARMUP);
-        return Ok(Measurement::untraced(churn.window(length)));
+        return Ok(Measurement::untraced(load.window(length)?));
     };
     let mut running = Running::start(spec)?;
     std::thread::sleep(WARMUP);
@@ -159,14 +217,14 @@ fn measure(
     if spec.paused {
         running.pause();
     }
-    let window = churn.window(length);
+    let window = load.window(length)?;
     running.check_running(&spec.name)?;
     let cpu = running.cpu_seconds()? - cpu_before;
 
     let cost_before = programs::of_process(running.pid())?;
     let cost_window = {
         let _on = stats.on()?;
-        churn.window(COST_WINDOW)
+        load.window(COST_WINDOW)?
     };
     let programs_at_end = programs::of_process(running.pid())?;
     if spec.paused {

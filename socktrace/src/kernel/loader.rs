@@ -7,7 +7,7 @@ use std::{
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{MapData, PerCpuArray},
     programs::{BtfTracePoint, TracePoint},
 };
 use aya_log::EbpfLogger;
@@ -20,6 +20,7 @@ use socktrace_ebpf::{
 use crate::{
     kernel::kernel_btf::{self, KernelBtf},
     kernel::privileges,
+    kernel::ring_reader::RingBuffer,
     kernel::tracepoint_format,
 };
 
@@ -29,6 +30,8 @@ static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 /// Why the kernel side could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    #[error("map {0} is not a ring buffer")]
+    NotRingBuffer(&'static str),
     #[error(transparent)]
     Privileges(#[from] privileges::MissingPrivileges),
     #[error(transparent)]
@@ -69,7 +72,7 @@ pub enum LoadError {
 pub struct KernelProbes {
     /// Owns the programs and their links: attached while it lives.
     pub attached: Ebpf,
-    pub events: RingBuf<MapData>,
+    pub events: RingBuffer,
     pub lost: LostCounter,
     /// The programs' diagnostics of unusual paths, when debug logging is
     /// on (`-vv`): [`KernelLog::flush`] passes them to the log.
@@ -184,10 +187,18 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
         ))
     };
     let events = take_map(&mut ebpf, MAP_EVENTS)?;
-    let events = RingBuf::try_from(events).map_err(|source| LoadError::Map {
-        name: MAP_EVENTS,
-        source,
-    })?;
+    let aya::maps::Map::RingBuf(map) = events else {
+        return Err(LoadError::NotRingBuffer(MAP_EVENTS));
+    };
+    // The size the kernel made it (aya rounds up to whole pages).
+    let data_bytes = map
+        .info()
+        .map_err(|source| LoadError::Map {
+            name: MAP_EVENTS,
+            source,
+        })?
+        .max_entries() as usize;
+    let events = RingBuffer { map, data_bytes };
     let lost = per_cpu_counters(&mut ebpf, MAP_LOST)?;
     let nested_taken = per_cpu_counters(&mut ebpf, MAP_NESTED_TAKEN)?;
     Ok(KernelProbes {

@@ -17,6 +17,9 @@ const PEER_PACKAGES: [&str; 2] = ["libbpf-tools", "bpftrace"];
 /// Not a peer: the targets compare socktrace with it separately.
 pub const FLOOR: &str = "floor: bpftrace count() only";
 
+/// socktrace's agent, as users run it.
+pub const AGENT: &str = "socktrace agent";
+
 /// socktrace's programs attached and writing their records, the agent
 /// stopped meanwhile: the kernel side's share of the agent's cost.
 pub const KERNEL_SIDE_ONLY: &str = "socktrace kernel side only (agent stopped)";
@@ -38,7 +41,7 @@ pub fn specs(agent: &Path) -> Result<(Vec<TracerSpec>, Vec<NotRun>)> {
     let socket = std::env::temp_dir().join(format!("socktrace-bench-{}.sock", std::process::id()));
     let mut specs = vec![
         TracerSpec {
-            name: "socktrace agent".into(),
+            name: AGENT.into(),
             program: agent.to_owned(),
             args: vec![
                 "agent".into(),

@@ -1,18 +1,29 @@
-//! What the bench measured, reduced to medians over rounds, checked against
-//! issue 5's targets, and written as JSON and as the README's table.
+//! What the bench measured, reduced to medians over rounds per load,
+//! checked against the targets, and written as JSON and as the README's
+//! tables.
 use std::{fmt, fs, path::Path, process::Command};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use super::{BenchArgs, churn::Window, peers::FLOOR, programs::Programs, tracer::TracerSpec};
+use super::{
+    BenchArgs,
+    churn::Window,
+    peers::{AGENT, FLOOR, KERNEL_SIDE_ONLY},
+    programs::Programs,
+    tracer::TracerSpec,
+};
 use crate::cmd;
 
 /// The configuration name of the window without a tracer.
 const UNTRACED: &str = "no tracer";
 
-/// The targets.
-const TARGET_CHURN_RATIO: f64 = 0.97;
+/// The targets (issue 21): the rate kept with the agent under every load,
+/// with socktrace's kernel side alone, and the agent's CPU per million
+/// transitions.
+const TARGET_AGENT_RATIO: f64 = 0.93;
+const TARGET_KERNEL_SIDE_RATIO: f64 = 0.95;
+const TARGET_AGENT_CPU_PER_MILLION: f64 = 0.15;
 const TARGET_INGEST_PER_SECOND: f64 = 2e6;
 const TARGET_BYTES_PER_SOCKET: f64 = 160.0;
 /// A metrics scrape with 10,000 sockets tracked, in agent CPU.
@@ -44,6 +55,9 @@ fn names(program: &str, name: &str) -> bool {
 /// One window of one configuration.
 pub struct Measurement {
     config: String,
+    /// The load's short name, and what it is.
+    load: String,
+    load_description: String,
     round: usize,
     window: Window,
     state_programs: &'static [&'static str],
@@ -54,6 +68,8 @@ impl Measurement {
     pub fn untraced(window: Window) -> Self {
         Measurement {
             config: UNTRACED.into(),
+            load: String::new(),
+            load_description: String::new(),
             round: 0,
             window,
             state_programs: &[],
@@ -64,6 +80,8 @@ impl Measurement {
     pub fn traced(spec: &TracerSpec, window: Window, outcome: Outcome) -> Self {
         Measurement {
             config: spec.name.clone(),
+            load: String::new(),
+            load_description: String::new(),
             round: 0,
             window,
             state_programs: spec.state_programs,
@@ -71,8 +89,14 @@ impl Measurement {
         }
     }
 
-    pub fn in_round(self, round: usize) -> Self {
-        Measurement { round, ..self }
+    /// The measurement as made under `load` (`description`) in `round`.
+    pub fn under(self, load: &str, description: &str, round: usize) -> Self {
+        Measurement {
+            load: load.to_owned(),
+            load_description: description.to_owned(),
+            round,
+            ..self
+        }
     }
 
     /// Transitions in the cost window: the run count of the tracer's first
@@ -254,14 +278,20 @@ fn criterion_throughput(directory: &Path) -> Result<f64> {
     found.context("no criterion benchmark with an element throughput was found")
 }
 
-/// Medians per configuration, and the targets.
+/// Medians per load and configuration, and the targets.
 pub struct Report {
-    clients: usize,
     seconds: u64,
     rounds: usize,
-    rows: Vec<Row>,
+    sections: Vec<Section>,
     unavailable: Vec<(String, String)>,
     userspace: Option<Userspace>,
+}
+
+/// The rows of one load.
+struct Section {
+    load: String,
+    description: String,
+    rows: Vec<Row>,
 }
 
 struct Row {
@@ -288,20 +318,24 @@ pub fn median(mut values: Vec<f64>) -> Option<f64> {
     })
 }
 
-impl Report {
-    pub fn new(
-        clients: usize,
-        args: &BenchArgs,
-        measurements: Vec<Measurement>,
-        unavailable: Vec<(String, String)>,
-        userspace: Option<Userspace>,
-    ) -> Self {
-        let mut configs: Vec<String> = Vec::new();
-        for m in &measurements {
-            if !configs.contains(&m.config) {
-                configs.push(m.config.clone());
-            }
+/// The names of `items` in order of first appearance.
+fn in_order<'a>(items: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for item in items {
+        if !names.iter().any(|name| name == item) {
+            names.push(item.to_owned());
         }
+    }
+    names
+}
+
+impl Section {
+    fn new(load: String, measurements: &[&Measurement]) -> Self {
+        let description = measurements
+            .first()
+            .map(|m| m.load_description.clone())
+            .unwrap_or_default();
+        let mut configs = in_order(measurements.iter().map(|m| m.config.as_str()));
         configs.sort_by_key(|c| c != UNTRACED);
         let untraced_in = |round: usize| {
             measurements
@@ -312,7 +346,7 @@ impl Report {
         let rows = configs
             .into_iter()
             .map(|config| {
-                let of: Vec<&Measurement> =
+                let of: Vec<&&Measurement> =
                     measurements.iter().filter(|m| m.config == config).collect();
                 let collect = |f: &dyn Fn(&Measurement) -> Option<f64>| {
                     median(of.iter().filter_map(|m| f(m)).collect())
@@ -338,13 +372,10 @@ impl Report {
                 }
             })
             .collect();
-        Report {
-            clients,
-            seconds: args.seconds,
-            rounds: args.rounds,
+        Section {
+            load,
+            description,
             rows,
-            unavailable,
-            userspace,
         }
     }
 
@@ -352,56 +383,150 @@ impl Report {
         self.rows.iter().find(|r| r.config == config)
     }
 
-    /// Each target with the figure measured and whether it is met.
+    /// This load's targets, each with the figure measured and whether it is met.
     fn targets(&self) -> Vec<(String, String, bool)> {
         let mut targets = Vec::new();
-        let agent = self.row("socktrace agent");
-        let peers: Vec<&Row> = self
+        let agent = self.row(AGENT);
+        let best_peer = self
             .rows
             .iter()
             .filter(|r| {
                 r.config != UNTRACED && r.config != FLOOR && !r.config.starts_with("socktrace")
             })
-            .collect();
+            .filter_map(|p| p.ratio)
+            .fold(None, |best: Option<f64>, ratio| {
+                Some(best.map_or(ratio, |b| b.max(ratio)))
+            });
         let floor = self.row(FLOOR).and_then(|r| r.ratio);
         if let Some(ratio) = agent.and_then(|a| a.ratio) {
-            let best_peer = peers.iter().filter_map(|p| p.ratio).fold(0.0, f64::max);
+            let mut beside = Vec::new();
+            if let Some(best) = best_peer {
+                beside.push(format!("best peer {:.1}%", best * 100.0));
+            }
+            if let Some(floor) = floor {
+                beside.push(format!(
+                    "a bare count() on the tracepoint {:.1}%",
+                    floor * 100.0
+                ));
+            }
+            let beside = if beside.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", beside.join("; "))
+            };
             targets.push((
                 format!(
-                    "churn with the agent >= {:.0}% of untraced, above every peer",
-                    TARGET_CHURN_RATIO * 100.0
+                    "{}: the agent keeps >= {:.0}% of the untraced rate",
+                    self.load,
+                    TARGET_AGENT_RATIO * 100.0
                 ),
-                match floor {
-                    Some(floor) => format!(
-                        "{:.1}% (best peer {:.1}%; a bare count() on the tracepoint {:.1}%)",
-                        ratio * 100.0,
-                        best_peer * 100.0,
-                        floor * 100.0
-                    ),
-                    None => format!(
-                        "{:.1}% (best peer {:.1}%)",
-                        ratio * 100.0,
-                        best_peer * 100.0
-                    ),
-                },
-                ratio >= TARGET_CHURN_RATIO && ratio > best_peer,
+                format!("{:.1}%{beside}", ratio * 100.0),
+                ratio >= TARGET_AGENT_RATIO,
             ));
         }
-        let tcpstates = self.row("tcpstates").and_then(|r| r.kernel_ns);
-        if let (Some(ours), Some(theirs)) = (agent.and_then(|a| a.kernel_ns), tcpstates) {
+        if let Some(ratio) = self.row(KERNEL_SIDE_ONLY).and_then(|r| r.ratio) {
             targets.push((
-                "kernel ns per transition <= tcpstates'".into(),
-                format!("{ours:.0} ns vs {theirs:.0} ns"),
-                ours <= theirs,
+                format!(
+                    "{}: the kernel side alone keeps >= {:.0}%",
+                    self.load,
+                    TARGET_KERNEL_SIDE_RATIO * 100.0
+                ),
+                format!("{:.1}%", ratio * 100.0),
+                ratio >= TARGET_KERNEL_SIDE_RATIO,
+            ));
+        }
+        if let Some(cpu) = agent.and_then(|a| a.cpu_per_million) {
+            targets.push((
+                format!(
+                    "{}: agent CPU <= {TARGET_AGENT_CPU_PER_MILLION} s per M transitions",
+                    self.load
+                ),
+                format!("{cpu:.2} s"),
+                cpu <= TARGET_AGENT_CPU_PER_MILLION,
             ));
         }
         if let Some(lost) = agent.and_then(|a| a.lost) {
             targets.push((
-                "zero lost events at this machine's top churn".into(),
+                format!("{}: zero lost events with the agent", self.load),
                 format!("{lost} lost"),
                 lost == 0,
             ));
         }
+        targets
+    }
+
+    fn markdown(&self, out: &mut String) {
+        let optional = |value: Option<f64>, digits: usize| {
+            value.map_or("-".to_owned(), |v| format!("{v:.digits$}"))
+        };
+        out.push_str(&format!(
+            "{} ({}):\n\n\
+             | configuration | connections/s | vs untraced | transitions/s | kernel ns per transition (all programs) | state programs ns per transition | lost events | tracer CPU s per M transitions |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+            self.load, self.description
+        ));
+        for row in &self.rows {
+            out.push_str(&format!(
+                "| {} | {:.0} | {} | {} | {} | {} | {} | {} |\n",
+                row.config,
+                row.rate,
+                row.ratio
+                    .map_or("-".to_owned(), |r| format!("{:.1}%", r * 100.0)),
+                optional(row.transitions_per_second, 0),
+                optional(row.kernel_ns, 0),
+                optional(row.state_ns, 0),
+                row.lost.map_or("-".to_owned(), |l| l.to_string()),
+                optional(row.cpu_per_million, 2),
+            ));
+        }
+        out.push('\n');
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "load": self.load,
+            "description": self.description,
+            "configurations": self.rows.iter().map(|r| json!({
+                "name": r.config,
+                "connections_per_second": r.rate,
+                "ratio_to_untraced": r.ratio,
+                "transitions_per_second": r.transitions_per_second,
+                "kernel_ns_per_transition": r.kernel_ns,
+                "state_programs_ns_per_transition": r.state_ns,
+                "lost_events": r.lost,
+                "tracer_cpu_seconds_per_million_transitions": r.cpu_per_million,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+impl Report {
+    pub fn new(
+        args: &BenchArgs,
+        measurements: Vec<Measurement>,
+        unavailable: Vec<(String, String)>,
+        userspace: Option<Userspace>,
+    ) -> Self {
+        let sections = in_order(measurements.iter().map(|m| m.load.as_str()))
+            .into_iter()
+            .map(|load| {
+                let of: Vec<&Measurement> =
+                    measurements.iter().filter(|m| m.load == load).collect();
+                Section::new(load, &of)
+            })
+            .collect();
+        Report {
+            seconds: args.seconds,
+            rounds: args.rounds,
+            sections,
+            unavailable,
+            userspace,
+        }
+    }
+
+    /// Each target with the figure measured and whether it is met.
+    fn targets(&self) -> Vec<(String, String, bool)> {
+        let mut targets: Vec<_> = self.sections.iter().flat_map(Section::targets).collect();
         if let Some(userspace) = &self.userspace {
             targets.push((
                 "ingest >= 2M events/s on one core".into(),
@@ -423,31 +548,14 @@ impl Report {
     }
 
     pub fn markdown(&self) -> String {
-        let optional = |value: Option<f64>, digits: usize| {
-            value.map_or("-".to_owned(), |v| format!("{v:.digits$}"))
-        };
         let mut out = format!(
-            "Churn: {} client threads on loopback in a namespace; {} rounds of {} s per \
-             configuration, medians.\n\n\
-             | configuration | connections/s | vs untraced | transitions/s | kernel ns per transition (all programs) | state programs ns per transition | lost events | tracer CPU s per M transitions |\n\
-             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
-            self.clients, self.rounds, self.seconds
+            "{} rounds of {} s per configuration and load, medians.\n\n",
+            self.rounds, self.seconds
         );
-        for row in &self.rows {
-            out.push_str(&format!(
-                "| {} | {:.0} | {} | {} | {} | {} | {} | {} |\n",
-                row.config,
-                row.rate,
-                row.ratio
-                    .map_or("-".to_owned(), |r| format!("{:.1}%", r * 100.0)),
-                optional(row.transitions_per_second, 0),
-                optional(row.kernel_ns, 0),
-                optional(row.state_ns, 0),
-                row.lost.map_or("-".to_owned(), |l| l.to_string()),
-                optional(row.cpu_per_million, 2),
-            ));
+        for section in &self.sections {
+            section.markdown(&mut out);
         }
-        out.push_str("\n| target | measured | met |\n| --- | --- | --- |\n");
+        out.push_str("| target | measured | met |\n| --- | --- | --- |\n");
         for (target, measured, met) in self.targets() {
             out.push_str(&format!(
                 "| {target} | {measured} | {} |\n",
@@ -465,19 +573,9 @@ impl Report {
 
     pub fn to_json(&self) -> Value {
         json!({
-            "clients": self.clients,
             "seconds_per_window": self.seconds,
             "rounds": self.rounds,
-            "configurations": self.rows.iter().map(|r| json!({
-                "name": r.config,
-                "connections_per_second": r.rate,
-                "ratio_to_untraced": r.ratio,
-                "transitions_per_second": r.transitions_per_second,
-                "kernel_ns_per_transition": r.kernel_ns,
-                "state_programs_ns_per_transition": r.state_ns,
-                "lost_events": r.lost,
-                "tracer_cpu_seconds_per_million_transitions": r.cpu_per_million,
-            })).collect::<Vec<_>>(),
+            "loads": self.sections.iter().map(Section::to_json).collect::<Vec<_>>(),
             "ingest_events_per_second": self.userspace.as_ref().map(|u| u.ingest_per_second),
             "table_bytes_per_socket": self.userspace.as_ref().map(|u| u.bytes_per_socket),
             "metrics_scrape_ns": self.userspace.as_ref().map(|u| u.scrape_ns),

@@ -29,7 +29,7 @@ pub enum Ready {
 }
 
 /// How a tracer reports lost events on stderr.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LostReport {
     /// Lines carrying the running total (socktrace): the largest counts.
     Cumulative,
@@ -212,7 +212,18 @@ impl Running {
         {
             self.stderr_lines.push(line);
         }
-        Ok(lost_events(&self.stderr_lines, lost))
+        let count = lost_events(&self.stderr_lines, lost);
+        if count > 0 && lost == LostReport::Cumulative {
+            // What it said of its losses, and why.
+            if let Some(last) = self
+                .stderr_lines
+                .iter()
+                .rfind(|line| line.to_ascii_lowercase().contains("lost"))
+            {
+                eprintln!("xtask: bench: {last}");
+            }
+        }
+        Ok(count)
     }
 }
 
