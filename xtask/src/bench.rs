@@ -162,7 +162,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                             return Err(error.context(format!("{name}: the untraced window")));
                         };
                         eprintln!("xtask: bench: {} could not run: {error:#}", spec.name);
-                        unavailable.push((spec.name.clone(), format!("{error:#}")));
+                        unavailable.push((spec.name.clone(), format!("under {name}: {error:#}")));
                     }
                 }
             }

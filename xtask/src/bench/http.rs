@@ -1,12 +1,16 @@
 //! The second load: a real HTTP server (Debian's nginx) answering short
 //! requests from a real load generator (wrk), both in the bench's
-//! namespace. Every request has a connection of its own, which the server
-//! closes (`keepalive_timeout 0`, and wrk asks `Connection: close`).
+//! namespace, throughout the bench as the churn runs. Every request has a
+//! connection of its own, which the server closes (`keepalive_timeout 0`,
+//! and wrk asks `Connection: close`). A window counts the connections
+//! nginx accepted (its `stub_status` counters).
 use std::{
     fs::{self, File},
+    io::{Read, Write},
     net::{Ipv4Addr, SocketAddr, TcpStream},
     path::PathBuf,
     process::{Child, Command, Stdio},
+    sync::Mutex,
     thread,
     time::{Duration, Instant},
 };
@@ -25,6 +29,10 @@ pub const PACKAGES: [&str; 2] = ["nginx-light", "wrk"];
 /// server busy, and 64 connections keep every worker's accept queue full.
 const WRK_THREADS: usize = 2;
 const WRK_CONNECTIONS: usize = 64;
+/// How long nginx may take to listen.
+const START_DEADLINE: Duration = Duration::from_secs(10);
+/// Where nginx answers with its counters.
+const STATUS_PATH: &str = "/socktrace-bench-status";
 
 /// The load as the report names it.
 pub fn description() -> String {
@@ -33,20 +41,19 @@ pub fn description() -> String {
          connections), a connection per request"
     )
 }
-/// How long nginx may take to listen.
-const START_DEADLINE: Duration = Duration::from_secs(10);
 
-/// nginx serving in the namespace until dropped.
+/// nginx serving in the namespace and wrk loading it, until dropped.
 pub struct HttpLoad {
     nginx: Child,
+    wrk: Mutex<Option<Child>>,
     directory: PathBuf,
-    netns_path: String,
-    url: String,
+    namespace: File,
+    address: SocketAddr,
 }
 
 impl HttpLoad {
     /// Starts nginx (one worker per CPU) on an ephemeral port of 127.0.0.1
-    /// in `netns`, and waits until it answers.
+    /// in `netns`, waits until it answers, then starts wrk.
     pub fn start(netns: &Netns) -> Result<Self> {
         let netns_path = netns.path();
         let namespace = File::open(&netns_path).with_context(|| format!("opening {netns_path}"))?;
@@ -70,69 +77,98 @@ impl HttpLoad {
             .stderr(File::create(directory.join("error.log"))?)
             .spawn()
             .context("starting nginx (Debian's nginx-light)")?;
-        let load = HttpLoad {
+        let mut load = HttpLoad {
             nginx,
+            wrk: Mutex::new(None),
             directory,
-            netns_path,
-            url: format!("http://127.0.0.1:{port}/"),
+            namespace,
+            address: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
         };
-        load.wait_listening(&namespace, SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
+        load.wait_listening()?;
+        *load.wrk.get_mut().expect("wrk") = Some(
+            Command::new("nsenter")
+                .arg(format!("--net={netns_path}"))
+                .args(["wrk", "-H", "Connection: close"])
+                .arg(format!("--threads={WRK_THREADS}"))
+                .arg(format!("--connections={WRK_CONNECTIONS}"))
+                // Longer than any bench; stopped on drop.
+                .arg("--duration=100h")
+                .arg(format!("http://{}/", load.address))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("starting wrk")?,
+        );
         Ok(load)
     }
 
-    fn wait_listening(&self, namespace: &File, address: SocketAddr) -> Result<()> {
+    fn wait_listening(&self) -> Result<()> {
         let deadline = Instant::now() + START_DEADLINE;
-        thread::scope(|scope| {
+        while self.status().is_err() {
+            if Instant::now() > deadline {
+                let log = fs::read_to_string(self.directory.join("error.log")).unwrap_or_default();
+                bail!(
+                    "nginx did not answer on {} within {START_DEADLINE:?}: {}",
+                    self.address,
+                    log.trim()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// nginx's counters, asked over HTTP from a thread in the namespace.
+    fn status(&self) -> Result<Status> {
+        let response = thread::scope(|scope| {
             scope
-                .spawn(|| -> Result<()> {
-                    enter(namespace)?;
-                    while TcpStream::connect(address).is_err() {
-                        if Instant::now() > deadline {
-                            let log = fs::read_to_string(self.directory.join("error.log"))
-                                .unwrap_or_default();
-                            bail!(
-                                "nginx did not listen on {address} within {START_DEADLINE:?}: {}",
-                                log.trim()
-                            );
-                        }
-                        thread::sleep(Duration::from_millis(20));
-                    }
-                    Ok(())
+                .spawn(|| -> Result<String> {
+                    enter(&self.namespace)?;
+                    let mut stream = TcpStream::connect(self.address)?;
+                    stream.set_read_timeout(Some(START_DEADLINE))?;
+                    write!(stream, "GET {STATUS_PATH} HTTP/1.0\r\n\r\n")?;
+                    let mut response = String::new();
+                    stream.read_to_string(&mut response)?;
+                    Ok(response)
                 })
                 .join()
-                .expect("nginx probe thread")
-        })
+                .expect("nginx status thread")
+        })?;
+        parse_status(&response)
     }
 }
 
 impl Load for HttpLoad {
-    /// Runs wrk for `length` (whole seconds) and counts its requests:
-    /// one connection each.
+    /// The connections nginx accepted over `length`; those it could not
+    /// handle are failures.
     fn window(&self, length: Duration) -> Result<Window> {
-        let output = Command::new("nsenter")
-            .arg(format!("--net={}", self.netns_path))
-            .args(["wrk", "-H", "Connection: close"])
-            .arg(format!("--threads={WRK_THREADS}"))
-            .arg(format!("--connections={WRK_CONNECTIONS}"))
-            .arg(format!("--duration={}s", length.as_secs().max(1)))
-            .arg(&self.url)
-            .output()
-            .context("running wrk")?;
-        let text = String::from_utf8_lossy(&output.stdout);
-        if !output.status.success() {
-            bail!(
-                "wrk failed ({}): {}{}",
-                output.status,
-                text.trim(),
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
+        let before = self.status()?;
+        let began = Instant::now();
+        thread::sleep(length);
+        let after = self.status()?;
+        let seconds = began.elapsed().as_secs_f64();
+        if let Some(wrk) = self.wrk.lock().expect("wrk").as_mut()
+            && let Some(status) = wrk.try_wait()?
+        {
+            bail!("wrk exited ({status})");
         }
-        parse_wrk(&text)
+        let accepted = after.accepts - before.accepts;
+        let handled = after.handled - before.handled;
+        Ok(Window {
+            connections: handled,
+            failures: accepted - handled.min(accepted),
+            seconds,
+        })
     }
 }
 
 impl Drop for HttpLoad {
     fn drop(&mut self) {
+        if let Some(mut wrk) = self.wrk.get_mut().ok().and_then(Option::take) {
+            let _ = wrk.kill();
+            let _ = wrk.wait();
+        }
         // SIGTERM lets the master stop its workers; SIGKILL would orphan them.
         // SAFETY: kill(2) on our own child (nsenter execs nginx), not yet reaped.
         unsafe { libc::kill(self.nginx.id() as libc::pid_t, libc::SIGTERM) };
@@ -165,46 +201,36 @@ fn nginx_config(directory: &std::path::Path, port: u16) -> String {
          \x20 server {{\n\
          \x20   listen 127.0.0.1:{port} backlog=4096;\n\
          \x20   location / {{ return 200 \"ok\\n\"; }}\n\
+         \x20   location = {STATUS_PATH} {{ stub_status; }}\n\
          \x20 }}\n\
          }}\n"
     )
 }
 
-/// wrk's summary: `N requests in S.SSs` and the errors it counted
-/// (`Socket errors: connect A, read B, write C, timeout D` and
-/// `Non-2xx or 3xx responses: E`).
-fn parse_wrk(text: &str) -> Result<Window> {
-    let summary = text
-        .lines()
-        .find_map(|line| {
-            let (requests, rest) = line.trim().split_once(" requests in ")?;
-            let seconds = rest.split_once("s,")?.0;
-            Some((requests.parse::<u64>().ok()?, parse_seconds(seconds)?))
-        })
-        .with_context(|| format!("no `N requests in S` line in wrk's output: {text}"))?;
-    let mut failures = 0;
-    for line in text.lines().map(str::trim) {
-        if let Some(errors) = line.strip_prefix("Socket errors:") {
-            failures += errors
-                .split(',')
-                .filter_map(|part| part.split_whitespace().last()?.parse::<u64>().ok())
-                .sum::<u64>();
-        } else if let Some(count) = line.strip_prefix("Non-2xx or 3xx responses:") {
-            failures += count.trim().parse::<u64>().unwrap_or(0);
-        }
-    }
-    Ok(Window {
-        connections: summary.0,
-        failures,
-        seconds: summary.1,
-    })
+/// nginx's `stub_status` counters since it started.
+#[derive(Debug, PartialEq, Eq)]
+struct Status {
+    accepts: u64,
+    handled: u64,
 }
 
-/// wrk's duration: `5.00s`'s number, or `1.00m` in minutes.
-fn parse_seconds(text: &str) -> Option<f64> {
-    match text.strip_suffix('m') {
-        Some(minutes) => Some(minutes.parse::<f64>().ok()? * 60.0),
-        None => text.parse().ok(),
+/// The answer to [`STATUS_PATH`]: headers, then `Active connections: N`,
+/// `server accepts handled requests`, and the three counters.
+fn parse_status(response: &str) -> Result<Status> {
+    let mut lines = response
+        .lines()
+        .skip_while(|line| !line.starts_with("server accepts"));
+    let counters = lines
+        .nth(1)
+        .with_context(|| format!("no counters in nginx's status: {response}"))?;
+    let numbers: Vec<u64> = counters
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("nginx's counters `{counters}`"))?;
+    match numbers[..] {
+        [accepts, handled, _requests] => Ok(Status { accepts, handled }),
+        _ => bail!("nginx's counters `{counters}`: not three numbers"),
     }
 }
 
@@ -212,28 +238,23 @@ fn parse_seconds(text: &str) -> Option<f64> {
 mod tests {
     use super::*;
 
-    const WRK: &str = "Running 3s test @ http://127.0.0.1:18080/
-  2 threads and 16 connections
-  Thread Stats   Avg      Stdev     Max   +/- Stdev
-    Latency     1.05ms    1.48ms  12.55ms   86.40%
-    Req/Sec     7.28k     0.99k   10.09k    71.67%
-  43788 requests in 3.03s, 6.06MB read
-  Socket errors: connect 0, read 3, write 0, timeout 2
-  Non-2xx or 3xx responses: 1
-Requests/sec:  14441.66
-Transfer/sec:      2.00MB
-";
+    const STATUS: &str = "HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nContent-Type: text/plain\r\n\r\n\
+Active connections: 65 \nserver accepts handled requests\n 43788 43786 43790 \nReading: 0 Writing: 1 Waiting: 0 \n";
 
     #[test]
-    fn reads_requests_seconds_and_errors() {
-        let window = parse_wrk(WRK).unwrap();
-        assert_eq!(window.connections, 43788);
-        assert_eq!(window.failures, 6);
-        assert!((window.seconds - 3.03).abs() < 1e-9);
+    fn reads_accepted_and_handled_connections() {
+        assert_eq!(
+            parse_status(STATUS).unwrap(),
+            Status {
+                accepts: 43788,
+                handled: 43786
+            }
+        );
     }
 
     #[test]
-    fn output_without_a_summary_is_an_error() {
-        assert!(parse_wrk("unable to connect to 127.0.0.1:1 Connection refused\n").is_err());
+    fn an_answer_without_counters_is_an_error() {
+        assert!(parse_status("HTTP/1.1 404 Not Found\r\n\r\n").is_err());
+        assert!(parse_status("server accepts handled requests\n 1 2\n").is_err());
     }
 }
