@@ -178,7 +178,7 @@ pub fn attach_and_seed(
         }));
         recorder.check()?;
     }
-    let existing = table.seed(seed::keep(listed, which));
+    let existing = table.seed(seed::keep(listed, which), started_ns);
     Ok(Started {
         tracing: Tracing {
             probes,

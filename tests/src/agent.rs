@@ -82,9 +82,6 @@ impl<'ns> Agent<'ns> {
         Self::start_command(ns, "trace", extra_args)
     }
 
-    /// Starts `$SOCKTRACE_BIN COMMAND --json -N NS EXTRA...` as
-    /// [`Agent::start`] does: it follows `ns` only, so that the host's own
-    /// traffic stays out of the test's counts.
     /// Starts `$SOCKTRACE_BIN trace --json -N NS EXTRA...` as
     /// [`Agent::start`] does, but hands its stdout to the test, to stream
     /// through a counter (millions of records) or to leave unread.
@@ -97,6 +94,9 @@ impl<'ns> Agent<'ns> {
             .map(|(agent, stdout)| (agent, stdout.expect("stdout is handed over")))
     }
 
+    /// Starts `$SOCKTRACE_BIN COMMAND --json -N NS EXTRA...` as
+    /// [`Agent::start`] does: it follows `ns` only, so that the host's own
+    /// traffic stays out of the test's counts.
     pub fn start_command(ns: &'ns NetNs, subcommand: &str, extra_args: &[&str]) -> Result<Self> {
         let mut args = vec!["-N", ns.name()];
         args.extend_from_slice(extra_args);

@@ -24,17 +24,21 @@ pub fn build() -> Result<Artefacts> {
     setup::musl_target()?;
     setup::cargo_deb()?;
     let root = workspace_root();
-    run(Command::new(cargo_program()).current_dir(&root).args([
-        "build",
-        "--package",
-        "socktrace",
-        "--bin",
-        "socktrace",
-        "--profile",
-        PROFILE,
-        "--target",
-        TARGET,
-    ]))?;
+    run(Command::new(cargo_program())
+        .current_dir(&root)
+        // cc looks for `x86_64-linux-musl-gcc`, which Debian does not ship.
+        .env("CC_x86_64_unknown_linux_musl", setup::MUSL_CC)
+        .args([
+            "build",
+            "--package",
+            "socktrace",
+            "--bin",
+            "socktrace",
+            "--profile",
+            PROFILE,
+            "--target",
+            TARGET,
+        ]))?;
     let dist = root.join("target/dist");
     fs::create_dir_all(&dist).with_context(|| format!("creating {}", dist.display()))?;
     let built = root

@@ -188,8 +188,14 @@ fn cargo_install(krate: &str, args: &[&str], version: &str, takes: &str) -> Resu
     ]))
 }
 
-/// The musl target of the host toolchain, for `cargo xtask dist`.
+/// Debian's musl C compiler wrapper: ring (rustls' cryptography, for
+/// `probe --tls`) compiles C and assembly for the musl target with it.
+pub const MUSL_CC: &str = "musl-gcc";
+
+/// The musl target of the host toolchain, and Debian's musl C toolchain
+/// (`musl-tools`), for `cargo xtask dist`.
 pub fn musl_target() -> Result<()> {
+    apt_install(&["musl-tools"])?;
     let listed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .current_dir(crate::cmd::workspace_root())

@@ -79,7 +79,7 @@ pub fn open(path: &Path, netns: &NetnsArgs, which: Existing) -> anyhow::Result<O
         .cloned()
         .collect();
     let mut table = SocketTable::new();
-    let existing = table.seed(seed::keep(existing, which));
+    let existing = table.seed(seed::keep(existing, which), start.started_ns);
     Ok(Opened {
         playback: Playback {
             bytes,

@@ -284,12 +284,15 @@ mod tests {
     #[test]
     fn a_socket_waiting_since_before_start_counts_its_age_from_start() {
         let mut table = SocketTable::new();
-        let existing = table.seed([SeedSocket {
-            tuple: server(),
-            state: CloseWait,
-            kind: SeedKind::Full,
-            owner: Some(nginx()),
-        }]);
+        let existing = table.seed(
+            [SeedSocket {
+                tuple: server(),
+                state: CloseWait,
+                kind: SeedKind::Full,
+                owner: Some(nginx()),
+            }],
+            0,
+        );
         let mut watch = CloseWaitWatch::new(5 * S, 10 * S);
         watch.seed(&existing);
         let [stuck] = watch.check(15 * S).try_into().unwrap();

@@ -416,6 +416,10 @@ pub struct SocketTable {
     /// Seeded sockets not yet named by a transition, by tuple. Several
     /// sockets can share a tuple (SO_REUSEPORT listeners).
     seeded: HashTable<u32>,
+    /// When the listing that seeded the table ended (CLOCK_MONOTONIC): a
+    /// transition from before it may already show in a seeded socket's
+    /// state, or be of a socket that closed before the listing.
+    seeded_until_ns: u64,
     tuple_hasher: foldhash::fast::RandomState,
     owners: Owners,
     /// Listeners by namespace and local port.
@@ -429,11 +433,17 @@ impl SocketTable {
         Self::default()
     }
 
-    /// Adds the full sockets that existed before tracing began, and returns
-    /// every listed socket as the table names it. Timewait and request
-    /// sockets get an id but are left to their own trackers: no transition
-    /// would ever end them here.
-    pub fn seed(&mut self, sockets: impl IntoIterator<Item = SeedSocket>) -> Vec<TrackedSocket> {
+    /// Adds the full sockets that existed before tracing began, listed by a
+    /// listing that ended at `listed_until_ns`, and returns every listed
+    /// socket as the table names it. Timewait and request sockets get an
+    /// id but are left to their own trackers: no transition would ever end
+    /// them here.
+    pub fn seed(
+        &mut self,
+        sockets: impl IntoIterator<Item = SeedSocket>,
+        listed_until_ns: u64,
+    ) -> Vec<TrackedSocket> {
+        self.seeded_until_ns = listed_until_ns;
         let mut listed = Vec::new();
         for seed in sockets {
             let mut entry = Entry::new(
@@ -593,11 +603,26 @@ impl SocketTable {
         let slot = if starts_life {
             let born = self.born(event);
             self.slab.insert(born)
-        } else if let Some(seeded) = self.take_seeded(&event.tuple, event.old_state) {
+        } else if let Some(seeded) = self
+            .take_seeded(&event.tuple, Some(event.old_state))
+            .or_else(|| {
+                // The programs were attached before the listing: a transition
+                // the ring held from before it ended may already show in the
+                // state the socket was listed in.
+                (event.ts_ns < self.seeded_until_ns)
+                    .then(|| self.take_seeded(&event.tuple, None))
+                    .flatten()
+            })
+        {
             self.slab[seeded].skaddr = event.skaddr;
             seeded
         } else {
-            self.stats.mid_life += 1;
+            // From before the listing ended, a socket the listing did not
+            // show had closed by then: its life began before tracing, and
+            // no transition of it was missed.
+            if event.ts_ns >= self.seeded_until_ns {
+                self.stats.mid_life += 1;
+            }
             let id = self.allocate_id();
             let entry = Entry::new(
                 event.skaddr,
@@ -653,12 +678,14 @@ impl SocketTable {
 
     /// Takes a seeded socket with `tuple` in `state` out of the seeded
     /// index; its slot stays in use.
-    fn take_seeded(&mut self, tuple: &SocketTuple, state: TcpState) -> Option<u32> {
+    /// Takes a seeded socket with `tuple` (in `state`, or in any state)
+    /// out of the seeded index, for a transition to name.
+    fn take_seeded(&mut self, tuple: &SocketTuple, state: Option<TcpState>) -> Option<u32> {
         let slab = &self.slab;
         let found = self
             .seeded
             .find_entry(self.tuple_hasher.hash_one(tuple), |&slot| {
-                slab[slot].state == state && slab[slot].tuple() == *tuple
+                state.is_none_or(|state| slab[slot].state == state) && slab[slot].tuple() == *tuple
             })
             .ok()?;
         Some(found.remove().0)

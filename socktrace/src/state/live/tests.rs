@@ -220,12 +220,15 @@ fn a_close_into_time_wait_is_counted_when_listed_and_listed_with_its_age() {
 fn a_half_open_connection_is_listed_and_its_expiry_is_a_failure() {
     let mut table = SocketTable::new();
     let listener = tuple("10.0.0.1:8080", "0.0.0.0:0");
-    table.seed([SeedSocket {
-        tuple: listener,
-        state: Listen,
-        kind: SeedKind::Full,
-        owner: Some(curl()),
-    }]);
+    table.seed(
+        [SeedSocket {
+            tuple: listener,
+            state: Listen,
+            kind: SeedKind::Full,
+            owner: Some(curl()),
+        }],
+        0,
+    );
     let mut live = LiveState::new(table);
     let half_open = tuple("10.0.0.1:8080", "198.51.100.9:50000");
     live.event(Event::SynAckRetransmit(SynAckRetransmit {
@@ -264,12 +267,15 @@ fn a_half_open_connection_is_listed_and_its_expiry_is_a_failure() {
 fn owners_the_tracer_never_saw_come_from_proc_and_unknown_ages_stay_unknown() {
     let established = tuple("10.0.0.1:22", "192.0.2.50:51000");
     let mut table = SocketTable::new();
-    table.seed([SeedSocket {
-        tuple: established,
-        state: Established,
-        kind: SeedKind::Full,
-        owner: None,
-    }]);
+    table.seed(
+        [SeedSocket {
+            tuple: established,
+            state: Established,
+            kind: SeedKind::Full,
+            owner: None,
+        }],
+        0,
+    );
     let live = LiveState::new(table);
     let sshd = Owner {
         pid: 1,

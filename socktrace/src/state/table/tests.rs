@@ -253,20 +253,23 @@ fn seeded_sockets_are_adopted_by_their_first_transition() {
     let established = tuple("10.0.0.2:5432", "10.0.0.1:6000");
     let listening = tuple("0.0.0.0:5432", "0.0.0.0:0");
     let mut table = SocketTable::new();
-    table.seed([
-        SeedSocket {
-            tuple: established,
-            state: Established,
-            kind: SeedKind::Full,
-            owner: Some(owner.clone()),
-        },
-        SeedSocket {
-            tuple: listening,
-            state: Listen,
-            kind: SeedKind::Full,
-            owner: Some(owner.clone()),
-        },
-    ]);
+    table.seed(
+        [
+            SeedSocket {
+                tuple: established,
+                state: Established,
+                kind: SeedKind::Full,
+                owner: Some(owner.clone()),
+            },
+            SeedSocket {
+                tuple: listening,
+                state: Listen,
+                kind: SeedKind::Full,
+                owner: Some(owner.clone()),
+            },
+        ],
+        0,
+    );
     assert_eq!(table.len(), 2);
     let seeded_id = table
         .sockets()
@@ -297,23 +300,75 @@ fn seeded_sockets_are_adopted_by_their_first_transition() {
 }
 
 #[test]
+fn a_transition_from_before_the_seeding_listing_is_no_gap() {
+    // The programs attach before the listing: the ring may hold a close
+    // from before the listing ended, whose socket it already shows in
+    // FIN_WAIT1, or the end of a socket it no longer shows. After the
+    // listing, a state that disagrees is a gap.
+    let owner = task(400, "postgres");
+    let closed_early = tuple("10.0.0.2:5432", "10.0.0.1:6000");
+    let closed_late = tuple("10.0.0.2:5432", "10.0.0.1:6001");
+    let mut table = SocketTable::new();
+    let seeded = |tuple| SeedSocket {
+        tuple,
+        state: FinWait1,
+        kind: SeedKind::Full,
+        owner: Some(owner.clone()),
+    };
+    table.seed([seeded(closed_early), seeded(closed_late)], 10 * MS);
+    let seeded_id = table
+        .sockets()
+        .find(|s| s.tuple == closed_early)
+        .map(|s| s.id)
+        .unwrap();
+    let out = replay(
+        &mut table,
+        &[
+            ev(5 * MS, SERVER_SK, closed_early, Established, FinWait1).by(owner.clone()),
+            ev(6 * MS, SERVER_SK, closed_early, FinWait1, FinWait2),
+            ev(20 * MS, CLIENT_SK, closed_late, Established, FinWait1).by(owner.clone()),
+            // Closed before the listing, so not listed: its life began
+            // before tracing.
+            ev(
+                7 * MS,
+                LISTEN_SK,
+                tuple("10.0.0.2:5432", "10.0.0.1:6002"),
+                LastAck,
+                Close,
+            ),
+        ],
+    );
+    assert_eq!(out[0].id, seeded_id);
+    assert_eq!(out[0].owner, Some(owner));
+    assert_eq!(out[1].id, seeded_id);
+    assert_eq!(
+        table.stats().mid_life,
+        1,
+        "only the transition from after the listing shows a gap"
+    );
+}
+
+#[test]
 fn timewait_and_request_sockets_are_listed_but_not_kept() {
     let t = tuple("10.0.0.1:40000", "10.0.0.2:443");
     let mut table = SocketTable::new();
-    let listed = table.seed([
-        SeedSocket {
-            tuple: t,
-            state: TimeWait,
-            kind: SeedKind::TimeWait,
-            owner: None,
-        },
-        SeedSocket {
-            tuple: tuple("10.0.0.2:443", "10.0.0.9:5000"),
-            state: SynRecv,
-            kind: SeedKind::Request,
-            owner: None,
-        },
-    ]);
+    let listed = table.seed(
+        [
+            SeedSocket {
+                tuple: t,
+                state: TimeWait,
+                kind: SeedKind::TimeWait,
+                owner: None,
+            },
+            SeedSocket {
+                tuple: tuple("10.0.0.2:443", "10.0.0.9:5000"),
+                state: SynRecv,
+                kind: SeedKind::Request,
+                owner: None,
+            },
+        ],
+        0,
+    );
     assert_eq!(listed.len(), 2);
     assert_ne!(listed[0].id, listed[1].id);
     assert!(table.is_empty(), "no transition would ever end them");
@@ -469,12 +524,15 @@ fn the_same_tuple_in_two_namespaces_is_two_sockets_each_with_its_listener() {
 fn a_namespace_torn_down_leaves_nothing_behind_and_is_counted() {
     let listening = tuple("127.0.0.1:80", "0.0.0.0:0");
     let mut table = SocketTable::new();
-    table.seed([SeedSocket {
-        tuple: elsewhere(tuple("127.0.0.1:22", "0.0.0.0:0")),
-        state: Listen,
-        kind: SeedKind::Full,
-        owner: None,
-    }]);
+    table.seed(
+        [SeedSocket {
+            tuple: elsewhere(tuple("127.0.0.1:22", "0.0.0.0:0")),
+            state: Listen,
+            kind: SeedKind::Full,
+            owner: None,
+        }],
+        0,
+    );
     replay(
         &mut table,
         &[
@@ -546,12 +604,15 @@ fn a_freed_slot_holds_the_next_socket_with_nothing_left_of_the_last() {
 fn tear_down_frees_the_slots_and_owners_of_its_sockets() {
     let gone = crate::model::tuple::TEST_NETNS + 1;
     let mut table = SocketTable::new();
-    table.seed([SeedSocket {
-        tuple: elsewhere(tuple("127.0.0.1:22", "0.0.0.0:0")),
-        state: Listen,
-        kind: SeedKind::Full,
-        owner: Some(task(2, "sshd")),
-    }]);
+    table.seed(
+        [SeedSocket {
+            tuple: elsewhere(tuple("127.0.0.1:22", "0.0.0.0:0")),
+            state: Listen,
+            kind: SeedKind::Full,
+            owner: Some(task(2, "sshd")),
+        }],
+        0,
+    );
     replay(
         &mut table,
         &[
