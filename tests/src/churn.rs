@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::{Family, NetNs, tcp};
+use crate::{
+    Family, NetNs, tcp,
+    wait::{self, Poll},
+};
 
 /// How long a blocked accept or read waits before looking at the stop flag.
 const POLL: Duration = Duration::from_millis(50);
@@ -58,6 +61,19 @@ impl Churn {
     /// Connections completed so far.
     pub fn connections(&self) -> u64 {
         self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Waits until it has completed `count` connections in all, for at
+    /// most `timeout`.
+    pub fn wait_for(&self, count: u64, timeout: Duration) -> Result<()> {
+        wait::until("the churn's connections", timeout, || {
+            let made = self.connections();
+            Ok(if made >= count {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("{made} of {count} connections"))
+            })
+        })
     }
 }
 

@@ -78,12 +78,7 @@ fn the_heaviest_requests_neither_hold_the_loop_up_nor_lose_events_under_churn() 
     )?;
     let netns = churned.inode()?;
     let churn = Churn::start(&churned, 2, CHURN_PER_SECOND)?;
-    wait::until("churn to start", TIMEOUT, || {
-        Ok(match churn.connections() {
-            0 => Poll::Pending("no connection yet".into()),
-            _ => Poll::Ready(()),
-        })
-    })?;
+    churn.wait_for(1, TIMEOUT)?;
     let started_with = churn.connections();
 
     // What each client thread asks over and over, and what must come back.

@@ -4,11 +4,7 @@
 //! status 0, and it says what it could not write.
 use std::time::{Duration, Instant};
 
-use socktrace_integration_tests::{
-    Agent, NetNs,
-    churn::Churn,
-    wait::{self, Poll},
-};
+use socktrace_integration_tests::{Agent, NetNs, churn::Churn};
 
 /// Connections to make while nobody reads: about ten JSON lines of 350
 /// bytes each, far more than the pipe and the agent's output queue hold.
@@ -25,15 +21,9 @@ fn sigterm_ends_a_trace_whose_stdout_is_never_read() {
     let (mut agent, _stdout) = Agent::start_unread(&ns, &["--ring-buffer-kib", "256"]).unwrap();
 
     let churn = Churn::start(&ns, 4, 100_000).unwrap();
-    wait::until("the churn's connections", Duration::from_secs(120), || {
-        let made = churn.connections();
-        Ok(if made >= CONNECTIONS {
-            Poll::Ready(())
-        } else {
-            Poll::Pending(format!("{made} connections"))
-        })
-    })
-    .unwrap();
+    churn
+        .wait_for(CONNECTIONS, Duration::from_secs(120))
+        .unwrap();
     drop(churn);
     agent
         .wait_for_stderr(

@@ -5,16 +5,14 @@
 //! listed sockets instead of counting them as first seen mid-life.
 use std::time::Duration;
 
-use socktrace_integration_tests::{
-    Agent, NetNs,
-    churn::Churn,
-    wait::{self, Poll},
-};
+use socktrace_integration_tests::{Agent, NetNs, churn::Churn};
 
 /// Starts of the tracer, each under the churn.
 const STARTS: usize = 5;
 /// Connections each start watches before it stops.
 const CONNECTIONS: u64 = 2_000;
+/// The most the churn may take to make them.
+const TIMEOUT: Duration = Duration::from_secs(60);
 
 #[test]
 fn a_trace_started_under_churn_reports_no_gap_it_did_not_lose() {
@@ -22,9 +20,11 @@ fn a_trace_started_under_churn_reports_no_gap_it_did_not_lose() {
     let mut phantom = Vec::new();
     for start in 0..STARTS {
         let churn = Churn::start(&ns, 8, 5_000).unwrap();
-        wait_for_connections(&churn, 200);
+        churn.wait_for(200, TIMEOUT).unwrap();
         let agent = Agent::start(&ns, &[]).unwrap();
-        wait_for_connections(&churn, churn.connections() + CONNECTIONS);
+        churn
+            .wait_for(churn.connections() + CONNECTIONS, TIMEOUT)
+            .unwrap();
         // The agent's last transitions printed without a churn to keep up
         // with.
         drop(churn);
@@ -45,16 +45,4 @@ fn a_trace_started_under_churn_reports_no_gap_it_did_not_lose() {
         phantom.is_empty(),
         "gaps reported beyond the events lost: {phantom:#?}"
     );
-}
-
-fn wait_for_connections(churn: &Churn, count: u64) {
-    wait::until("the churn's connections", Duration::from_secs(60), || {
-        let made = churn.connections();
-        Ok(if made >= count {
-            Poll::Ready(())
-        } else {
-            Poll::Pending(format!("{made} of {count} connections"))
-        })
-    })
-    .unwrap();
 }
