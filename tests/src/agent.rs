@@ -527,7 +527,8 @@ impl<'ns> Agent<'ns> {
         anyhow!(text)
     }
 
-    fn signal(&self, signal: libc::c_int) {
+    /// Sends `signal` to the agent, unless it has exited.
+    pub fn signal(&self, signal: libc::c_int) {
         if self.exit.is_none() {
             // SAFETY: kill has no memory preconditions; the child is not
             // reaped yet (exit is None), so its pid is still ours.

@@ -155,7 +155,7 @@ fn one_round(round: usize) {
     // The agent stopped through the churn, the ring holding its records:
     // the churn runs at the kernel side's top rate, where transitions nest
     // most often, and the agent's reading does not slow it.
-    signal(&agent, libc::SIGSTOP);
+    agent.signal(libc::SIGSTOP);
     let stop = Arc::new(AtomicBool::new(false));
     let acceptor = {
         let stop = Arc::clone(&stop);
@@ -170,7 +170,7 @@ fn one_round(round: usize) {
     let made: u64 = clients.into_iter().map(|c| c.join().unwrap()).sum();
     stop.store(true, Ordering::Relaxed);
     acceptor.join().unwrap();
-    signal(&agent, libc::SIGCONT);
+    agent.signal(libc::SIGCONT);
 
     // One more connection, after all the others: the ring is read in
     // order, so once both its ends' CLOSE are printed, so is everything
@@ -226,11 +226,6 @@ fn one_round(round: usize) {
         stderr.iter().all(|l| !l.contains("dropped")),
         "round {round}: output lines dropped although stdout was read: {stderr:?}"
     );
-}
-
-fn signal(agent: &Agent, signal: libc::c_int) {
-    // SAFETY: kill(2) on the agent, our child, not yet reaped.
-    assert_eq!(unsafe { libc::kill(agent.pid() as libc::pid_t, signal) }, 0);
 }
 
 #[test]

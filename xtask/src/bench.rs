@@ -68,11 +68,11 @@ pub enum LoadKind {
 /// A load the configurations are measured under, running while it lives.
 pub trait Load {
     /// Counts the connections it made over the next `length`.
-    fn window(&self, length: Duration) -> Result<Window>;
+    fn window(&mut self, length: Duration) -> Result<Window>;
 }
 
 impl Load for Churn {
-    fn window(&self, length: Duration) -> Result<Window> {
+    fn window(&mut self, length: Duration) -> Result<Window> {
         Ok(Churn::window(self, length))
     }
 }
@@ -118,7 +118,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
     let mut measurements: Vec<Measurement> = Vec::new();
     for kind in loads {
-        let (name, description, load): (&str, String, Box<dyn Load>) = match kind {
+        let (name, description, mut load): (&str, String, Box<dyn Load>) = match kind {
             LoadKind::Churn => {
                 let count = fastest_client_count(&netns)?;
                 eprintln!("xtask: bench: churning with {count} client threads");
@@ -148,7 +148,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             for config in order {
                 let spec = config.map(|index| &specs[index]);
                 match measure(
-                    load.as_ref(),
+                    load.as_mut(),
                     &stats,
                     spec,
                     Duration::from_secs(args.seconds),
@@ -200,7 +200,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 /// One window of churn under `spec` (or no tracer), then for a tracer one
 /// with the kernel's BPF statistics on.
 fn measure(
-    load: &dyn Load,
+    load: &mut dyn Load,
     stats: &BpfStats,
     spec: Option<&TracerSpec>,
     length: Duration,

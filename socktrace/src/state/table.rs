@@ -676,10 +676,9 @@ impl SocketTable {
         }
     }
 
-    /// Takes a seeded socket with `tuple` in `state` out of the seeded
-    /// index; its slot stays in use.
     /// Takes a seeded socket with `tuple` (in `state`, or in any state)
-    /// out of the seeded index, for a transition to name.
+    /// out of the seeded index, for a transition to name; its slot stays
+    /// in use.
     fn take_seeded(&mut self, tuple: &SocketTuple, state: Option<TcpState>) -> Option<u32> {
         let slab = &self.slab;
         let found = self

@@ -10,7 +10,6 @@ use std::{
     net::{Ipv4Addr, SocketAddr, TcpStream},
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::Mutex,
     thread,
     time::{Duration, Instant},
 };
@@ -45,7 +44,8 @@ pub fn description() -> String {
 /// nginx serving in the namespace and wrk loading it, until dropped.
 pub struct HttpLoad {
     nginx: Child,
-    wrk: Mutex<Option<Child>>,
+    /// Started once nginx answers.
+    wrk: Option<Child>,
     directory: PathBuf,
     namespace: File,
     address: SocketAddr,
@@ -79,13 +79,13 @@ impl HttpLoad {
             .context("starting nginx (Debian's nginx-light)")?;
         let mut load = HttpLoad {
             nginx,
-            wrk: Mutex::new(None),
+            wrk: None,
             directory,
             namespace,
             address: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
         };
         load.wait_listening()?;
-        *load.wrk.get_mut().expect("wrk") = Some(
+        load.wrk = Some(
             Command::new("nsenter")
                 .arg(format!("--net={netns_path}"))
                 .args(["wrk", "-H", "Connection: close"])
@@ -142,13 +142,13 @@ impl HttpLoad {
 impl Load for HttpLoad {
     /// The connections nginx accepted over `length`; those it could not
     /// handle are failures.
-    fn window(&self, length: Duration) -> Result<Window> {
+    fn window(&mut self, length: Duration) -> Result<Window> {
         let before = self.status()?;
         let began = Instant::now();
         thread::sleep(length);
         let after = self.status()?;
         let seconds = began.elapsed().as_secs_f64();
-        if let Some(wrk) = self.wrk.lock().expect("wrk").as_mut()
+        if let Some(wrk) = &mut self.wrk
             && let Some(status) = wrk.try_wait()?
         {
             bail!("wrk exited ({status})");
@@ -165,7 +165,7 @@ impl Load for HttpLoad {
 
 impl Drop for HttpLoad {
     fn drop(&mut self) {
-        if let Some(mut wrk) = self.wrk.get_mut().ok().and_then(Option::take) {
+        if let Some(mut wrk) = self.wrk.take() {
             let _ = wrk.kill();
             let _ = wrk.wait();
         }
