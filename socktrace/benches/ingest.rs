@@ -1,7 +1,8 @@
 //! The agent's ingest ceiling without the kernel: recorded kernel records
 //! replayed, on one core, through decoding (`Event::try_from`) and the
 //! socket table (`apply` for state transitions; other kinds are decoded
-//! only). Criterion reports records per second.
+//! only), and through the agent's whole live state (`decode_live`).
+//! Criterion reports records per second.
 //!
 //! Input: the recording named by `SOCKTRACE_RECORDING`, by default
 //! `benches/data/churn.rec`: 8,002 real records, 800 loopback connections
@@ -14,7 +15,11 @@
 use std::{env, fs, hint::black_box, path::PathBuf};
 
 use criterion::{Criterion, Throughput};
-use socktrace::{kernel::event::Event, recording::format as recording, state::table::SocketTable};
+use socktrace::{
+    kernel::event::Event,
+    recording::format as recording,
+    state::{live::LiveState, table::SocketTable},
+};
 
 /// The recording replayed unless `SOCKTRACE_RECORDING` names another.
 const DEFAULT_RECORDING: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/data/churn.rec");
@@ -43,6 +48,12 @@ fn ingest(criterion: &mut Criterion) {
     group.bench_function("decode_apply", |bencher| {
         bencher.iter(|| decode_apply(black_box(&records), &mut table))
     });
+    // The agent's whole per-record work: every tracker and counter the
+    // live state keeps, not only the table.
+    let mut live = LiveState::new(SocketTable::new());
+    group.bench_function("decode_live", |bencher| {
+        bencher.iter(|| decode_live(black_box(&records), &mut live))
+    });
     group.bench_function("decode_only", |bencher| {
         bencher.iter(|| decode_only(black_box(&records)))
     });
@@ -61,6 +72,22 @@ fn decode_apply(records: &[&[u8]], table: &mut SocketTable) -> u64 {
             Ok(other) => {
                 black_box(other);
             }
+            Err(error) => {
+                black_box(error);
+                rejected += 1;
+            }
+        }
+    }
+    rejected
+}
+
+/// Decodes every record and hands it to the agent's live state; returns
+/// how many records were rejected.
+fn decode_live(records: &[&[u8]], live: &mut LiveState) -> u64 {
+    let mut rejected = 0;
+    for &raw in records {
+        match Event::try_from(raw) {
+            Ok(event) => live.event(&event),
             Err(error) => {
                 black_box(error);
                 rejected += 1;

@@ -85,20 +85,20 @@ fn live_state() -> LiveState {
                 soft_error: 0,
             })
         };
-        live.event(state(ts_ns, tuple(0), TcpState::Close, TcpState::SynSent));
-        live.event(Event::SynRetransmit(SocketSignal {
+        live.event(&state(ts_ns, tuple(0), TcpState::Close, TcpState::SynSent));
+        live.event(&Event::SynRetransmit(SocketSignal {
             ts_ns: ts_ns + MS / 2,
             skaddr,
             tuple: tuple(port),
         }));
-        live.event(state(
+        live.event(&state(
             ts_ns + MS / 2 + 1,
             tuple(port),
             TcpState::SynSent,
             TcpState::Established,
         ));
         if n % 10 == 0 {
-            live.event(state(
+            live.event(&state(
                 ts_ns + MS / 2 + 2,
                 tuple(port),
                 TcpState::Established,

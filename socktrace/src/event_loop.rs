@@ -34,9 +34,9 @@ const LABELLED_PROCESSES: usize = 65_536;
 /// Records handled before yielding to signals and timers.
 const BATCH: usize = 1024;
 
-/// The kernel wakes the agent only once a batch is waiting (see
-/// `loader::wakeup_threshold`); this timer bounds how long a lone record can
-/// wait in the ring before it is handled.
+/// How often the ring is drained: at steady rates this timer, not the
+/// kernel, wakes the agent (see `loader::wakeup_threshold`), and it bounds
+/// how long a record waits in the ring before it is handled.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
 
 /// How often a listing may be due (see [`ListingSchedule`]), and how often
@@ -46,7 +46,7 @@ pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
 /// What a command does with the records.
 pub trait Consumer {
     /// One decoded record; output goes to `out`.
-    fn event(&mut self, event: Event, out: &mut String);
+    fn event(&mut self, event: &Event, out: &mut String);
 
     /// The sockets the consumer compares its state with, listed by
     /// sock_diag in each namespace when a listing is due (see
@@ -462,7 +462,7 @@ impl Decoder<'_> {
         }
     }
 
-    fn decode(&mut self, bytes: &[u8], consumer: &mut dyn FnMut(Event)) {
+    fn decode(&mut self, bytes: &[u8], consumer: &mut dyn FnMut(&Event)) {
         let decoded = Event::try_from(bytes);
         let mut selected = None;
         match decoded {
@@ -489,7 +489,7 @@ impl Decoder<'_> {
         if let Some(recorder) = &mut self.recorder {
             recorder.record(bytes);
         }
-        if let Some(event) = selected {
+        if let Some(event) = &selected {
             consumer(event);
         }
     }

@@ -191,7 +191,7 @@ impl HandshakePrinter {
 }
 
 impl Consumer for HandshakePrinter {
-    fn event(&mut self, event: Event, out: &mut String) {
+    fn event(&mut self, event: &Event, out: &mut String) {
         match self.pipeline.apply(event) {
             Applied::Transition {
                 handshake: Some(handshake),

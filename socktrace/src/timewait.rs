@@ -174,7 +174,7 @@ impl TimeWaitPrinter {
 }
 
 impl Consumer for TimeWaitPrinter {
-    fn event(&mut self, event: Event, out: &mut String) {
+    fn event(&mut self, event: &Event, out: &mut String) {
         if let Applied::Transition {
             transition,
             time_wait,

@@ -86,7 +86,7 @@ struct TransitionPrinter {
 }
 
 impl Consumer for TransitionPrinter {
-    fn event(&mut self, event: Event, out: &mut String) {
+    fn event(&mut self, event: &Event, out: &mut String) {
         if let Applied::Transition { transition, .. } = self.pipeline.apply(event) {
             output::write_transition(out, &transition, self.format, &self.style);
         }

@@ -37,7 +37,7 @@ fn replay(bytes: &[u8]) -> String {
     let mut out = String::new();
     for raw in recording::records(bytes).expect("a socktrace recording") {
         let event = Event::try_from(raw).expect("every recorded record decodes");
-        match pipeline.apply(event) {
+        match pipeline.apply(&event) {
             Applied::Transition {
                 transition,
                 handshake,

@@ -106,7 +106,7 @@ impl LiveConsumer {
 }
 
 impl Consumer for LiveConsumer {
-    fn event(&mut self, event: Event, _out: &mut String) {
+    fn event(&mut self, event: &Event, _out: &mut String) {
         self.live.event(event);
     }
 

@@ -152,7 +152,7 @@ impl Watch {
             Event::ResetReceived(signal) => Some(signal.ts_ns),
             _ => None,
         };
-        match pipeline.apply(event) {
+        match pipeline.apply(&event) {
             Applied::Transition {
                 transition,
                 handshake,

@@ -167,7 +167,7 @@ impl Playback {
                                     labels.get(&state.task.pid).cloned().flatten();
                             }
                         }
-                        consumer.event(event, &mut out.buffer);
+                        consumer.event(&event, &mut out.buffer);
                     }
                     Ok(_) => {}
                     Err(error) => rejected.count(error),

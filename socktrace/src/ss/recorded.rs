@@ -43,7 +43,7 @@ impl SocketsAt {
 }
 
 impl Consumer for SocketsAt {
-    fn event(&mut self, event: Event, out: &mut String) {
+    fn event(&mut self, event: &Event, out: &mut String) {
         self.live.event(event, out);
     }
 

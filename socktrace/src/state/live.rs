@@ -162,7 +162,7 @@ impl LiveState {
     }
 
     /// One decoded record.
-    pub fn event(&mut self, event: Event) {
+    pub fn event(&mut self, event: &Event) {
         match self.pipeline.apply(event) {
             Applied::Transition {
                 transition,

@@ -19,8 +19,46 @@ const NS_PER_SEC: u64 = 1_000_000_000;
 /// Counts per subnet in one-second buckets.
 #[derive(Debug, Default)]
 pub struct OpeningWindow {
-    /// (second since boot, opens per subnet in it), oldest first.
-    buckets: VecDeque<(u64, HeavyHitters<Cidr, u64>)>,
+    /// Oldest first.
+    buckets: VecDeque<Second>,
+}
+
+/// One second's opens.
+#[derive(Debug)]
+struct Second {
+    /// Since boot.
+    second: u64,
+    counts: HeavyHitters<Cidr, u64>,
+    /// The latest opens, all of one subnet, not yet in `counts`: a host
+    /// behind a proxy or talking to one backend opens run after run from
+    /// one subnet, and a run costs one update of `counts`, not one each.
+    run: Option<(Cidr, u64)>,
+}
+
+impl Second {
+    fn new(second: u64, subnet: Cidr) -> Self {
+        Second {
+            second,
+            counts: HeavyHitters::new(KEPT_PER_SECOND),
+            run: Some((subnet, 1)),
+        }
+    }
+
+    fn record(&mut self, subnet: Cidr) {
+        match &mut self.run {
+            Some((running, opens)) if *running == subnet => *opens += 1,
+            _ => {
+                self.count_run();
+                self.run = Some((subnet, 1));
+            }
+        }
+    }
+
+    fn count_run(&mut self) {
+        if let Some((subnet, run)) = self.run.take() {
+            self.counts.update(subnet, |opens| *opens += run);
+        }
+    }
 }
 
 impl OpeningWindow {
@@ -31,19 +69,15 @@ impl OpeningWindow {
     /// A connection to or from `subnet` opened at `ts_ns`.
     pub fn record(&mut self, ts_ns: u64, subnet: Cidr) {
         let second = ts_ns / NS_PER_SEC;
-        let bucket = match self.buckets.back_mut() {
-            Some((last, counts)) if *last == second => counts,
+        match self.buckets.back_mut() {
             // Records arrive in time order per CPU, not across CPUs: a
             // slightly older one joins the newest bucket.
-            Some((last, counts)) if *last > second => counts,
+            Some(newest) if newest.second >= second => newest.record(subnet),
             _ => {
-                self.buckets
-                    .push_back((second, HeavyHitters::new(KEPT_PER_SECOND)));
-                &mut self.buckets.back_mut().expect("just pushed").1
+                self.buckets.push_back(Second::new(second, subnet));
+                self.forget_before(second);
             }
-        };
-        bucket.update(subnet, |opens| *opens += 1);
-        self.forget_before(second);
+        }
     }
 
     /// Opens per subnet within the window ending at `now_ns`, most first
@@ -51,8 +85,9 @@ impl OpeningWindow {
     pub fn top(&mut self, now_ns: u64, limit: usize) -> Vec<(Cidr, u64)> {
         self.forget_before(now_ns / NS_PER_SEC);
         let mut totals: HashMap<Cidr, u64> = HashMap::new();
-        for (_, counts) in &self.buckets {
-            for row in counts.rows() {
+        for bucket in &mut self.buckets {
+            bucket.count_run();
+            for row in bucket.counts.rows() {
                 *totals.entry(row.key).or_default() += row.value;
             }
         }
@@ -66,7 +101,10 @@ impl OpeningWindow {
     /// of the last [`OpeningWindow::top`]), their opens in no count; one
     /// merged in two seconds counts twice.
     pub fn merged(&self) -> u64 {
-        self.buckets.iter().map(|(_, counts)| counts.merged()).sum()
+        self.buckets
+            .iter()
+            .map(|bucket| bucket.counts.merged())
+            .sum()
     }
 
     fn forget_before(&mut self, now_second: u64) {
@@ -74,7 +112,7 @@ impl OpeningWindow {
         while self
             .buckets
             .front()
-            .is_some_and(|(second, _)| *second < oldest_kept)
+            .is_some_and(|bucket| bucket.second < oldest_kept)
         {
             self.buckets.pop_front();
         }
@@ -147,7 +185,11 @@ mod tests {
                 window.record(NS_PER_SEC + i, heavy);
             }
         }
-        let kept: usize = window.buckets.iter().map(|(_, counts)| counts.len()).sum();
+        let kept: usize = window
+            .buckets
+            .iter()
+            .map(|bucket| bucket.counts.len())
+            .sum();
         assert_eq!(kept, KEPT_PER_SECOND, "subnets kept");
         assert_eq!(window.top(NS_PER_SEC, 1), vec![(heavy, 10_000)]);
         assert_eq!(window.merged(), 1_000_001 - KEPT_PER_SECOND as u64);

@@ -94,21 +94,21 @@ impl Pipeline {
     }
 
     /// One decoded record.
-    pub fn apply(&mut self, event: Event) -> Applied {
+    pub fn apply(&mut self, event: &Event) -> Applied {
         let Trackers {
             handshakes,
             time_wait,
         } = self.trackers;
         match event {
             Event::State(event) => {
-                let transition = self.table.apply(&event);
+                let transition = self.table.apply(event);
                 let handshake = if handshakes {
-                    self.handshakes.on_transition(&event, &transition)
+                    self.handshakes.on_transition(event, &transition)
                 } else {
                     None
                 };
                 let time_wait = if time_wait {
-                    self.time_wait.on_transition(&event, &transition)
+                    self.time_wait.on_transition(event, &transition)
                 } else {
                     TimeWaitOutcome::default()
                 };
@@ -120,20 +120,20 @@ impl Pipeline {
             }
             Event::SynRetransmit(signal) if handshakes => {
                 let owner = self.table.by_skaddr(signal.skaddr).and_then(|s| s.owner);
-                Applied::Retrying(self.handshakes.on_syn_retransmit(&signal, owner))
+                Applied::Retrying(self.handshakes.on_syn_retransmit(signal, owner))
             }
             Event::SynAckRetransmit(synack) if handshakes => {
                 let owner = self
                     .table
                     .listener_owner(synack.tuple.netns, &synack.tuple.local);
-                Applied::Retrying(self.handshakes.on_synack_retransmit(&synack, owner))
+                Applied::Retrying(self.handshakes.on_synack_retransmit(synack, owner))
             }
             Event::ResetReceived(signal) => {
                 if handshakes {
-                    self.handshakes.on_reset(&signal);
+                    self.handshakes.on_reset(signal);
                 }
                 if time_wait {
-                    self.time_wait.on_reset(&signal);
+                    self.time_wait.on_reset(signal);
                 }
                 Applied::Noted
             }

@@ -77,9 +77,9 @@ fn a_connect_stuck_in_syn_sent_shows_its_age_retries_and_owner() {
     let stuck = tuple("10.0.0.1:40000", "192.0.2.7:443");
     // The kernel picks the local port after `CLOSE -> SYN_SENT`.
     let unbound = tuple("10.0.0.1:0", "192.0.2.7:443");
-    live.event(state(S, 0xa, unbound, Close, SynSent));
+    live.event(&state(S, 0xa, unbound, Close, SynSent));
     for retry in 1..=2 {
-        live.event(Event::SynRetransmit(SocketSignal {
+        live.event(&Event::SynRetransmit(SocketSignal {
             ts_ns: S + retry * S,
             skaddr: 0xa,
             tuple: stuck,
@@ -109,7 +109,7 @@ fn a_connect_stuck_in_syn_sent_shows_its_age_retries_and_owner() {
 fn a_connect_listed_before_its_first_retransmit_is_known_by_its_addresses() {
     let mut live = LiveState::new(SocketTable::new());
     let unbound = tuple("[fd00::1]:0", "[fd00::7]:443");
-    live.event(state(S, 0xa, unbound, Close, SynSent));
+    live.event(&state(S, 0xa, unbound, Close, SynSent));
     let stuck = tuple("[fd00::1]:40000", "[fd00::7]:443");
     let timer = DiagTimer::Retransmit {
         expires_ms: 800,
@@ -146,7 +146,7 @@ fn a_connect_listed_before_its_first_retransmit_is_known_by_its_addresses() {
 fn connects_between_the_same_addresses_are_told_apart_by_owner_or_not_at_all() {
     let mut live = LiveState::new(SocketTable::new());
     let unbound = tuple("10.0.0.1:0", "192.0.2.7:443");
-    live.event(state(S, 0xa, unbound, Close, SynSent));
+    live.event(&state(S, 0xa, unbound, Close, SynSent));
     let mut by_wget = state(2 * S, 0xb, unbound, Close, SynSent);
     let wget = Owner {
         pid: 77,
@@ -156,7 +156,7 @@ fn connects_between_the_same_addresses_are_told_apart_by_owner_or_not_at_all() {
     if let Event::State(event) = &mut by_wget {
         event.task = wget.clone();
     }
-    live.event(by_wget);
+    live.event(&by_wget);
     let timer = DiagTimer::Retransmit {
         expires_ms: 800,
         retransmits: 0,
@@ -183,11 +183,11 @@ fn connects_between_the_same_addresses_are_told_apart_by_owner_or_not_at_all() {
 fn a_close_into_time_wait_is_counted_when_listed_and_listed_with_its_age() {
     let mut live = LiveState::new(SocketTable::new());
     let client = tuple("127.0.0.1:45807", "127.0.0.1:8080");
-    live.event(state(S, 0xc, client, Close, SynSent));
-    live.event(state(S + MS, 0xc, client, SynSent, Established));
-    live.event(state(2 * S, 0xc, client, Established, FinWait1));
-    live.event(state(2 * S + MS, 0xc, client, FinWait1, FinWait2));
-    live.event(state(2 * S + 2 * MS, 0xc, client, FinWait2, Close));
+    live.event(&state(S, 0xc, client, Close, SynSent));
+    live.event(&state(S + MS, 0xc, client, SynSent, Established));
+    live.event(&state(2 * S, 0xc, client, Established, FinWait1));
+    live.event(&state(2 * S + MS, 0xc, client, FinWait1, FinWait2));
+    live.event(&state(2 * S + 2 * MS, 0xc, client, FinWait2, Close));
     assert_eq!(
         live.overview(3 * S, everywhere, 0).totals.time_wait_entries,
         0
@@ -231,7 +231,7 @@ fn a_half_open_connection_is_listed_and_its_expiry_is_a_failure() {
     );
     let mut live = LiveState::new(table);
     let half_open = tuple("10.0.0.1:8080", "198.51.100.9:50000");
-    live.event(Event::SynAckRetransmit(SynAckRetransmit {
+    live.event(&Event::SynAckRetransmit(SynAckRetransmit {
         ts_ns: 2 * S,
         listener: 0x1,
         tuple: half_open,
@@ -305,8 +305,8 @@ fn remotes_and_subnets_are_ranked_by_connections_held_in_the_selected_namespaces
         if netns_elsewhere {
             t = elsewhere(t);
         }
-        live.event(state(S, skaddr, t, Close, SynSent));
-        live.event(state(S + MS, skaddr, t, SynSent, Established));
+        live.event(&state(S, skaddr, t, Close, SynSent));
+        live.event(&state(S + MS, skaddr, t, SynSent, Established));
     };
     for port in 40000..40003 {
         connect(&mut live, port, "192.0.2.7:443", false);
@@ -359,21 +359,21 @@ fn retries_of_an_attempt_older_than_the_tracer_come_from_the_kernel() {
 fn the_metrics_count_transitions_retransmits_outcomes_and_the_oldest_close_wait() {
     let mut live = LiveState::new(SocketTable::new());
     let connect = tuple("10.0.0.1:40000", "192.0.2.7:443");
-    live.event(state(
+    live.event(&state(
         S,
         0xa,
         tuple("10.0.0.1:0", "192.0.2.7:443"),
         Close,
         SynSent,
     ));
-    live.event(Event::SynRetransmit(SocketSignal {
+    live.event(&Event::SynRetransmit(SocketSignal {
         ts_ns: 2 * S,
         skaddr: 0xa,
         tuple: connect,
     }));
-    live.event(state(3 * S, 0xa, connect, SynSent, Established));
+    live.event(&state(3 * S, 0xa, connect, SynSent, Established));
     let served = tuple("10.0.0.1:8080", "192.0.2.9:50000");
-    live.event(state(S, 0xb, served, Established, CloseWait));
+    live.event(&state(S, 0xb, served, Established, CloseWait));
 
     let metrics = live.metrics(11 * S);
     let counts = &metrics.counts;
