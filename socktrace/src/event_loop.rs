@@ -463,14 +463,15 @@ impl Decoder<'_> {
     }
 
     fn decode(&mut self, bytes: &[u8], consumer: &mut dyn FnMut(&Event)) {
-        let decoded = Event::try_from(bytes);
-        let mut selected = None;
-        match decoded {
-            Ok(mut event) => {
+        // Matched in place: the event is lent, never moved.
+        let mut decoded = Event::try_from(bytes);
+        let selected = match &mut decoded {
+            Ok(event) => {
                 let netns = event.netns();
-                if self.namespaces.selection().contains(netns) {
+                let selected = self.namespaces.selection().contains(netns);
+                if selected {
                     self.namespaces.note(netns);
-                    if let Event::State(state) = &mut event
+                    if let Event::State(state) = event
                         && state.context == TaskContext::Process
                     {
                         state.task.container = self.labels.of(state.task.pid);
@@ -478,18 +479,19 @@ impl Decoder<'_> {
                             recorder.label(state.task.pid, &state.task.container);
                         }
                     }
-                    selected = Some(event);
                 }
+                selected
             }
             Err(error) => {
                 log::debug!("skipping record: {error}");
-                self.rejected.count(error);
+                self.rejected.count(*error);
+                false
             }
-        }
+        };
         if let Some(recorder) = &mut self.recorder {
             recorder.record(bytes);
         }
-        if let Some(event) = &selected {
+        if let (true, Ok(event)) = (selected, &decoded) {
             consumer(event);
         }
     }

@@ -271,7 +271,7 @@ pub struct HandshakeTracker {
 struct RecentCompletions {
     completed: Vec<(SocketTuple, u64)>,
     /// The length at which only each tuple's latest completion is kept (a
-    /// namespace whose listings do not come): at most twice the tuples.
+    /// namespace whose listings do not come): at most four times the tuples.
     compact_at: usize,
 }
 
@@ -284,7 +284,7 @@ impl RecentCompletions {
             self.completed
                 .sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
             self.completed.dedup_by_key(|(tuple, _)| *tuple);
-            self.compact_at = 2 * self.completed.len();
+            self.compact_at = 4 * self.completed.len();
         }
     }
 

@@ -563,7 +563,7 @@ fn recent_completions_without_listings_keep_each_tuple_once() {
             recent.push(tuple, round * 1000 + i as u64);
         }
     }
-    assert!(recent.completed.len() <= 2 * RecentCompletions::COMPACT_FROM);
+    assert!(recent.completed.len() <= RecentCompletions::COMPACT_FROM);
     recent.forget(tuples[0].netns, 199 * 1000);
     assert_eq!(recent.completed.len(), tuples.len(), "the last round only");
     let asked: FastSet<SocketTuple> = [tuples[7]].into_iter().collect();
