@@ -1,6 +1,9 @@
 //! A TCP socket's addresses: its network namespace, local and remote
 //! endpoint.
-use std::net::SocketAddr;
+use std::{
+    hash::{Hash, Hasher},
+    net::{IpAddr, SocketAddr},
+};
 
 /// A network namespace's inode number, as `ls -l /proc/PID/ns/net` and
 /// `lsns` show it.
@@ -24,12 +27,32 @@ pub fn elsewhere(tuple: SocketTuple) -> SocketTuple {
 /// are different sockets. A listener's remote endpoint is the unspecified
 /// address with port 0, as `ss` prints `0.0.0.0:*`.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
 pub struct SocketTuple {
     pub netns: NetnsInode,
     pub local: SocketAddr,
     pub remote: SocketAddr,
+}
+
+/// In three words where the derived hash takes a dozen writes (address
+/// kind, each octet array with its length, flow label and scope): the
+/// trackers hash a tuple on most transitions. Tuples that differ only in
+/// an IPv6 flow label or scope collide, which equality still tells apart.
+impl Hash for SocketTuple {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let bits = |addr: &SocketAddr| match addr.ip() {
+            IpAddr::V4(ip) => u128::from(ip.to_bits()),
+            IpAddr::V6(ip) => ip.to_bits(),
+        };
+        state.write_u64(
+            u64::from(self.netns) << 32
+                | u64::from(self.local.port()) << 16
+                | u64::from(self.remote.port()),
+        );
+        state.write_u128(bits(&self.local));
+        state.write_u128(bits(&self.remote));
+    }
 }
 
 impl SocketTuple {
