@@ -44,7 +44,7 @@ use crate::{
     model::tcp_state::TcpState,
     model::tuple::{NetnsInode, SocketTuple},
     state::table::{SocketTable, Transition},
-    support::fast_hash::{FastMap, FastSet},
+    support::fast_hash::FastMap,
 };
 
 /// Which end of the handshake.
@@ -260,52 +260,8 @@ pub struct HandshakeTracker {
     /// Server completions since the last snapshot was taken, by canonical
     /// tuple: a snapshot may still list their request sockets. Each
     /// namespace's listing forgets its own.
-    recent_completions: RecentCompletions,
+    recent_completions: FastMap<SocketTuple, u64>,
     stats: HandshakeStats,
-}
-
-/// Server completions (canonical tuple, when) since their namespace's last
-/// listing, in the order they came: one is appended without a lookup, and
-/// only a listing that shows request sockets looks through them.
-#[derive(Debug, Default)]
-struct RecentCompletions {
-    completed: Vec<(SocketTuple, u64)>,
-    /// The length at which only each tuple's latest completion is kept (a
-    /// namespace whose listings do not come): at most four times the tuples.
-    compact_at: usize,
-}
-
-impl RecentCompletions {
-    const COMPACT_FROM: usize = 65_536;
-
-    fn push(&mut self, tuple: SocketTuple, completed_ns: u64) {
-        self.completed.push((tuple, completed_ns));
-        if self.completed.len() >= self.compact_at.max(Self::COMPACT_FROM) {
-            self.completed
-                .sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-            self.completed.dedup_by_key(|(tuple, _)| *tuple);
-            self.compact_at = 4 * self.completed.len();
-        }
-    }
-
-    /// Those of `tuples` that completed.
-    fn among(&self, tuples: &FastSet<SocketTuple>) -> FastSet<SocketTuple> {
-        if tuples.is_empty() {
-            return FastSet::default();
-        }
-        self.completed
-            .iter()
-            .map(|(tuple, _)| *tuple)
-            .filter(|tuple| tuples.contains(tuple))
-            .collect()
-    }
-
-    /// Keeps those of other namespaces than `netns`, and of `netns` those
-    /// from `since_ns` on.
-    fn forget(&mut self, netns: NetnsInode, since_ns: u64) {
-        self.completed
-            .retain(|(tuple, completed_ns)| tuple.netns != netns || *completed_ns >= since_ns);
-    }
 }
 
 impl HandshakeTracker {
@@ -467,12 +423,12 @@ impl HandshakeTracker {
         listed: &[RequestSocket],
         taken_ns: u64,
     ) -> Vec<Handshake> {
-        let listed_tuples: FastSet<SocketTuple> =
-            listed.iter().map(|r| r.tuple.canonical()).collect();
-        let completed = self.recent_completions.among(&listed_tuples);
         let mut present = std::collections::HashSet::with_capacity(listed.len());
         for request in listed {
-            if completed.contains(&request.tuple.canonical()) {
+            if self
+                .recent_completions
+                .contains_key(&request.tuple.canonical())
+            {
                 continue;
             }
             present.insert(request.tuple.canonical());
@@ -502,7 +458,8 @@ impl HandshakeTracker {
         // In the order of their tuples, not of the hash table (see the
         // TIME-WAIT tracker).
         gone.sort_unstable();
-        self.recent_completions.forget(netns, taken_ns);
+        self.recent_completions
+            .retain(|tuple, completed_ns| tuple.netns != netns || *completed_ns >= taken_ns);
         let mut expired = Vec::new();
         for tuple in gone {
             let Some(half_open) = self.half_open.remove(&tuple) else {
@@ -535,7 +492,8 @@ impl HandshakeTracker {
         self.clients
             .retain(|_, attempt| attempt.tuple.netns != netns);
         self.half_open.retain(|tuple, _| tuple.netns != netns);
-        self.recent_completions.forget(netns, u64::MAX);
+        self.recent_completions
+            .retain(|tuple, _| tuple.netns != netns);
         self.stats.torn_down += (before - self.pending()) as u64;
     }
 
@@ -543,7 +501,7 @@ impl HandshakeTracker {
     /// completed, whether or not it was ever seen half-open.
     fn completed(&mut self, t: &Transition) -> Handshake {
         let tuple = t.tuple.canonical();
-        self.recent_completions.push(tuple, t.ts_ns);
+        self.recent_completions.insert(tuple, t.ts_ns);
         let half_open = self.half_open.remove(&tuple);
         let (started_ns, retransmits_ns, kernel_retransmits, owner) = match half_open {
             Some(h) => (

@@ -549,23 +549,3 @@ fn a_namespace_torn_down_drops_its_attempts_and_counts_them() {
     assert_eq!(agent.tracker.pending(), 1);
     assert_eq!(agent.tracker.stats().torn_down, 1);
 }
-
-/// A namespace whose listings never come: the completions kept stay
-/// bounded by the tuples they name, each with its latest time.
-#[test]
-fn recent_completions_without_listings_keep_each_tuple_once() {
-    let mut recent = RecentCompletions::default();
-    let tuples: Vec<SocketTuple> = (0..1000u16)
-        .map(|port| tuple("10.0.0.1:80", &format!("10.0.0.2:{}", 10_000 + port)))
-        .collect();
-    for round in 0..200u64 {
-        for (i, &tuple) in tuples.iter().enumerate() {
-            recent.push(tuple, round * 1000 + i as u64);
-        }
-    }
-    assert!(recent.completed.len() <= RecentCompletions::COMPACT_FROM);
-    recent.forget(tuples[0].netns, 199 * 1000);
-    assert_eq!(recent.completed.len(), tuples.len(), "the last round only");
-    let asked: FastSet<SocketTuple> = [tuples[7]].into_iter().collect();
-    assert_eq!(recent.among(&asked), asked);
-}
