@@ -476,6 +476,18 @@ impl SocketTable {
     /// Applies one transition and says what it meant.
     pub fn apply(&mut self, event: &StateEvent) -> Transition {
         let slot = self.slot_for(event);
+        let tuple = if event.tuple.local.port() != 0 {
+            event.tuple
+        } else {
+            // Active open before the port is bound: keep what is known.
+            SocketTuple {
+                remote: event.tuple.remote,
+                ..self.slab[slot].tuple()
+            }
+        };
+        if event.ts_ns < self.seeded_until_ns {
+            self.drop_listed_copy(slot, &tuple);
+        }
         let entry = &mut self.slab[slot];
         let old_state_ns = match entry.state_since.get() {
             Some(since) if entry.state == event.old_state => {
@@ -484,15 +496,6 @@ impl SocketTable {
                 Some(spent)
             }
             _ => None,
-        };
-        let tuple = if event.tuple.local.port() != 0 {
-            event.tuple
-        } else {
-            // Active open before the port is bound: keep what is known.
-            SocketTuple {
-                remote: event.tuple.remote,
-                ..entry.tuple()
-            }
         };
         entry.set_tuple(&tuple);
         entry.state = event.new_state;
@@ -679,6 +682,28 @@ impl SocketTable {
     /// Takes a seeded socket with `tuple` (in `state`, or in any state)
     /// out of the seeded index, for a transition to name; its slot stays
     /// in use.
+    /// A socket whose transitions from before the start listing ended name
+    /// it by address (born after the programs were attached) may be in the
+    /// listing too: that copy goes, lending its owner if none was traced.
+    fn drop_listed_copy(&mut self, slot: u32, tuple: &SocketTuple) {
+        if tuple.local.port() == 0 || self.seeded.is_empty() {
+            return;
+        }
+        let Some(copy) = self.take_seeded(tuple, None) else {
+            return;
+        };
+        if self.slab[copy].state == TcpState::Listen {
+            let id = self.slab[copy].id;
+            self.remove_listener(tuple, id);
+        }
+        let listed_owner = self.slab[copy].owner.take();
+        let entry = &mut self.slab[slot];
+        if entry.owner.is_none() {
+            entry.owner = listed_owner;
+        }
+        self.slab.free(copy);
+    }
+
     fn take_seeded(&mut self, tuple: &SocketTuple, state: Option<TcpState>) -> Option<u32> {
         let slab = &self.slab;
         let found = self

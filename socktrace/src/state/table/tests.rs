@@ -349,6 +349,60 @@ fn a_transition_from_before_the_seeding_listing_is_no_gap() {
 }
 
 #[test]
+fn a_socket_born_before_the_seeding_listing_ended_is_not_kept_twice() {
+    // Born after the programs were attached and listed by the start
+    // listing too: its birth and the listing name the same socket, which
+    // must leave no seeded copy behind when it closes.
+    let owner = task(500, "curl");
+    let served = tuple("10.0.0.2:80", "10.0.0.1:7000");
+    let connected = tuple("10.0.0.1:7001", "10.0.0.2:80");
+    let unbound = tuple("10.0.0.1:0", "10.0.0.2:80");
+    let mut table = SocketTable::new();
+    let listed = |tuple| SeedSocket {
+        tuple,
+        state: Established,
+        kind: SeedKind::Full,
+        owner: Some(owner.clone()),
+    };
+    table.seed([listed(served), listed(connected)], 10 * MS);
+    let out = replay(
+        &mut table,
+        &[
+            ev(2 * MS, SERVER_SK, served, Listen, SynRecv).softirq(task(1, "swapper")),
+            ev(3 * MS, SERVER_SK, served, SynRecv, Established).softirq(task(1, "swapper")),
+            ev(2 * MS, CLIENT_SK, unbound, Close, SynSent).by(owner.clone()),
+            ev(3 * MS, CLIENT_SK, connected, SynSent, Established),
+        ],
+    );
+    assert_eq!(
+        table.len(),
+        2,
+        "one entry per socket: {:#?}",
+        table.sockets().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        out[1].owner,
+        Some(owner),
+        "the listing's owner, none traced"
+    );
+    replay(
+        &mut table,
+        &[
+            ev(20 * MS, SERVER_SK, served, Established, FinWait1),
+            ev(21 * MS, SERVER_SK, served, FinWait1, Close),
+            ev(20 * MS, CLIENT_SK, connected, Established, CloseWait),
+            ev(21 * MS, CLIENT_SK, connected, CloseWait, Close),
+        ],
+    );
+    assert!(
+        table.is_empty(),
+        "{:#?}",
+        table.sockets().collect::<Vec<_>>()
+    );
+    assert_eq!(table.stats().transitions_missed(), 0);
+}
+
+#[test]
 fn timewait_and_request_sockets_are_listed_but_not_kept() {
     let t = tuple("10.0.0.1:40000", "10.0.0.2:443");
     let mut table = SocketTable::new();
