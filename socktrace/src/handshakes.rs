@@ -216,6 +216,7 @@ impl Consumer for HandshakePrinter {
     }
 
     fn settle(&mut self, now_ns: u64, out: &mut String) {
+        self.pipeline.settled();
         let every = self.summary_every_ns;
         if every > 0 && now_ns.saturating_sub(self.last_summary_ns) >= every {
             self.last_summary_ns = now_ns;

@@ -152,6 +152,10 @@ impl Consumer for LiveConsumer {
     fn namespace_gone(&mut self, netns: NetnsInode, now_ns: u64, _out: &mut String) {
         self.live.tear_down(netns, now_ns);
     }
+
+    fn settle(&mut self, _now_ns: u64, _out: &mut String) {
+        self.live.settled();
+    }
 }
 
 /// The answers to the views' requests, from the event loop that runs a

@@ -257,9 +257,10 @@ pub struct HandshakeTracker {
     /// The kernel's request sockets (each listener's backlog at most): one
     /// its namespace's next listing misses is dropped.
     half_open: FastMap<SocketTuple, HalfOpen>,
-    /// Server completions since the last snapshot was taken, by canonical
-    /// tuple: a snapshot may still list their request sockets. Each
-    /// namespace's listing forgets its own.
+    /// Server completions since the last settle, by canonical tuple: a
+    /// snapshot taken before one may still list its request socket. Each
+    /// namespace's listing forgets its own, and a settle all (see
+    /// [`HandshakeTracker::settled`]), so this holds one drain's worth.
     recent_completions: FastMap<SocketTuple, u64>,
     stats: HandshakeStats,
 }
@@ -425,9 +426,12 @@ impl HandshakeTracker {
     ) -> Vec<Handshake> {
         let mut present = std::collections::HashSet::with_capacity(listed.len());
         for request in listed {
+            // One that completed before the dump began was gone from it:
+            // a request on its tuple now is a new connection.
             if self
                 .recent_completions
-                .contains_key(&request.tuple.canonical())
+                .get(&request.tuple.canonical())
+                .is_some_and(|&completed_ns| completed_ns >= taken_ns)
             {
                 continue;
             }
@@ -482,6 +486,13 @@ impl HandshakeTracker {
             });
         }
         expired
+    }
+
+    /// The records drained so far and the listing they were drained for
+    /// (if any) were applied: every later listing begins after the
+    /// completions seen so far, so none of them can hide in one.
+    pub fn settled(&mut self) {
+        self.recent_completions.clear();
     }
 
     /// Namespace `netns` is gone: its attempts in progress are dropped and

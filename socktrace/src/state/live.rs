@@ -191,6 +191,11 @@ impl LiveState {
         self.counts.time_wait(&reconciled.time_wait);
     }
 
+    /// After every drain and the listing it was for.
+    pub fn settled(&mut self) {
+        self.pipeline.settled();
+    }
+
     /// Namespace `netns` is gone, found so at `now_ns`.
     pub fn tear_down(&mut self, netns: NetnsInode, now_ns: u64) {
         self.pipeline.tear_down(netns, now_ns);

@@ -177,6 +177,12 @@ impl Pipeline {
         self.time_wait.on_listing(netns, listed, time)
     }
 
+    /// After every drain and the listing it was for (see
+    /// `Consumer::settle`).
+    pub fn settled(&mut self) {
+        self.handshakes.settled();
+    }
+
     /// Namespace `netns` is gone, found so at `now_ns`: what is left of it
     /// goes, counted.
     pub fn tear_down(&mut self, netns: NetnsInode, now_ns: u64) -> TimeWaitOutcome {
