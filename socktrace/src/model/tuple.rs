@@ -67,6 +67,9 @@ impl SocketTuple {
     /// dual-stack listener's request socket is IPv4 while its child socket
     /// is IPv6 with mapped addresses.
     pub fn canonical(&self) -> SocketTuple {
+        if self.local.is_ipv4() && self.remote.is_ipv4() {
+            return *self;
+        }
         let canonical = |addr: SocketAddr| SocketAddr::new(addr.ip().to_canonical(), addr.port());
         SocketTuple {
             netns: self.netns,
