@@ -34,9 +34,9 @@ const LABELLED_PROCESSES: usize = 65_536;
 /// Records handled before yielding to signals and timers.
 const BATCH: usize = 1024;
 
-/// How often the ring is drained: at steady rates this timer, not the
-/// kernel, wakes the agent (see `loader::wakeup_threshold`), and it bounds
-/// how long a record waits in the ring before it is handled.
+/// The kernel wakes the agent only once a batch is waiting (see
+/// `loader::wakeup_threshold`); this timer bounds how long a lone record can
+/// wait in the ring before it is handled.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
 
 /// How often a listing may be due (see [`ListingSchedule`]), and how often

@@ -280,15 +280,13 @@ fn pair(
     Ok(u64::from(at))
 }
 
-/// Records each CPU queues before it wakes the agent: together an eighth of
-/// the ring. The agent's drain timer empties the ring first at any steady
-/// rate the ring holds for that long, so the kernel wakes it only for a
-/// burst, long before the burst could fill the ring; each wake-up is a
-/// context switch of the agent and cold caches for its next batch.
+/// Records each CPU queues before it wakes the agent: together at most an
+/// eighth of the ring, or 64 KiB (about 600 records), so a burst is drained
+/// long before it could fill the ring.
 pub fn wakeup_threshold(ring_buffer_bytes: u32, cpus: usize) -> u64 {
     /// A record and the ring's 8-byte header.
     const SLOT_BYTES: u64 = RECORD_SIZE as u64 + 8;
-    let bytes = u64::from(ring_buffer_bytes / 8);
+    let bytes = u64::from(ring_buffer_bytes / 8).min(64 * 1024);
     (bytes / SLOT_BYTES / cpus.max(1) as u64).max(1)
 }
 
@@ -410,8 +408,8 @@ mod tests {
     fn the_wakeup_threshold_leaves_room_in_small_and_large_rings() {
         assert_eq!(wakeup_threshold(4096, 1), 4, "512 bytes, 104-byte slots");
         assert_eq!(wakeup_threshold(4096, 8), 1);
-        assert_eq!(wakeup_threshold(4 << 20, 1), 5041, "512 KiB");
-        assert_eq!(wakeup_threshold(16 << 20, 2), 10082);
+        assert_eq!(wakeup_threshold(4 << 20, 1), 630, "64 KiB");
+        assert_eq!(wakeup_threshold(16 << 20, 2), 315);
     }
 
     #[test]

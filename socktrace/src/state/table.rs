@@ -686,7 +686,9 @@ impl SocketTable {
     /// it by address (born after the programs were attached) may be in the
     /// listing too: that copy goes, lending its owner if none was traced.
     fn drop_listed_copy(&mut self, slot: u32, tuple: &SocketTuple) {
-        if tuple.local.port() == 0 || self.seeded.is_empty() {
+        // A listener's remote port is 0, and so is a child's birth's on
+        // kernels before 6.15: neither names one connection.
+        if tuple.local.port() == 0 || tuple.remote.port() == 0 || self.seeded.is_empty() {
             return;
         }
         let Some(copy) = self.take_seeded(tuple, None) else {
