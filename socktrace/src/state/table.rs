@@ -485,9 +485,7 @@ impl SocketTable {
                 ..self.slab[slot].tuple()
             }
         };
-        if event.ts_ns < self.seeded_until_ns {
-            self.drop_listed_copy(slot, &tuple);
-        }
+        self.drop_listed_copy(event, slot, &tuple);
         let entry = &mut self.slab[slot];
         let old_state_ns = match entry.state_since.get() {
             Some(since) if entry.state == event.old_state => {
@@ -679,25 +677,22 @@ impl SocketTable {
         }
     }
 
-    /// Takes a seeded socket with `tuple` (in `state`, or in any state)
-    /// out of the seeded index, for a transition to name; its slot stays
-    /// in use.
     /// A socket whose transitions from before the start listing ended name
     /// it by address (born after the programs were attached) may be in the
     /// listing too: that copy goes, lending its owner if none was traced.
-    fn drop_listed_copy(&mut self, slot: u32, tuple: &SocketTuple) {
-        // A listener's remote port is 0, and so is a child's birth's on
-        // kernels before 6.15: neither names one connection.
-        if tuple.local.port() == 0 || tuple.remote.port() == 0 || self.seeded.is_empty() {
+    /// Only a connection's tuple is looked for: a listener's remote port is
+    /// 0, and so is a child's birth's on kernels before 6.15.
+    fn drop_listed_copy(&mut self, event: &StateEvent, slot: u32, tuple: &SocketTuple) {
+        if event.ts_ns >= self.seeded_until_ns
+            || tuple.local.port() == 0
+            || tuple.remote.port() == 0
+            || self.seeded.is_empty()
+        {
             return;
         }
         let Some(copy) = self.take_seeded(tuple, None) else {
             return;
         };
-        if self.slab[copy].state == TcpState::Listen {
-            let id = self.slab[copy].id;
-            self.remove_listener(tuple, id);
-        }
         let listed_owner = self.slab[copy].owner.take();
         let entry = &mut self.slab[slot];
         if entry.owner.is_none() {
@@ -706,6 +701,9 @@ impl SocketTable {
         self.slab.free(copy);
     }
 
+    /// Takes a seeded socket with `tuple` (in `state`, or in any state)
+    /// out of the seeded index, for a transition to name; its slot stays
+    /// in use.
     fn take_seeded(&mut self, tuple: &SocketTuple, state: Option<TcpState>) -> Option<u32> {
         let slab = &self.slab;
         let found = self

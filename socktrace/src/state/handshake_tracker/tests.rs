@@ -550,15 +550,21 @@ fn a_namespace_torn_down_drops_its_attempts_and_counts_them() {
     assert_eq!(agent.tracker.stats().torn_down, 1);
 }
 
+/// A listener on 8080 whose connection on [`request`] completed at 0.9 s.
+fn completed_at_900_ms() -> Agent {
+    let mut agent = Agent::default();
+    agent.listen(0, "0.0.0.0:8080");
+    agent.state(890 * MS, SK, request(), Listen, SynRecv, SOFTIRQ);
+    agent.state(900 * MS, SK, request(), SynRecv, Established, SOFTIRQ);
+    agent
+}
+
 #[test]
 fn a_request_on_the_tuple_of_a_completion_from_before_the_dump_is_new() {
     // A churn reusing its 4-tuples: the connection on the tuple completed
     // at 0.9 s, the dump began at 1.0 s, so the request it lists on that
     // tuple is the next connection, half-open.
-    let mut agent = Agent::default();
-    agent.listen(0, "0.0.0.0:8080");
-    agent.state(890 * MS, SK, request(), Listen, SynRecv, SOFTIRQ);
-    agent.state(900 * MS, SK, request(), SynRecv, Established, SOFTIRQ);
+    let mut agent = completed_at_900_ms();
     agent
         .tracker
         .on_request_snapshot(TEST_NETNS, &[listed(request(), 0)], 1000 * MS);
@@ -567,10 +573,7 @@ fn a_request_on_the_tuple_of_a_completion_from_before_the_dump_is_new() {
 
 #[test]
 fn a_settle_forgets_the_completions_no_later_listing_can_show() {
-    let mut agent = Agent::default();
-    agent.listen(0, "0.0.0.0:8080");
-    agent.state(890 * MS, SK, request(), Listen, SynRecv, SOFTIRQ);
-    agent.state(900 * MS, SK, request(), SynRecv, Established, SOFTIRQ);
+    let mut agent = completed_at_900_ms();
     assert_eq!(agent.tracker.recent_completions.len(), 1);
     agent.tracker.settled();
     assert!(agent.tracker.recent_completions.is_empty());

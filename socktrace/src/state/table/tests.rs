@@ -79,6 +79,16 @@ fn replay(table: &mut SocketTable, events: &[Ev]) -> Vec<Transition> {
     events.iter().map(|e| table.apply(&e.event())).collect()
 }
 
+/// A full socket as the start listing shows it.
+fn listed(tuple: SocketTuple, state: TcpState, owner: Option<Owner>) -> SeedSocket {
+    SeedSocket {
+        tuple,
+        state,
+        kind: SeedKind::Full,
+        owner,
+    }
+}
+
 const MS: u64 = 1_000_000;
 
 #[test]
@@ -255,18 +265,8 @@ fn seeded_sockets_are_adopted_by_their_first_transition() {
     let mut table = SocketTable::new();
     table.seed(
         [
-            SeedSocket {
-                tuple: established,
-                state: Established,
-                kind: SeedKind::Full,
-                owner: Some(owner.clone()),
-            },
-            SeedSocket {
-                tuple: listening,
-                state: Listen,
-                kind: SeedKind::Full,
-                owner: Some(owner.clone()),
-            },
+            listed(established, Established, Some(owner.clone())),
+            listed(listening, Listen, Some(owner.clone())),
         ],
         0,
     );
@@ -309,13 +309,13 @@ fn a_transition_from_before_the_seeding_listing_is_no_gap() {
     let closed_early = tuple("10.0.0.2:5432", "10.0.0.1:6000");
     let closed_late = tuple("10.0.0.2:5432", "10.0.0.1:6001");
     let mut table = SocketTable::new();
-    let seeded = |tuple| SeedSocket {
-        tuple,
-        state: FinWait1,
-        kind: SeedKind::Full,
-        owner: Some(owner.clone()),
-    };
-    table.seed([seeded(closed_early), seeded(closed_late)], 10 * MS);
+    table.seed(
+        [
+            listed(closed_early, FinWait1, Some(owner.clone())),
+            listed(closed_late, FinWait1, Some(owner.clone())),
+        ],
+        10 * MS,
+    );
     let seeded_id = table
         .sockets()
         .find(|s| s.tuple == closed_early)
@@ -358,13 +358,13 @@ fn a_socket_born_before_the_seeding_listing_ended_is_not_kept_twice() {
     let connected = tuple("10.0.0.1:7001", "10.0.0.2:80");
     let unbound = tuple("10.0.0.1:0", "10.0.0.2:80");
     let mut table = SocketTable::new();
-    let listed = |tuple| SeedSocket {
-        tuple,
-        state: Established,
-        kind: SeedKind::Full,
-        owner: Some(owner.clone()),
-    };
-    table.seed([listed(served), listed(connected)], 10 * MS);
+    table.seed(
+        [
+            listed(served, Established, Some(owner.clone())),
+            listed(connected, Established, Some(owner.clone())),
+        ],
+        10 * MS,
+    );
     let out = replay(
         &mut table,
         &[
@@ -579,12 +579,11 @@ fn a_namespace_torn_down_leaves_nothing_behind_and_is_counted() {
     let listening = tuple("127.0.0.1:80", "0.0.0.0:0");
     let mut table = SocketTable::new();
     table.seed(
-        [SeedSocket {
-            tuple: elsewhere(tuple("127.0.0.1:22", "0.0.0.0:0")),
-            state: Listen,
-            kind: SeedKind::Full,
-            owner: None,
-        }],
+        [listed(
+            elsewhere(tuple("127.0.0.1:22", "0.0.0.0:0")),
+            Listen,
+            None,
+        )],
         0,
     );
     replay(
@@ -659,12 +658,11 @@ fn tear_down_frees_the_slots_and_owners_of_its_sockets() {
     let gone = crate::model::tuple::TEST_NETNS + 1;
     let mut table = SocketTable::new();
     table.seed(
-        [SeedSocket {
-            tuple: elsewhere(tuple("127.0.0.1:22", "0.0.0.0:0")),
-            state: Listen,
-            kind: SeedKind::Full,
-            owner: Some(task(2, "sshd")),
-        }],
+        [listed(
+            elsewhere(tuple("127.0.0.1:22", "0.0.0.0:0")),
+            Listen,
+            Some(task(2, "sshd")),
+        )],
         0,
     );
     replay(
