@@ -81,11 +81,19 @@ fn decode_apply(records: &[&[u8]], table: &mut SocketTable) -> u64 {
     rejected
 }
 
-/// Decodes every record and hands it to the agent's live state; returns
-/// how many records were rejected.
+/// Records between two settles of the live state: the agent settles it
+/// once per drain tick (every 50 ms), and under the HTTP load that is
+/// about this many records.
+const RECORDS_PER_SETTLE: usize = 10_000;
+
+/// Decodes every record and hands it to the agent's live state, settling
+/// it as the agent does; returns how many records were rejected.
 fn decode_live(records: &[&[u8]], live: &mut LiveState) -> u64 {
     let mut rejected = 0;
-    for &raw in records {
+    for (index, &raw) in records.iter().enumerate() {
+        if index % RECORDS_PER_SETTLE == 0 {
+            live.settled();
+        }
         match Event::try_from(raw) {
             Ok(event) => live.event(&event),
             Err(error) => {

@@ -37,7 +37,9 @@
 //! Between two listings only bounds are known: an end is reported as the
 //! middle of the interval in which it happened, with that interval's half
 //! width as its uncertainty.
-use std::collections::hash_map::Entry;
+use std::hash::BuildHasher;
+
+use hashbrown::{HashTable, hash_table::Entry};
 
 use crate::{
     host::sock_diag::DiagSocket,
@@ -301,11 +303,9 @@ pub fn listed_time_wait(sockets: &[DiagSocket]) -> Vec<ListedTimeWait> {
 /// The timewait sockets being followed. See the module documentation.
 #[derive(Debug, Default)]
 pub struct TimeWaitTracker {
-    /// By canonical tuple: a v4-mapped IPv6 socket's entry and listing
-    /// name the same socket. The kernel's timewait sockets (at most
-    /// `tcp_max_tw_buckets` per namespace) and the entries the next listing
-    /// confirms or drops.
-    sockets: FastMap<SocketTuple, TimeWaitSocket>,
+    /// The kernel's timewait sockets (at most `tcp_max_tw_buckets` per
+    /// namespace) and the entries the next listing confirms or drops.
+    sockets: TimeWaitSockets,
     /// Sockets (by kernel address) that received a RST, and when: those of
     /// the last [`RESET_MEMORY_NS`] before a listing.
     resets: FastMap<u64, u64>,
@@ -375,7 +375,7 @@ impl TimeWaitTracker {
         }
         let tuple = t.tuple.canonical();
         let entry = TimeWaitSocket::traced(t, tuple);
-        match self.sockets.entry(tuple) {
+        match self.sockets.entry(&tuple) {
             Entry::Vacant(vacant) => {
                 vacant.insert(entry);
             }
@@ -398,7 +398,7 @@ impl TimeWaitTracker {
                     self.stats.replaced += 1;
                     t.ts_ns
                 });
-                let old = occupied.insert(entry);
+                let old = std::mem::replace(occupied.get_mut(), entry);
                 outcome.ended(claimed_end(old, claimed));
             }
         }
@@ -420,15 +420,19 @@ impl TimeWaitTracker {
         let mut outcome = TimeWaitOutcome::default();
         for listing in listed {
             let tuple = listing.tuple.canonical();
-            let socket = self.sockets.entry(tuple).or_insert_with(|| {
-                let origin = if first {
-                    TimeWaitOrigin::Existing
-                } else {
-                    self.stats.unseen += 1;
-                    TimeWaitOrigin::Unseen
-                };
-                TimeWaitSocket::listed(listing, origin)
-            });
+            let socket = self
+                .sockets
+                .entry(&tuple)
+                .or_insert_with(|| {
+                    let origin = if first {
+                        TimeWaitOrigin::Existing
+                    } else {
+                        self.stats.unseen += 1;
+                        TimeWaitOrigin::Unseen
+                    };
+                    TimeWaitSocket::listed(listing, origin)
+                })
+                .into_mut();
             if socket.origin == TimeWaitOrigin::Traced && !socket.announced {
                 socket.announced = true;
                 outcome.entered.push(socket.clone());
@@ -448,12 +452,12 @@ impl TimeWaitTracker {
         let mut unlisted: Vec<SocketTuple> = self
             .sockets
             .iter()
-            .filter(|(tuple, s)| {
-                tuple.netns == netns
+            .filter(|s| {
+                s.tuple.netns == netns
                     && s.listed_ns != Some(began_ns)
                     && s.entered_ns.is_none_or(|e| e < began_ns)
             })
-            .map(|(tuple, _)| *tuple)
+            .map(|s| s.tuple)
             .collect();
         // Ends in the order of their tuples, not of the hash table: the same
         // listing gives the same lines in every run and every replay.
@@ -487,9 +491,9 @@ impl TimeWaitTracker {
         self.listed_namespaces.remove(&netns);
         let mut in_namespace: Vec<SocketTuple> = self
             .sockets
-            .keys()
-            .filter(|tuple| tuple.netns == netns)
-            .copied()
+            .iter()
+            .filter(|s| s.tuple.netns == netns)
+            .map(|s| s.tuple)
             .collect();
         in_namespace.sort_unstable();
         let mut outcome = TimeWaitOutcome::default();
@@ -516,11 +520,47 @@ impl TimeWaitTracker {
     /// The timewait sockets that exist now (as far as the last listing
     /// knows), in no particular order.
     pub fn sockets(&self) -> impl Iterator<Item = &TimeWaitSocket> {
-        self.sockets.values().filter(|s| s.missing_ns.is_none())
+        self.sockets.iter().filter(|s| s.missing_ns.is_none())
     }
 
     pub fn stats(&self) -> TimeWaitStats {
         self.stats
+    }
+}
+
+/// The followed timewait sockets, by canonical tuple (a v4-mapped IPv6
+/// socket's entry and listing name the same socket). Each entry holds its
+/// tuple once: a map would store it again as the key.
+#[derive(Debug, Default)]
+struct TimeWaitSockets {
+    table: HashTable<TimeWaitSocket>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl TimeWaitSockets {
+    fn get_mut(&mut self, tuple: &SocketTuple) -> Option<&mut TimeWaitSocket> {
+        self.table
+            .find_mut(self.hasher.hash_one(tuple), |s| s.tuple == *tuple)
+    }
+
+    fn entry(&mut self, tuple: &SocketTuple) -> Entry<'_, TimeWaitSocket> {
+        let hasher = &self.hasher;
+        self.table.entry(
+            hasher.hash_one(tuple),
+            |s| s.tuple == *tuple,
+            |s| hasher.hash_one(s.tuple),
+        )
+    }
+
+    fn remove(&mut self, tuple: &SocketTuple) -> Option<TimeWaitSocket> {
+        self.table
+            .find_entry(self.hasher.hash_one(tuple), |s| s.tuple == *tuple)
+            .ok()
+            .map(|entry| entry.remove().0)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &TimeWaitSocket> {
+        self.table.iter()
     }
 }
 
