@@ -135,7 +135,7 @@ impl TimeWaitSocket {
     /// Listed by sock_diag without a traced entry.
     fn listed(listed: &ListedTimeWait, origin: TimeWaitOrigin) -> Self {
         TimeWaitSocket {
-            tuple: listed.tuple,
+            tuple: listed.tuple.canonical(),
             owner: None,
             origin,
             entered_ns: None,
@@ -529,8 +529,8 @@ impl TimeWaitTracker {
 }
 
 /// The followed timewait sockets, by canonical tuple (a v4-mapped IPv6
-/// socket's entry and listing name the same socket). Each entry holds its
-/// tuple once: a map would store it again as the key.
+/// socket's entry and listing name the same socket), which each entry
+/// holds as its `tuple`: a map would store it again as the key.
 #[derive(Debug, Default)]
 struct TimeWaitSockets {
     table: HashTable<TimeWaitSocket>,

@@ -644,6 +644,18 @@ fn a_v4_mapped_socket_and_its_listing_are_one() {
 }
 
 #[test]
+fn a_v4_mapped_socket_listed_twice_is_one() {
+    let mut agent = Agent::default();
+    agent.listing(0, &[]);
+    let mapped = tuple("[::ffff:127.0.0.1]:45807", "[::ffff:127.0.0.1]:42801");
+    agent.listing(S, &[(mapped, TimeWait, 59_000)]);
+    let outcome = agent.listing(2 * S, &[(mapped, TimeWait, 58_000)]);
+    assert_eq!(outcome, TimeWaitOutcome::default());
+    assert_eq!(agent.tracker.sockets().count(), 1);
+    assert_eq!(agent.tracker.stats().unseen, 1);
+}
+
+#[test]
 fn a_socket_one_listing_skipped_is_still_there() {
     let mut agent = entered();
     assert_eq!(agent.listing(S + 500 * MS, &[]), TimeWaitOutcome::default());
