@@ -163,20 +163,20 @@ impl LiveState {
 
     /// One decoded record.
     pub fn event(&mut self, event: &Event) {
-        match self.pipeline.apply(event) {
+        match &self.pipeline.apply(event) {
             Applied::Transition {
                 transition,
                 handshake,
                 time_wait,
             } => {
-                self.counts.transition(&transition);
+                self.counts.transition(transition);
                 if let Some(handshake) = handshake {
-                    self.counts.handshake(&handshake);
+                    self.counts.handshake(handshake);
                 }
-                self.counts.time_wait(&time_wait);
-                self.count_opening(&transition);
+                self.counts.time_wait(time_wait);
+                self.count_opening(transition);
             }
-            Applied::Retrying(retrying) => self.counts.retransmit(&retrying),
+            Applied::Retrying(retrying) => self.counts.retransmit(retrying),
             Applied::Noted => {}
         }
     }
