@@ -36,7 +36,7 @@ impl Trackers {
 #[derive(Debug)]
 #[expect(
     clippy::large_enum_variant,
-    reason = "returned by value and taken apart at once; a box would cost an allocation per transition"
+    reason = "returned by value and used at once; a box would cost an allocation per transition"
 )]
 pub enum Applied {
     /// A state transition as the table resolved it, the handshake it
