@@ -281,12 +281,14 @@ fn pair(
 }
 
 /// Records each CPU queues before it wakes the agent: together at most an
-/// eighth of the ring, or 64 KiB (about 600 records), so a burst is drained
-/// long before it could fill the ring.
+/// eighth of the ring, or 256 KiB (about 2,500 records), so a burst is
+/// drained long before it could fill the ring.
 pub fn wakeup_threshold(ring_buffer_bytes: u32, cpus: usize) -> u64 {
     /// A record and the ring's 8-byte header.
     const SLOT_BYTES: u64 = RECORD_SIZE as u64 + 8;
-    let bytes = u64::from(ring_buffer_bytes / 8).min(64 * 1024);
+    /// What every CPU together queues at most between two wake-ups.
+    const WAKEUP_BYTES: u64 = 256 * 1024;
+    let bytes = u64::from(ring_buffer_bytes / 8).min(WAKEUP_BYTES);
     (bytes / SLOT_BYTES / cpus.max(1) as u64).max(1)
 }
 
@@ -408,8 +410,9 @@ mod tests {
     fn the_wakeup_threshold_leaves_room_in_small_and_large_rings() {
         assert_eq!(wakeup_threshold(4096, 1), 4, "512 bytes, 104-byte slots");
         assert_eq!(wakeup_threshold(4096, 8), 1);
-        assert_eq!(wakeup_threshold(4 << 20, 1), 630, "64 KiB");
-        assert_eq!(wakeup_threshold(16 << 20, 2), 315);
+        assert_eq!(wakeup_threshold(1 << 20, 1), 1260, "an eighth: 128 KiB");
+        assert_eq!(wakeup_threshold(4 << 20, 1), 2520, "256 KiB");
+        assert_eq!(wakeup_threshold(16 << 20, 2), 1260);
     }
 
     #[test]
