@@ -3,7 +3,7 @@
 //! writes what it has to say into a buffer flushed to stdout after every
 //! batch. Timers drive draining, reconciliation against the kernel's own
 //! tables and loss reports; SIGINT and SIGTERM end it cleanly.
-use std::{path::PathBuf, time::Duration};
+use std::{path::PathBuf, sync::mpsc::RecvTimeoutError, time::Duration};
 
 use anyhow::Context as _;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -11,7 +11,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use crate::{
     cli::{NetnsArgs, RingArgs},
     host::container::ContainerLabels,
-    host::listing::{HostListing, ListingSchedule},
+    host::listing::{HostListing, ListingSchedule, TakenListing},
     host::namespaces::Namespaces,
     host::sock_diag::DumpRequest,
     kernel::event::{Event, RejectCounts, TaskContext},
@@ -38,6 +38,9 @@ const BATCH: usize = 1024;
 /// `loader::wakeup_threshold`); this timer bounds how long a lone record can
 /// wait in the ring before it is handled.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
+
+/// How often the ring is drained while a listing is taken.
+const DRAIN_DURING_LISTING: Duration = Duration::from_millis(5);
 
 /// How often a listing may be due (see [`ListingSchedule`]), and how often
 /// lost events are reported.
@@ -287,7 +290,8 @@ pub async fn run<C: Consumer>(
             _ = reconcile.tick() => {
                 let gone = decoder.namespaces.rescan_if_due(monotonic_now_ns());
                 decoder.labels.refresh();
-                let mut taken = list_if_due(consumer, &mut decoder, &schedule);
+                let mut taken =
+                    list_if_due(&mut reader, &mut decoder, consumer, &mut out, &schedule)?;
                 // Read before the drain: a warning then follows every record
                 // the ring held when the losses it names were counted.
                 let lost = lost.read()?;
@@ -395,23 +399,30 @@ struct Taken {
 }
 
 /// Takes a listing when one is due and the consumer (or the recording)
-/// follows one, writing it to the recording.
+/// follows one, writing it to the recording. The ring goes on being
+/// drained while the listing is taken.
 fn list_if_due<C: Consumer>(
-    consumer: &C,
+    reader: &mut RingReader,
     decoder: &mut Decoder<'_>,
+    consumer: &mut C,
+    out: &mut Lines,
     schedule: &ListingSchedule,
-) -> Option<Taken> {
+) -> anyhow::Result<Option<Taken>> {
     let wanted = consumer.listing_request();
     let request = match (&wanted, decoder.recorder.is_some()) {
         (Some(wanted), true) => recorded_listing().union(wanted),
         (None, true) => recorded_listing(),
         (Some(wanted), false) => wanted.clone(),
-        (None, false) => return None,
+        (None, false) => return Ok(None),
     };
     if !schedule.due(monotonic_now_ns()) {
-        return None;
+        return Ok(None);
     }
-    let listing = HostListing::take(decoder.namespaces, &request, schedule);
+    let followed = decoder.namespaces.followed();
+    let taken = drain_during(reader, decoder, consumer, out, || {
+        TakenListing::take(&followed, &request, schedule)
+    })?;
+    let listing = taken.into_listing(decoder.namespaces);
     let (began_ns, dump_ns) = (listing.began_ns, listing.ended_ns - listing.began_ns);
     let listing = match &mut decoder.recorder {
         Some(recorder) => {
@@ -420,10 +431,63 @@ fn list_if_due<C: Consumer>(
         }
         None => Some(listing),
     };
-    Some(Taken {
+    Ok(Some(Taken {
         listing,
         began_ns,
         dump_ns,
+    }))
+}
+
+/// Runs `job` on a thread of its own and hands the ring's records to
+/// `consumer` until it is done (while stdout's queue has room), so that a
+/// long listing does not leave the ring to fill up. What the job returns
+/// comes after those records, as if it had run between two drains.
+fn drain_during<T: Send>(
+    reader: &mut RingReader,
+    decoder: &mut Decoder<'_>,
+    consumer: &mut impl Consumer,
+    out: &mut Lines,
+    job: impl FnOnce() -> T + Send,
+) -> anyhow::Result<T> {
+    let (done, result) = std::sync::mpsc::sync_channel(1);
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("listing".to_owned())
+            .spawn_scoped(scope, move || {
+                // Fails only once the loop gave up on the listing with an
+                // error of its own.
+                let _ = done.send(job());
+            })
+            .context("starting the listing's thread")?;
+        let mut stdout_open = true;
+        loop {
+            let handled = if stdout_open && out.has_room() {
+                reader.drain_now(BATCH, |bytes| {
+                    decoder.decode(bytes, &mut |event| consumer.event(event, out.buffer()));
+                })
+            } else {
+                0
+            };
+            if handled > 0 {
+                decoder.check_recording()?;
+                stdout_open = out.flush()?;
+            }
+            let wait = if handled == BATCH {
+                Duration::ZERO
+            } else {
+                DRAIN_DURING_LISTING
+            };
+            match result.recv_timeout(wait) {
+                Ok(value) => return Ok(value),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return match worker.join() {
+                        Err(panic) => std::panic::resume_unwind(panic),
+                        Ok(()) => Err(anyhow::anyhow!("the listing's thread gave no listing")),
+                    };
+                }
+            }
+        }
     })
 }
 

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    host::namespaces::{NamespaceDump, Namespaces},
+    host::namespaces::{Followed, FollowedDumps, NamespaceDump, Namespaces},
     host::netstat::TcpExt,
     host::sock_diag::DumpRequest,
     model::port_range::PortRange,
@@ -40,7 +40,7 @@ pub struct NamespaceReading {
 
 impl NamespaceReading {
     /// The calling thread's namespace's (run it in each with
-    /// [`Namespaces::in_each`]).
+    /// [`Followed::in_each`]).
     pub fn read_here() -> NamespaceReading {
         let tcp_ext = TcpExt::read_here();
         let sysctl =
@@ -70,17 +70,27 @@ pub struct HostListing {
     pub previous_cost_ns: Option<u64>,
 }
 
-impl HostListing {
-    /// Dumps `request` and reads the counters in each namespace followed.
-    pub fn take(
-        namespaces: &mut Namespaces,
-        request: &DumpRequest,
-        schedule: &ListingSchedule,
-    ) -> HostListing {
+/// A listing taken away from the [`Namespaces`], which
+/// [`TakenListing::into_listing`] hands what it found.
+#[derive(Debug)]
+pub struct TakenListing {
+    began_ns: u64,
+    ended_ns: u64,
+    dumps: FollowedDumps,
+    readings: Vec<(NetnsInode, NamespaceReading)>,
+    interval_ns: u64,
+    previous_cost_ns: Option<u64>,
+}
+
+impl TakenListing {
+    /// Dumps `request` and reads the counters in each namespace `followed`.
+    /// Needs no access to the event loop's state, so that the ring can go
+    /// on being drained meanwhile.
+    pub fn take(followed: &Followed, request: &DumpRequest, schedule: &ListingSchedule) -> Self {
         let began_ns = monotonic_now_ns();
-        let dumps = namespaces.periodic_listing(request, began_ns);
-        let readings = namespaces.in_each(NamespaceReading::read_here);
-        HostListing {
+        let dumps = followed.dump_each(request);
+        let readings = followed.in_each(NamespaceReading::read_here);
+        TakenListing {
             began_ns,
             ended_ns: monotonic_now_ns(),
             dumps,
@@ -90,6 +100,20 @@ impl HostListing {
         }
     }
 
+    /// The listing, its failures told to `namespaces`.
+    pub fn into_listing(self, namespaces: &mut Namespaces) -> HostListing {
+        HostListing {
+            began_ns: self.began_ns,
+            ended_ns: self.ended_ns,
+            dumps: namespaces.periodic_listing(self.dumps, self.began_ns),
+            readings: self.readings,
+            interval_ns: self.interval_ns,
+            previous_cost_ns: self.previous_cost_ns,
+        }
+    }
+}
+
+impl HostListing {
     /// What a dump of `request`, narrower than this listing's, would have
     /// listed: the sockets in its states, memory figures only if it asks.
     pub fn narrowed(&self, request: &DumpRequest) -> HostListing {

@@ -223,31 +223,43 @@ impl Namespaces {
         gone
     }
 
-    /// Runs `job` inside every selected namespace that can be entered: one
-    /// result per namespace, the others left out. A job reading
-    /// per-namespace files uses `/proc/thread-self/net` (see
-    /// [`netns::run_in`]).
-    pub fn in_each<T: Send>(&self, job: impl Fn() -> T + Sync) -> Vec<(NetnsInode, T)> {
-        self.registry
-            .namespaces()
-            .filter(|ns| self.selection.contains(ns.inode))
-            .filter_map(|ns| Some((ns.inode, netns::run_in(ns, self.own, &job).ok()?)))
-            .collect()
+    /// The selected namespaces as the last scan found them, to dump or
+    /// read beside the event loop: [`Namespaces::periodic_listing`] takes
+    /// back what dumping them found.
+    pub fn followed(&self) -> Followed {
+        Followed {
+            namespaces: self
+                .registry
+                .namespaces()
+                .filter(|ns| self.selection.contains(ns.inode))
+                .cloned()
+                .collect(),
+            own: self.own,
+        }
     }
 
-    /// Dumps `request` in every selected namespace that can be entered. A
-    /// namespace that fails is left out of the result (its sockets wait for
-    /// the next dump) and asks for a rescan; one that vanished since the
-    /// last scan (its last process exited, its name was deleted) is left
-    /// out silently: the rescan will find it gone.
-    /// A periodic listing: [`Namespaces::dump_each`], keeping the dumps that
-    /// worked. A namespace that failed keeps its state until the next
-    /// listing; the failure is logged, once a minute at most.
-    pub fn periodic_listing(&mut self, request: &DumpRequest, now_ns: u64) -> Vec<NamespaceDump> {
-        let mut dumps = Vec::new();
-        for dump in self.dump_each(request) {
+    /// Dumps `request` in every selected namespace (see
+    /// [`Followed::dump_each`]).
+    pub fn dump_each(&mut self, request: &DumpRequest) -> Vec<Result<NamespaceDump, DumpError>> {
+        let dumps = self.followed().dump_each(request);
+        self.dumped(dumps)
+    }
+
+    /// What dumping the [`Namespaces::followed`] found: a namespace that
+    /// failed or vanished asks for a rescan.
+    fn dumped(&mut self, dumps: FollowedDumps) -> Vec<Result<NamespaceDump, DumpError>> {
+        self.rescan_wanted |= dumps.vanished || dumps.dumps.iter().any(Result::is_err);
+        dumps.dumps
+    }
+
+    /// The dumps of a periodic listing that worked. A namespace that failed
+    /// keeps its state until the next listing; the failure is logged, once
+    /// a minute at most.
+    pub fn periodic_listing(&mut self, dumps: FollowedDumps, now_ns: u64) -> Vec<NamespaceDump> {
+        let mut listed = Vec::new();
+        for dump in self.dumped(dumps) {
             match dump {
-                Ok(dump) => dumps.push(dump),
+                Ok(dump) => listed.push(dump),
                 Err(error) => {
                     if let Some(times) = self.failed_listings.failed(now_ns) {
                         log::warn!(
@@ -259,35 +271,7 @@ impl Namespaces {
                 }
             }
         }
-        dumps
-    }
-
-    pub fn dump_each(&mut self, request: &DumpRequest) -> Vec<Result<NamespaceDump, DumpError>> {
-        let targets: Vec<NetNamespace> = self
-            .registry
-            .namespaces()
-            .filter(|ns| self.selection.contains(ns.inode))
-            .cloned()
-            .collect();
-        let mut dumps = Vec::with_capacity(targets.len());
-        for ns in &targets {
-            match dump_in(ns, self.own, request) {
-                Err(DumpError::Enter(error)) if vanished(&error) => {
-                    log::debug!(
-                        "network namespace {} vanished since the last scan: {}",
-                        ns.inode,
-                        ErrorLine(&error)
-                    );
-                    self.rescan_wanted = true;
-                }
-                Err(error) => {
-                    self.rescan_wanted = true;
-                    dumps.push(Err(error));
-                }
-                Ok(dump) => dumps.push(Ok(dump)),
-            }
-        }
-        dumps
+        listed
     }
 
     /// Where to enter each of `inodes` for a listing, all of which must be
@@ -374,6 +358,61 @@ impl Listing {
         targets
             .iter()
             .map(|ns| Ok(dump_in(ns, self.own, request)?))
+            .collect()
+    }
+}
+
+/// The selected namespaces as a scan found them, and the agent's own: what
+/// a periodic listing enters, with no access to the [`Namespaces`].
+#[derive(Clone, Debug)]
+pub struct Followed {
+    namespaces: Vec<NetNamespace>,
+    own: NetnsInode,
+}
+
+/// The dumps of every followed namespace, for [`Namespaces::dump_each`] or
+/// [`Namespaces::periodic_listing`] to take back.
+#[derive(Debug)]
+pub struct FollowedDumps {
+    dumps: Vec<Result<NamespaceDump, DumpError>>,
+    /// A namespace vanished since the scan (its last process exited, its
+    /// name was deleted): left out silently, the rescan will find it gone.
+    vanished: bool,
+}
+
+impl Followed {
+    /// Dumps `request` in each namespace: one result each, an error for
+    /// one that failed (its sockets wait for the next dump); one that
+    /// vanished since the scan is left out.
+    pub fn dump_each(&self, request: &DumpRequest) -> FollowedDumps {
+        let mut dumps = Vec::with_capacity(self.namespaces.len());
+        let mut any_vanished = false;
+        for ns in &self.namespaces {
+            match dump_in(ns, self.own, request) {
+                Err(DumpError::Enter(error)) if vanished(&error) => {
+                    log::debug!(
+                        "network namespace {} vanished since the last scan: {}",
+                        ns.inode,
+                        ErrorLine(&error)
+                    );
+                    any_vanished = true;
+                }
+                dump => dumps.push(dump),
+            }
+        }
+        FollowedDumps {
+            dumps,
+            vanished: any_vanished,
+        }
+    }
+
+    /// Runs `job` inside each namespace that can be entered: one result
+    /// per namespace, the others left out. A job reading per-namespace
+    /// files uses `/proc/thread-self/net` (see [`netns::run_in`]).
+    pub fn in_each<T: Send>(&self, job: impl Fn() -> T + Sync) -> Vec<(NetnsInode, T)> {
+        self.namespaces
+            .iter()
+            .filter_map(|ns| Some((ns.inode, netns::run_in(ns, self.own, &job).ok()?)))
             .collect()
     }
 }

@@ -12,9 +12,9 @@ pub struct TcpExt(HashMap<String, u64>);
 
 impl TcpExt {
     /// Reads the counters of the calling thread's namespace (run it in one
-    /// with [`Namespaces::in_each`]); empty when they cannot be read.
+    /// with [`Followed::in_each`]); empty when they cannot be read.
     ///
-    /// [`Namespaces::in_each`]: crate::host::namespaces::Namespaces::in_each
+    /// [`Followed::in_each`]: crate::host::namespaces::Followed::in_each
     pub fn read_here() -> TcpExt {
         std::fs::read_to_string(NETSTAT)
             .map(|text| Self::parse(&text))
