@@ -58,10 +58,10 @@ pub trait Consumer {
         None
     }
 
-    /// A listing of [`Consumer::listing_request`], to apply now: it was
-    /// taken before the ring was drained, so whatever happened before it
-    /// began has reached [`Consumer::event`]. [`Consumer::settle`] comes
-    /// next.
+    /// A listing of [`Consumer::listing_request`], to apply now: the ring
+    /// was drained while it was taken and after, so whatever happened
+    /// before it began has reached [`Consumer::event`].
+    /// [`Consumer::settle`] comes next.
     fn listed(&mut self, _listing: HostListing, _out: &mut String) {}
 
     /// A network namespace is gone, found so at `now_ns`, after every
@@ -441,24 +441,35 @@ fn list_if_due<C: Consumer>(
 /// Runs `job` on a thread of its own and hands the ring's records to
 /// `consumer` until it is done (while stdout's queue has room), so that a
 /// long listing does not leave the ring to fill up. What the job returns
-/// comes after those records, as if it had run between two drains.
+/// comes after those records, as if it had run between two drains. With
+/// no thread to be had (a tasks limit), the job runs here, as listings
+/// did before.
 fn drain_during<T: Send>(
     reader: &mut RingReader,
     decoder: &mut Decoder<'_>,
     consumer: &mut impl Consumer,
     out: &mut Lines,
-    job: impl FnOnce() -> T + Send,
+    job: impl Fn() -> T + Sync,
 ) -> anyhow::Result<T> {
     let (done, result) = std::sync::mpsc::sync_channel(1);
+    let job = &job;
     std::thread::scope(|scope| {
-        let worker = std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("listing".to_owned())
             .spawn_scoped(scope, move || {
-                // Fails only once the loop gave up on the listing with an
-                // error of its own.
+                // Cannot fail: `result` outlives the scope, and the
+                // channel has room for the one value.
                 let _ = done.send(job());
-            })
-            .context("starting the listing's thread")?;
+            });
+        let worker = match spawned {
+            Ok(worker) => worker,
+            Err(error) => {
+                log::warn!(
+                    "no thread for a listing ({error}): taking it without draining the ring meanwhile"
+                );
+                return Ok(job());
+            }
+        };
         let mut stdout_open = true;
         loop {
             let handled = if stdout_open && out.has_room() {

@@ -29,8 +29,9 @@ const RECORD_BYTES: u64 = 104;
 const CHURN_PER_SECOND: u32 = 1_000;
 /// Transitions per connection of the churn (about ten).
 const TRANSITIONS_PER_CONNECTION: u64 = 10;
-/// Listings come at least this many times what they cost apart
-/// (`host/listing.rs`), as the summary's `listing_interval_ms` shows.
+/// Listings come at least this many times what they cost apart (README,
+/// "Performance"; `LISTING_COST_FACTOR` in `host/listing.rs`), as the
+/// summary's `listing_interval_ms` shows.
 const LISTING_COST_FACTOR: f64 = 50.0;
 /// The second listing comes fifty times the first one's cost after it.
 const SECOND_LISTING: Duration = Duration::from_secs(120);
@@ -85,6 +86,8 @@ fn a_listing_longer_than_the_ring_holds_loses_nothing() {
         .unwrap();
     let per_second = churn.connections() as f64 / started.elapsed().as_secs_f64();
     drop(churn);
+    // The second listing walked the crowd too.
+    expect_crowd(&crowd);
     let stderr = agent.stop_with_stderr(libc::SIGTERM).unwrap();
 
     // The scenario: a listing lasts longer than the ring holds the churn's
@@ -125,10 +128,18 @@ fn fill_with_time_wait(ns: &NetNs) {
             .unwrap()
         })
         .collect();
-    for maker in makers {
-        maker.join().unwrap().unwrap();
+    // Every maker joined before any result is looked at: none goes on
+    // making connections in a namespace about to be deleted.
+    let results: Vec<_> = makers.into_iter().map(|maker| maker.join()).collect();
+    for result in results {
+        result.unwrap().unwrap();
     }
     // On loopback the server's FIN reaches the client within its close.
+    expect_crowd(ns);
+}
+
+/// The crowd is (still) there: its timewait sockets last 60 s.
+fn expect_crowd(ns: &NetNs) {
     let listed = ns.exec(&["ss", "-Htan", "state", "time-wait"]).unwrap();
     let count = listed.lines().count();
     assert!(count >= CROWD * 9 / 10, "only {count} timewait sockets");

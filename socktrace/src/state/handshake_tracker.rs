@@ -415,7 +415,7 @@ impl HandshakeTracker {
     }
 
     /// The request sockets of namespace `netns`, listed at `taken_ns`
-    /// (before the ring was drained past that time). Lists new half-open
+    /// (applied once the ring was drained past that time). Lists new half-open
     /// connections, confirms known ones and decides the missing ones of
     /// that namespace.
     pub fn on_request_snapshot(
