@@ -120,6 +120,13 @@ impl NetNs {
             .context("spawning a thread")
     }
 
+    /// TIME-WAIT sockets in the namespace, as `ss -tan state time-wait`
+    /// lists them.
+    pub fn time_wait_count(&self) -> Result<usize> {
+        let listed = self.exec(&["ss", "-Htan", "state", "time-wait"])?;
+        Ok(listed.lines().filter(|l| !l.trim().is_empty()).count())
+    }
+
     /// Sets a per-namespace sysctl (`net.ipv4.tcp_syn_retries`) from
     /// inside: /proc/sys/net belongs to the opener's namespace.
     pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {

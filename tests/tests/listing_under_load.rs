@@ -10,7 +10,6 @@
 //! dump long while it finds nothing to apply; a steady churn in a followed
 //! namespace, whose connections leave no timewait socket, fills a small
 //! ring faster than such a listing lasts.
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use socktrace_integration_tests::{Agent, Family, NetNs, churn::Churn, tcp};
@@ -116,10 +115,8 @@ fn fill_with_time_wait(ns: &NetNs) {
         .map(|_| {
             ns.spawn(|| -> anyhow::Result<()> {
                 let listener = tcp::listen(Family::V4)?;
-                let server = listener.local_addr()?;
                 for _ in 0..CROWD / CROWD_THREADS {
-                    let client = TcpStream::connect(server)?;
-                    let (accepted, _) = listener.accept()?;
+                    let (client, accepted) = tcp::connect_pair(&listener)?;
                     drop(client);
                     drop(accepted);
                 }
@@ -140,7 +137,6 @@ fn fill_with_time_wait(ns: &NetNs) {
 
 /// The crowd is (still) there: its timewait sockets last 60 s.
 fn expect_crowd(ns: &NetNs) {
-    let listed = ns.exec(&["ss", "-Htan", "state", "time-wait"]).unwrap();
-    let count = listed.lines().count();
+    let count = ns.time_wait_count().unwrap();
     assert!(count >= CROWD * 9 / 10, "only {count} timewait sockets");
 }

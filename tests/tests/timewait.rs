@@ -40,7 +40,7 @@ fn client_closes(family: Family, count: usize) -> Result<()> {
     let port = tcp::local_port(&listener)?;
     let clients = ns.run(|| close_connections(&listener, count, Closer::Client))?;
 
-    let kernel = time_wait_count(&ns)?;
+    let kernel = ns.time_wait_count()?;
     ensure!(
         kernel == count,
         "ss lists {kernel} TIME-WAIT sockets after {count} client closes"
@@ -455,10 +455,4 @@ fn close_connections(listener: &TcpListener, count: usize, closer: Closer) -> Re
         tcp::read_to_eof(&mut second, TIMEOUT)?;
     }
     Ok(ports)
-}
-
-/// TIME-WAIT sockets in `ns`, as `ss -tan state time-wait` lists them.
-fn time_wait_count(ns: &NetNs) -> Result<usize> {
-    let listed = ns.exec(&["ss", "-Htan", "state", "time-wait"])?;
-    Ok(listed.lines().filter(|l| !l.trim().is_empty()).count())
 }

@@ -364,7 +364,7 @@ impl Listing {
 
 /// The selected namespaces as a scan found them, and the agent's own: what
 /// a periodic listing enters, with no access to the [`Namespaces`].
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Followed {
     namespaces: Vec<NetNamespace>,
     own: NetnsInode,
