@@ -17,6 +17,10 @@ pub struct Config {
     /// 1 when this kernel's `tcp:tcp_retransmit_skb` has its `err` field
     /// (Linux 6.17+): failed retransmits are then skipped.
     pub retransmit_has_err: u64,
+    /// The size of a task's kernel stack (`THREAD_SIZE`): the state
+    /// programs tell a run on the current task's stack from one nested on
+    /// the interrupt stack by it.
+    pub task_stack_bytes: u64,
     pub offsets: KernelOffsets,
 }
 
@@ -49,6 +53,8 @@ pub struct KernelOffsets {
     pub inet_sport: u64,
     pub skc_family: u64,
     pub skc_v6_daddr: u64,
+    /// `task_struct.stack`: the lowest address of the task's kernel stack.
+    pub task_stack: u64,
 }
 
 impl Config {
@@ -56,6 +62,7 @@ impl Config {
     pub const UNSET: Config = Config {
         wakeup_records: 0,
         retransmit_has_err: 0,
+        task_stack_bytes: 0,
         offsets: KernelOffsets {
             synack_stamp: 0,
             sk_err: 0,
@@ -69,9 +76,10 @@ impl Config {
             inet_sport: 0,
             skc_family: 0,
             skc_v6_daddr: 0,
+            task_stack: 0,
         },
     };
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 12 * 8);
-const _: () = assert!(core::mem::size_of::<Config>() == 14 * 8);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 13 * 8);
+const _: () = assert!(core::mem::size_of::<Config>() == 16 * 8);

@@ -11,31 +11,55 @@ use socktrace_ebpf::{
 };
 
 use crate::{
+    level::{LEVELS, level},
     read::{KernelMemory, Typed, addresses, netns_inode, setting},
     ring::{Fields, emit},
 };
 
-/// Whether [`tcp_state`] runs on this CPU: set by its first store, cleared
-/// by its last. A transition that finds it set nests in that run, and the
-/// kernel skipped [`tcp_state`] for it.
+/// Per CPU and interrupt level ([`level`]), the transition [`tcp_state`]
+/// last took there, until [`tcp_state_nested`] reads it. Two runs at one
+/// level of a CPU never interleave, so for the transition it is called
+/// for, [`tcp_state_nested`] finds it here exactly when [`tcp_state`] ran.
 #[map]
-static STATE_RUNNING: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+static TAKEN_AT_LEVEL: PerCpuArray<Taken> = PerCpuArray::with_max_entries(LEVELS, 0);
 
 /// Transitions [`tcp_state_nested`] took (`MAP_NESTED_TAKEN`).
 #[map]
 static NESTED_TAKEN: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// Every transition, but those nested in its own run on this CPU (the
-/// kernel skips it for them).
+/// A transition as the tracepoint names it: the socket and both states.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Taken {
+    skaddr: u64,
+    states: u64,
+}
+
+impl Taken {
+    /// What [`tcp_state_nested`] leaves behind: no socket is at address 0.
+    const NONE: Taken = Taken {
+        skaddr: 0,
+        states: 0,
+    };
+
+    fn of(skaddr: u64, oldstate: i32, newstate: i32) -> Taken {
+        Taken {
+            skaddr,
+            states: u64::from(oldstate as u32) << 32 | u64::from(newstate as u32),
+        }
+    }
+}
+
+/// Every transition, but those that come while it runs on the same CPU:
+/// the kernel skips it for those (a softirq interrupting its run).
 #[btf_tracepoint(function = "inet_sock_set_state")]
 pub fn tcp_state(ctx: BtfTracePointContext) -> i32 {
     let (skaddr, oldstate, newstate): (u64, i32, i32) = (ctx.arg(0), ctx.arg(1), ctx.arg(2));
-    let Some(running) = STATE_RUNNING.get_ptr_mut(0) else {
-        return 0;
-    };
-    // SAFETY: this CPU's slot; nothing else writes it (a nested run of
-    // this program is skipped).
-    unsafe { core::ptr::write_volatile(running, 1) };
+    if let Some(taken) = TAKEN_AT_LEVEL.get_ptr_mut(level()) {
+        // SAFETY: this CPU's slot for this level; a run that interrupts
+        // this one is at the other level.
+        unsafe { core::ptr::write_volatile(taken, Taken::of(skaddr, oldstate, newstate)) };
+    }
     on_set_state(
         &ctx,
         skaddr as *const u8,
@@ -43,34 +67,38 @@ pub fn tcp_state(ctx: BtfTracePointContext) -> i32 {
         newstate,
         LOST_SLOT_STATE,
     );
-    // SAFETY: as above.
-    unsafe { core::ptr::write_volatile(running, 0) };
     0
 }
 
 /// The transitions the kernel skipped [`tcp_state`] for: those that came
-/// while it ran on this CPU. A transition in the few instructions the
-/// kernel runs around [`tcp_state`] is skipped by it without being seen
-/// here; the agent counts those as lost (`recursion_misses` of
-/// [`tcp_state`] less [`NESTED_TAKEN`]). None is taken twice.
+/// while it ran on this CPU, from its first instruction to the kernel's
+/// last around it. Attached after it, so the tracepoint calls it next for
+/// the same transition, at the same level: it passes over the transition
+/// [`tcp_state`] noted there and takes any other. None is taken twice.
 #[btf_tracepoint(function = "inet_sock_set_state")]
 pub fn tcp_state_nested(ctx: BtfTracePointContext) -> i32 {
-    let Some(running) = STATE_RUNNING.get_ptr(0) else {
+    let (skaddr, oldstate, newstate): (u64, i32, i32) = (ctx.arg(0), ctx.arg(1), ctx.arg(2));
+    let Some(slot) = TAKEN_AT_LEVEL.get_ptr_mut(level()) else {
         return 0;
     };
-    // SAFETY: this CPU's slot, read once.
-    if unsafe { core::ptr::read_volatile(running) } == 0 {
+    // SAFETY: this CPU's slot for this level, read and cleared by the
+    // only program that reads it; nothing at this level runs in between.
+    let taken = unsafe {
+        let taken = core::ptr::read_volatile(slot);
+        core::ptr::write_volatile(slot, Taken::NONE);
+        taken
+    };
+    if taken == Taken::of(skaddr, oldstate, newstate) {
         return 0;
     }
-    let (skaddr, oldstate, newstate): (u64, i32, i32) = (ctx.arg(0), ctx.arg(1), ctx.arg(2));
-    if let Some(taken) = NESTED_TAKEN.get_ptr_mut(0) {
+    if let Some(count) = NESTED_TAKEN.get_ptr_mut(0) {
         // SAFETY: this CPU's slot, which only this program increments, and
         // it never nests in itself (the kernel skips such runs).
-        unsafe { *taken += 1 };
+        unsafe { *count += 1 };
     }
     debug!(
         &ctx,
-        "took a transition {} -> {} nested in tcp_state", oldstate, newstate
+        "took a transition {} -> {} the kernel skipped tcp_state for", oldstate, newstate
     );
     on_set_state(
         &ctx,

@@ -23,6 +23,7 @@ const KIND_TYPEDEF: u32 = 8;
 const KIND_VOLATILE: u32 = 9;
 const KIND_CONST: u32 = 10;
 const KIND_RESTRICT: u32 = 11;
+const KIND_FUNC: u32 = 12;
 const KIND_FUNC_PROTO: u32 = 13;
 const KIND_VAR: u32 = 14;
 const KIND_DATASEC: u32 = 15;
@@ -137,10 +138,19 @@ impl KernelBtf {
         Ok(bits / 8)
     }
 
+    /// Whether the kernel has a function named `name`.
+    pub fn has_function(&self, name: &str) -> bool {
+        self.named(KIND_FUNC, name).is_some()
+    }
+
     fn struct_id(&self, name: &str) -> Option<u32> {
+        self.named(KIND_STRUCT, name)
+    }
+
+    fn named(&self, wanted: u32, name: &str) -> Option<u32> {
         (1..self.type_offsets.len() as u32).find(|&id| {
             let (kind, _, _) = self.info(id);
-            kind == KIND_STRUCT && self.name(id).as_deref() == Some(name)
+            kind == wanted && self.name(id).as_deref() == Some(name)
         })
     }
 

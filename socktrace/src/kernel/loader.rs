@@ -133,10 +133,11 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
     let cpus = possible_cpus()?;
     let optional_fields = tracepoint_format::check_all()?;
     raise_memlock_limit();
-    let (offsets, btf) = resolve_offsets()?;
+    let (offsets, task_stack_bytes, btf) = resolve_offsets()?;
     let config = LoadConfig(Config {
         wakeup_records: wakeup_threshold(ring_buffer_bytes, cpus),
         retransmit_has_err: u64::from(optional_fields.has(&RETRANSMIT_SKB, "err")),
+        task_stack_bytes,
         offsets,
     });
     let mut ebpf = EbpfLoader::new()
@@ -234,10 +235,11 @@ struct LoadConfig(Config);
 // pattern is a valid value.
 unsafe impl aya::Pod for LoadConfig {}
 
-/// The kernel struct offsets the programs read, and the kernel's BTF for
-/// aya, both from one read of `/sys/kernel/btf/vmlinux` (aya's parser keeps
-/// struct members to itself, so ours finds the offsets).
-fn resolve_offsets() -> Result<(KernelOffsets, Btf), LoadError> {
+/// The kernel struct offsets the programs read, the size of a task's
+/// kernel stack, and the kernel's BTF for aya, all from one read of
+/// `/sys/kernel/btf/vmlinux` (aya's parser keeps struct members to itself,
+/// so ours finds the offsets).
+fn resolve_offsets() -> Result<(KernelOffsets, u64, Btf), LoadError> {
     let bytes = kernel_btf::read_vmlinux()?;
     let btf = Btf::parse(&bytes, aya::Endianness::default()).map_err(LoadError::Btf)?;
     let kernel = KernelBtf::parse(bytes)?;
@@ -256,8 +258,21 @@ fn resolve_offsets() -> Result<(KernelOffsets, Btf), LoadError> {
         inet_sport: offset("inet_sock", &["inet_sport"])?,
         skc_family: common("skc_family")?,
         skc_v6_daddr: pair(&kernel, "skc_v6_daddr", "skc_v6_rcv_saddr", 16)?,
+        task_stack: offset("task_struct", &["stack"])?,
     };
-    Ok((offsets, btf))
+    Ok((offsets, task_stack_bytes(&kernel), btf))
+}
+
+/// x86-64's `THREAD_SIZE`: four pages, eight in a kernel built with KASAN
+/// (`KASAN_STACK_ORDER`), which has its `kasan_report`.
+fn task_stack_bytes(kernel: &KernelBtf) -> u64 {
+    const PAGE_BYTES: u64 = 4096;
+    let order = if kernel.has_function("kasan_report") {
+        3
+    } else {
+        2
+    };
+    PAGE_BYTES << order
 }
 
 /// The offset of `first` in `struct sock`'s `__sk_common`, checked to be
@@ -333,13 +348,16 @@ fn raise_memlock_limit() {
 impl LostCounter {
     /// Records lost so far, all CPUs and programs. The descriptors belong
     /// to the [`Ebpf`] of the same [`KernelProbes`], open while it lives.
-    pub fn read(&self) -> Result<Lost, aya::maps::MapError> {
+    pub fn read(&self) -> Result<Lost, LostReadError> {
         // Skips first: a skip is counted before the nested program takes
         // its transition, so reading in this order never reports as lost a
         // transition that was taken.
-        let state_skips = skips_of(self.state_program);
+        let state_skips = skips_of(self.state_program)?;
         let nested_taken = sum_per_cpu(&self.nested_taken)?;
-        let classic_skips: u64 = self.classic_programs.iter().map(|&fd| skips_of(fd)).sum();
+        let mut classic_skips = 0;
+        for &fd in &self.classic_programs {
+            classic_skips += skips_of(fd)?;
+        }
         Ok(Lost {
             ring_full: sum_per_cpu(&self.ring_full)?,
             skipped: state_skips.saturating_sub(nested_taken) + classic_skips,
@@ -347,10 +365,25 @@ impl LostCounter {
     }
 }
 
+/// Why the counts of lost records could not be read: never taken for none.
+#[derive(Debug, thiserror::Error)]
+pub enum LostReadError {
+    #[error("reading a lost-record counter: {0}")]
+    Map(#[from] aya::maps::MapError),
+    #[error("reading a program's skipped runs from {path}: {source}")]
+    Fdinfo {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
 /// The `recursion_misses` of this process's program descriptor `fd`.
-fn skips_of(fd: RawFd) -> u64 {
-    std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
-        .map_or(0, |fdinfo| recursion_misses(&fdinfo))
+fn skips_of(fd: RawFd) -> Result<u64, LostReadError> {
+    let path = format!("/proc/self/fdinfo/{fd}");
+    match std::fs::read_to_string(&path) {
+        Ok(fdinfo) => Ok(recursion_misses(&fdinfo)),
+        Err(source) => Err(LostReadError::Fdinfo { path, source }),
+    }
 }
 
 /// Every slot of every CPU of a counter array.
@@ -421,6 +454,15 @@ mod tests {
                       run_cnt:\t0\nrecursion_misses:\t17\nverified_insns:\t300\n";
         assert_eq!(recursion_misses(fdinfo), 17);
         assert_eq!(recursion_misses("pos:\t0\nprog_type:\t5\n"), 0);
+    }
+
+    #[test]
+    fn a_descriptor_whose_skips_cannot_be_read_is_an_error_not_zero() {
+        let error = skips_of(-1).unwrap_err();
+        assert!(
+            error.to_string().contains("/proc/self/fdinfo/-1"),
+            "{error}"
+        );
     }
 
     #[test]

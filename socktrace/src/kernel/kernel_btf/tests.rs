@@ -218,3 +218,17 @@ fn resolves_snt_synack_in_the_running_kernel() {
         .unwrap();
     assert!(offset > 0 && offset % 8 == 0, "{offset}");
 }
+
+/// How the agent tells a KASAN kernel (whose task stacks are twice the
+/// size): by its function, not by a struct of the same name.
+#[test]
+fn finds_functions_by_name_and_kind() {
+    let mut b = Builder::new();
+    let proto = b.header("", KIND_FUNC_PROTO, 0, false, 0);
+    b.header("kasan_report", KIND_FUNC, 1, false, proto);
+    b.composite(KIND_STRUCT, "tcp_sock", 8, false, &[]);
+    let btf = KernelBtf::parse(b.build()).unwrap();
+    assert!(btf.has_function("kasan_report"));
+    assert!(!btf.has_function("tcp_sock"));
+    assert!(!btf.has_function("kasan"));
+}
