@@ -16,7 +16,7 @@ use criterion::Criterion;
 use socktrace::{
     host::self_usage::SelfUsage,
     kernel::event::{Event, SocketSignal, StateEvent, TaskContext},
-    kernel::loader::Lost,
+    kernel::lost::Lost,
     metrics::exposition::{self, Format},
     metrics::snapshot::MetricsSnapshot,
     model::owner::{Comm, Owner},

@@ -11,7 +11,7 @@ use socktrace_ebpf::{
 };
 
 use crate::{
-    level::{LEVELS, level},
+    level::{LEVELS, SLOT_STATE, SLOT_STATE_NESTED, level},
     read::{KernelMemory, Typed, addresses, netns_inode, setting},
     ring::{Fields, emit},
 };
@@ -55,7 +55,7 @@ impl Taken {
 #[btf_tracepoint(function = "inet_sock_set_state")]
 pub fn tcp_state(ctx: BtfTracePointContext) -> i32 {
     let (skaddr, oldstate, newstate): (u64, i32, i32) = (ctx.arg(0), ctx.arg(1), ctx.arg(2));
-    if let Some(taken) = TAKEN_AT_LEVEL.get_ptr_mut(level()) {
+    if let Some(taken) = TAKEN_AT_LEVEL.get_ptr_mut(level(&ctx, SLOT_STATE)) {
         // SAFETY: this CPU's slot for this level; a run that interrupts
         // this one is at the other level.
         unsafe { core::ptr::write_volatile(taken, Taken::of(skaddr, oldstate, newstate)) };
@@ -78,7 +78,7 @@ pub fn tcp_state(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "inet_sock_set_state")]
 pub fn tcp_state_nested(ctx: BtfTracePointContext) -> i32 {
     let (skaddr, oldstate, newstate): (u64, i32, i32) = (ctx.arg(0), ctx.arg(1), ctx.arg(2));
-    let Some(slot) = TAKEN_AT_LEVEL.get_ptr_mut(level()) else {
+    let Some(slot) = TAKEN_AT_LEVEL.get_ptr_mut(level(&ctx, SLOT_STATE_NESTED)) else {
         return 0;
     };
     // SAFETY: this CPU's slot for this level, read and cleared by the

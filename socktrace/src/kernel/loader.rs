@@ -1,9 +1,6 @@
 //! Loads socktrace's BPF object and attaches its programs. Dropping the
 //! returned [`KernelProbes`] detaches everything.
-use std::{
-    fmt,
-    os::fd::{AsFd, AsRawFd, RawFd},
-};
+use std::os::fd::AsFd;
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
@@ -19,6 +16,7 @@ use socktrace_ebpf::{
 
 use crate::{
     kernel::kernel_btf::{self, KernelBtf},
+    kernel::lost::{LostCounter, LostReadError, SkippedRuns},
     kernel::privileges,
     kernel::ring_reader::RingBuffer,
     kernel::tracepoint_format,
@@ -60,6 +58,8 @@ pub enum LoadError {
     },
     #[error("reading the BPF programs' log")]
     KernelLog(#[source] aya_log::Error),
+    #[error("opening the counts of lost records")]
+    Counts(#[source] LostReadError),
     #[error("map {name}")]
     Map {
         name: &'static str,
@@ -87,34 +87,6 @@ impl KernelLog {
     pub fn flush(&mut self) {
         self.0.flush();
     }
-}
-
-/// The kernel's counts of records that never reached the ring buffer.
-pub struct LostCounter {
-    /// Per CPU and program group, counted by the programs ([`MAP_LOST`]).
-    ring_full: PerCpuArray<MapData, u64>,
-    /// The state program's descriptor: its `recursion_misses` are lost
-    /// records but for those the nested state program took ...
-    state_program: RawFd,
-    /// ... which it counts per CPU ([`MAP_NESTED_TAKEN`]).
-    nested_taken: PerCpuArray<MapData, u64>,
-    /// The classic tracepoint programs' descriptors: their
-    /// `recursion_misses` are lost records. (The nested state program's
-    /// are not: a transition nested in it is the state program's.)
-    classic_programs: Vec<RawFd>,
-}
-
-/// Records that never reached the agent, by why.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Lost {
-    /// The ring buffer was full when the program tried to reserve a record.
-    pub ring_full: u64,
-    /// The kernel skipped the program (`recursion_misses`) and nothing
-    /// took the record instead: for the classic tracepoints, one fired
-    /// while a kprobe or tracepoint program of any tool ran on that CPU.
-    /// (A state transition the kernel skipped the state program for is
-    /// taken by the nested state program.)
-    pub skipped: u64,
 }
 
 /// The BTF tracepoint both state programs attach to, in the order of
@@ -161,7 +133,7 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
         program.attach().map_err(program_error(name))?;
         if name == PROGRAM_STATE {
             let fd = program.fd().map_err(program_error(name))?;
-            state_program = Some(fd.as_fd().as_raw_fd());
+            state_program = Some(SkippedRuns::open(&fd.as_fd()).map_err(LoadError::Counts)?);
         }
     }
     let state_program = state_program.ok_or(LoadError::Missing(PROGRAM_STATE))?;
@@ -177,7 +149,7 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
             .attach(layout.category, layout.name)
             .map_err(program_error(layout.name))?;
         let fd = program.fd().map_err(program_error(layout.name))?;
-        classic_programs.push(fd.as_fd().as_raw_fd());
+        classic_programs.push(SkippedRuns::open(&fd.as_fd()).map_err(LoadError::Counts)?);
     }
 
     let kernel_log = if kernel_log_level() == 0 {
@@ -205,12 +177,7 @@ pub fn load_and_attach(ring_buffer_bytes: u32) -> Result<KernelProbes, LoadError
     Ok(KernelProbes {
         attached: ebpf,
         events,
-        lost: LostCounter {
-            ring_full: lost,
-            state_program,
-            nested_taken,
-            classic_programs,
-        },
+        lost: LostCounter::new(lost, state_program, nested_taken, classic_programs),
         kernel_log,
     })
 }
@@ -345,96 +312,6 @@ fn raise_memlock_limit() {
     }
 }
 
-impl LostCounter {
-    /// Records lost so far, all CPUs and programs. The descriptors belong
-    /// to the [`Ebpf`] of the same [`KernelProbes`], open while it lives.
-    pub fn read(&self) -> Result<Lost, LostReadError> {
-        // Skips first: a skip is counted before the nested program takes
-        // its transition, so reading in this order never reports as lost a
-        // transition that was taken.
-        let state_skips = skips_of(self.state_program)?;
-        let nested_taken = sum_per_cpu(&self.nested_taken)?;
-        let mut classic_skips = 0;
-        for &fd in &self.classic_programs {
-            classic_skips += skips_of(fd)?;
-        }
-        Ok(Lost {
-            ring_full: sum_per_cpu(&self.ring_full)?,
-            skipped: state_skips.saturating_sub(nested_taken) + classic_skips,
-        })
-    }
-}
-
-/// Why the counts of lost records could not be read: never taken for none.
-#[derive(Debug, thiserror::Error)]
-pub enum LostReadError {
-    #[error("reading a lost-record counter: {0}")]
-    Map(#[from] aya::maps::MapError),
-    #[error("reading a program's skipped runs from {path}: {source}")]
-    Fdinfo {
-        path: String,
-        source: std::io::Error,
-    },
-}
-
-/// The `recursion_misses` of this process's program descriptor `fd`.
-fn skips_of(fd: RawFd) -> Result<u64, LostReadError> {
-    let path = format!("/proc/self/fdinfo/{fd}");
-    match std::fs::read_to_string(&path) {
-        Ok(fdinfo) => Ok(recursion_misses(&fdinfo)),
-        Err(source) => Err(LostReadError::Fdinfo { path, source }),
-    }
-}
-
-/// Every slot of every CPU of a counter array.
-fn sum_per_cpu(counters: &PerCpuArray<MapData, u64>) -> Result<u64, aya::maps::MapError> {
-    let mut total = 0u64;
-    for per_cpu in counters.iter() {
-        total += per_cpu?.iter().sum::<u64>();
-    }
-    Ok(total)
-}
-
-/// `recursion_misses` from a BPF program's fdinfo (Linux 5.12+; 0 before).
-fn recursion_misses(fdinfo: &str) -> u64 {
-    fdinfo
-        .lines()
-        .find_map(|line| line.strip_prefix("recursion_misses:"))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-impl Lost {
-    pub fn total(&self) -> u64 {
-        self.ring_full + self.skipped
-    }
-}
-
-/// `N events lost (why)`, with what to do about a full ring.
-impl fmt::Display for Lost {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} events lost (", self.total())?;
-        if self.ring_full > 0 {
-            write!(
-                f,
-                "kernel ring buffer full: {}, try a larger --ring-buffer-kib",
-                self.ring_full
-            )?;
-        }
-        if self.skipped > 0 {
-            if self.ring_full > 0 {
-                f.write_str("; ")?;
-            }
-            write!(
-                f,
-                "skipped by the kernel, nested in a BPF program running on the CPU: {}",
-                self.skipped
-            )?;
-        }
-        f.write_str(")")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,43 +323,5 @@ mod tests {
         assert_eq!(wakeup_threshold(1 << 20, 1), 1260, "an eighth: 128 KiB");
         assert_eq!(wakeup_threshold(4 << 20, 1), 2520, "256 KiB");
         assert_eq!(wakeup_threshold(16 << 20, 2), 1260);
-    }
-
-    #[test]
-    fn recursion_misses_come_from_fdinfo_and_default_to_zero() {
-        let fdinfo = "pos:\t0\nflags:\t02000002\nprog_type:\t5\nrun_time_ns:\t0\n\
-                      run_cnt:\t0\nrecursion_misses:\t17\nverified_insns:\t300\n";
-        assert_eq!(recursion_misses(fdinfo), 17);
-        assert_eq!(recursion_misses("pos:\t0\nprog_type:\t5\n"), 0);
-    }
-
-    #[test]
-    fn a_descriptor_whose_skips_cannot_be_read_is_an_error_not_zero() {
-        let error = skips_of(-1).unwrap_err();
-        assert!(
-            error.to_string().contains("/proc/self/fdinfo/-1"),
-            "{error}"
-        );
-    }
-
-    #[test]
-    fn lost_events_say_why() {
-        let full = Lost {
-            ring_full: 3,
-            skipped: 0,
-        };
-        assert_eq!(
-            full.to_string(),
-            "3 events lost (kernel ring buffer full: 3, try a larger --ring-buffer-kib)"
-        );
-        let both = Lost {
-            ring_full: 3,
-            skipped: 2,
-        };
-        assert_eq!(
-            both.to_string(),
-            "5 events lost (kernel ring buffer full: 3, try a larger --ring-buffer-kib; \
-             skipped by the kernel, nested in a BPF program running on the CPU: 2)"
-        );
     }
 }

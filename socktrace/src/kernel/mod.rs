@@ -4,6 +4,7 @@
 pub mod event;
 pub mod kernel_btf;
 pub mod loader;
+pub mod lost;
 pub mod privileges;
 pub mod ring_reader;
 pub mod tracepoint_format;

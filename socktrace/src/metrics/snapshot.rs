@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::{
-    host::self_usage::SelfUsage, kernel::loader::Lost, model::tuple::NetnsInode,
+    host::self_usage::SelfUsage, kernel::lost::Lost, model::tuple::NetnsInode,
     state::live::LiveMetrics,
 };
 

@@ -16,7 +16,8 @@ use super::narration::{Step, Watch};
 use crate::{
     host::netns,
     kernel::event::{Event, RejectCounts},
-    kernel::loader::{self, KernelLog, KernelProbes, Lost, LostCounter},
+    kernel::loader::{self, KernelLog, KernelProbes},
+    kernel::lost::{Lost, LostCounter},
     kernel::ring_reader::RingReader,
     model::tuple::NetnsInode,
     state::pipeline::{Pipeline, Trackers},

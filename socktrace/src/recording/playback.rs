@@ -16,7 +16,7 @@ use crate::{
     feed::{Feed, ViewStart},
     host::namespaces::Selection,
     kernel::event::{DecodeError, Event, RejectCounts, TaskContext},
-    kernel::loader::Lost,
+    kernel::lost::Lost,
     model::owner::ContainerLabel,
     render::output::Style,
     render::stdout_queue::Output,

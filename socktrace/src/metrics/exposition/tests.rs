@@ -1,6 +1,6 @@
 use super::*;
 use crate::{
-    kernel::loader::Lost,
+    kernel::lost::Lost,
     model::tuple::TEST_NETNS,
     state::live::{LiveMetrics, PortListeners},
     state::live_counts::LiveCounts,
