@@ -10,19 +10,14 @@ use crate::read::{KernelMemory, Typed, setting};
 /// Levels [`level`] tells apart.
 pub const LEVELS: u32 = 2;
 
-/// [`level`]'s slots in [`ADDRESSES`], one per program that calls it.
-pub const SLOT_STATE: u32 = 0;
-pub const SLOT_STATE_NESTED: u32 = 1;
-const SLOTS: u32 = 2;
-
-/// Per CPU and calling program, the two addresses [`level`] compares,
-/// stored and loaded back so that the verifier sees plain numbers: it
-/// refuses arithmetic on a context pointer, and types a kernel `void *`
-/// differently from one kernel version to the next. A program never nests
-/// in itself (the kernel skips such runs), so nothing else writes its slot
-/// in between.
+/// Per CPU, the two addresses [`level`] compares, stored and loaded back
+/// so that the verifier sees plain numbers: it refuses arithmetic on a
+/// context pointer, and types a kernel `void *` differently from one
+/// kernel version to the next. Only `tcp_state` calls [`level`], and a
+/// program never nests in itself (the kernel skips such runs), so nothing
+/// else writes the slot in between.
 #[map]
-static ADDRESSES: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(SLOTS, 0);
+static ADDRESSES: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
 
 /// 0 when the tracepoint's arguments are on the current task's kernel
 /// stack (a system call, or a kernel thread such as ksoftirqd), 1 anywhere
@@ -35,15 +30,15 @@ static ADDRESSES: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(SLOTS, 0
 /// interrupts at level 0. `current` only names the stack here, never an
 /// owner.
 #[inline(always)]
-pub fn level(ctx: &impl EbpfContext, slot: u32) -> u32 {
+pub fn level(ctx: &impl EbpfContext) -> u32 {
     // SAFETY: plain helper call, no arguments; it returns the current
     // task as a BTF-typed pointer, never null.
     let task = unsafe { bpf_get_current_task_btf() }.cast::<u8>();
     let stack = Typed::read::<u64>(task, setting(|config| &config.offsets.task_stack)).unwrap_or(0);
-    let Some(addresses) = ADDRESSES.get_ptr_mut(slot) else {
+    let Some(addresses) = ADDRESSES.get_ptr_mut(0) else {
         return 1;
     };
-    // SAFETY: this CPU's slot of the calling program, see [`ADDRESSES`].
+    // SAFETY: this CPU's slot, see [`ADDRESSES`].
     let (args, stack) = unsafe {
         core::ptr::write_volatile(addresses, [ctx.as_ptr() as u64, stack]);
         let [args, stack] = core::ptr::read_volatile(addresses);

@@ -11,15 +11,18 @@ use socktrace_ebpf::{
 };
 
 use crate::{
-    level::{LEVELS, SLOT_STATE, SLOT_STATE_NESTED, level},
+    level::{LEVELS, level},
     read::{KernelMemory, Typed, addresses, netns_inode, setting},
     ring::{Fields, emit},
 };
 
 /// Per CPU and interrupt level ([`level`]), the transition [`tcp_state`]
-/// last took there, until [`tcp_state_nested`] reads it. Two runs at one
+/// last took there, until [`tcp_state_nested`] finds it. Two runs at one
 /// level of a CPU never interleave, so for the transition it is called
 /// for, [`tcp_state_nested`] finds it here exactly when [`tcp_state`] ran.
+/// It looks at both levels rather than tell its own: a transition is
+/// never the one noted at the other level, which is another socket's
+/// (a socket's state changes under its lock, which holds softirqs off it).
 #[map]
 static TAKEN_AT_LEVEL: PerCpuArray<Taken> = PerCpuArray::with_max_entries(LEVELS, 0);
 
@@ -55,7 +58,7 @@ impl Taken {
 #[btf_tracepoint(function = "inet_sock_set_state")]
 pub fn tcp_state(ctx: BtfTracePointContext) -> i32 {
     let (skaddr, oldstate, newstate): (u64, i32, i32) = (ctx.arg(0), ctx.arg(1), ctx.arg(2));
-    if let Some(taken) = TAKEN_AT_LEVEL.get_ptr_mut(level(&ctx, SLOT_STATE)) {
+    if let Some(taken) = TAKEN_AT_LEVEL.get_ptr_mut(level(&ctx)) {
         // SAFETY: this CPU's slot for this level; a run that interrupts
         // this one is at the other level.
         unsafe { core::ptr::write_volatile(taken, Taken::of(skaddr, oldstate, newstate)) };
@@ -73,23 +76,25 @@ pub fn tcp_state(ctx: BtfTracePointContext) -> i32 {
 /// The transitions the kernel skipped [`tcp_state`] for: those that came
 /// while it ran on this CPU, from its first instruction to the kernel's
 /// last around it. Attached after it, so the tracepoint calls it next for
-/// the same transition, at the same level: it passes over the transition
-/// [`tcp_state`] noted there and takes any other. None is taken twice.
+/// the same transition: it passes over a transition [`tcp_state`] noted
+/// ([`TAKEN_AT_LEVEL`]) and takes any other. None is taken twice.
 #[btf_tracepoint(function = "inet_sock_set_state")]
 pub fn tcp_state_nested(ctx: BtfTracePointContext) -> i32 {
     let (skaddr, oldstate, newstate): (u64, i32, i32) = (ctx.arg(0), ctx.arg(1), ctx.arg(2));
-    let Some(slot) = TAKEN_AT_LEVEL.get_ptr_mut(level(&ctx, SLOT_STATE_NESTED)) else {
-        return 0;
-    };
-    // SAFETY: this CPU's slot for this level, read and cleared by the
-    // only program that reads it; nothing at this level runs in between.
-    let taken = unsafe {
-        let taken = core::ptr::read_volatile(slot);
-        core::ptr::write_volatile(slot, Taken::NONE);
-        taken
-    };
-    if taken == Taken::of(skaddr, oldstate, newstate) {
-        return 0;
+    let transition = Taken::of(skaddr, oldstate, newstate);
+    for level in 0..LEVELS {
+        let Some(slot) = TAKEN_AT_LEVEL.get_ptr_mut(level) else {
+            return 0;
+        };
+        // SAFETY: this CPU's slot for a level, cleared only by this
+        // program once it found its transition there; nothing at that
+        // level runs between the two programs.
+        unsafe {
+            if core::ptr::read_volatile(slot) == transition {
+                core::ptr::write_volatile(slot, Taken::NONE);
+                return 0;
+            }
+        }
     }
     if let Some(count) = NESTED_TAKEN.get_ptr_mut(0) {
         // SAFETY: this CPU's slot, which only this program increments, and
