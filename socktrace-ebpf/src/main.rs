@@ -4,8 +4,9 @@
 //!
 //! `probes/` holds the programs, one file per group of hooks; [`read`] what
 //! they read (settings, kernel memory, namespaces, addresses); [`level`]
-//! the interrupt level a program runs at; [`ring`] the way out. Why the state programs are two BTF tracepoints reading the socket
-//! directly: README, "Performance".
+//! the interrupt level a program runs at; [`ring`] the way out. Why the
+//! state programs are two BTF tracepoints reading the socket directly:
+//! README, "Performance".
 #![no_std]
 #![no_main]
 

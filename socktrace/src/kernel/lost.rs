@@ -1,7 +1,13 @@
 //! The kernel's counts of records that never reached the agent: those the
 //! programs found no room for in the ring, and program runs the kernel
 //! skipped.
-use std::{cell::Cell, fmt, fs::File, io, os::fd::AsRawFd, os::unix::fs::FileExt};
+use std::{
+    cell::Cell,
+    fmt,
+    fs::File,
+    io::{self, Read, Seek, SeekFrom},
+    os::fd::AsRawFd,
+};
 
 use aya::maps::{MapData, PerCpuArray};
 
@@ -61,29 +67,20 @@ impl SkippedRuns {
         }
     }
 
-    /// Its `recursion_misses` now.
+    /// Its `recursion_misses` now, read again from the start.
     fn read(&self) -> Result<u64, LostReadError> {
-        let mut fdinfo = vec![0; 4096];
-        let mut length = 0;
-        loop {
-            if length == fdinfo.len() {
-                fdinfo.resize(length * 2, 0);
-            }
-            match self.file.read_at(&mut fdinfo[length..], length as u64) {
-                Ok(0) => break,
-                Ok(read) => length += read,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(source) => {
-                    return Err(LostReadError::Fdinfo {
-                        path: self.path.clone(),
-                        source,
-                    });
-                }
-            }
+        let mut file = &self.file;
+        let mut fdinfo = String::new();
+        match file
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| file.read_to_string(&mut fdinfo))
+        {
+            Ok(_) => Ok(recursion_misses(&fdinfo)),
+            Err(source) => Err(LostReadError::Fdinfo {
+                path: self.path.clone(),
+                source,
+            }),
         }
-        Ok(recursion_misses(&String::from_utf8_lossy(
-            &fdinfo[..length],
-        )))
     }
 }
 
