@@ -14,14 +14,27 @@ use crate::{Agent, KillOnDrop, NetNs, SocketDir, TIMEOUT};
 /// The user the replay runs as: it needs no privilege.
 const NOBODY: &str = "65534";
 
+/// Where the recording of a test that failed before its replay passed is
+/// kept, under the temporary directory, to be replayed by hand.
+const FAILED_RECORDINGS: &str = "socktrace-failed-recordings";
+
 /// The live view, recording (it derefs to its [`Agent`]).
 pub struct Recorded<'ns> {
+    // Dropped in this order: the agent stops (its recording complete), the
+    // recording is kept if the test failed, and the directory goes.
     agent: Agent<'ns>,
+    recording: Recording,
     /// Holds the recording; removed with it.
     _dir: SocketDir,
+}
+
+/// A live view's recording and what replays it.
+struct Recording {
     file: PathBuf,
     view: Vec<String>,
     netns: u32,
+    /// The replay printed what the live view did: nothing to keep.
+    replayed: bool,
 }
 
 impl<'ns> Recorded<'ns> {
@@ -38,10 +51,13 @@ impl<'ns> Recorded<'ns> {
         view.extend(view_args.iter().map(|&arg| arg.to_owned()));
         Ok(Recorded {
             agent,
+            recording: Recording {
+                file,
+                view,
+                netns: ns.inode()?,
+                replayed: false,
+            },
             _dir: dir,
-            file,
-            view,
-            netns: ns.inode()?,
         })
     }
 
@@ -50,17 +66,15 @@ impl<'ns> Recorded<'ns> {
     pub fn stop_and_replay(self) -> Result<()> {
         let Recorded {
             agent,
+            mut recording,
             _dir,
-            file,
-            view,
-            netns,
         } = self;
         let live = agent.stop_with_records()?;
         // Readable by the unprivileged replay.
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(_dir.path(), std::fs::Permissions::from_mode(0o755))?;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644))?;
-        let replayed = replay(&file, &view, netns)?;
+        std::fs::set_permissions(&recording.file, std::fs::Permissions::from_mode(0o644))?;
+        let replayed = replay(&recording)?;
         for (n, (got, want)) in replayed.iter().zip(&live).enumerate() {
             ensure!(
                 got == want,
@@ -75,23 +89,60 @@ impl<'ns> Recorded<'ns> {
             replayed.len(),
             live.len()
         );
+        recording.replayed = true;
         Ok(())
+    }
+}
+
+impl Recording {
+    /// `VIEW --json --netns INODE VIEW_ARGS...`: what follows `replay FILE`.
+    fn replay_args(&self) -> Vec<String> {
+        let (name, view_args) = self.view.split_first().expect("a view");
+        let mut args = vec![name.clone(), "--json".into(), "--netns".into()];
+        args.push(self.netns.to_string());
+        args.extend(view_args.iter().cloned());
+        args
+    }
+}
+
+impl Drop for Recording {
+    /// Copies the recording of a failed test out of its directory, named
+    /// after the test, and says how to replay it.
+    fn drop(&mut self) {
+        if self.replayed {
+            return;
+        }
+        let dir = std::env::temp_dir().join(FAILED_RECORDINGS);
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("test")
+            .replace("::", "-");
+        let kept = dir.join(format!("{test}-{}.rec", std::process::id()));
+        match std::fs::create_dir_all(&dir).and_then(|()| std::fs::copy(&self.file, &kept)) {
+            Ok(_) => eprintln!(
+                "kept the failed test's recording; replay it with: socktrace replay {} {}",
+                kept.display(),
+                self.replay_args().join(" ")
+            ),
+            Err(error) => eprintln!(
+                "could not keep the failed test's recording {} as {}: {error}",
+                self.file.display(),
+                kept.display()
+            ),
+        }
     }
 }
 
 /// `setpriv --reuid nobody $SOCKTRACE_BIN replay FILE VIEW --json --netns
 /// INODE VIEW_ARGS...`: its records, with a deadline.
-fn replay(file: &std::path::Path, view: &[String], netns: u32) -> Result<Vec<Value>> {
-    let (name, view_args) = view.split_first().context("no view")?;
+fn replay(recording: &Recording) -> Result<Vec<Value>> {
     let mut command = Command::new("setpriv");
     command
         .args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups"])
         .arg(crate::agent_binary())
         .arg("replay")
-        .arg(file)
-        .arg(name)
-        .args(["--json", "--netns", &netns.to_string()])
-        .args(view_args)
+        .arg(&recording.file)
+        .args(recording.replay_args())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
