@@ -370,6 +370,7 @@ pub async fn run<C: Consumer>(
             now_ns,
             lost_ring_full: summary.lost.ring_full,
             lost_skipped: summary.lost.skipped,
+            lost_skipped_signals: summary.lost.skipped_signals,
             output_dropped: summary.output_dropped,
         }));
         recorder.check()?;

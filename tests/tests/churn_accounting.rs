@@ -41,6 +41,8 @@ struct Life {
     established: bool,
     /// The last transition's time, for a repeat's failure message.
     last_ts_ns: u64,
+    /// Its states as printed, `OLD>NEW>NEW...`, for the failure message.
+    path: String,
 }
 
 impl Life {
@@ -62,6 +64,20 @@ struct Output {
     summary: Option<Value>,
     /// The first few records printed twice, for the failure message.
     repeated: Vec<String>,
+}
+
+/// The first few lives that are neither a whole client nor a whole server
+/// connection (the listener aside), as `id: path ending at ts_ns`.
+fn broken_lives(output: &Output) -> Vec<String> {
+    output
+        .lives
+        .iter()
+        .filter(|(_, l)| {
+            l.first_new != "LISTEN" && !(l.established && l.whole("CLOSE")) && !l.server_whole()
+        })
+        .take(8)
+        .map(|(id, l)| format!("{id}: {} (last at ts_ns {})", l.path, l.last_ts_ns))
+        .collect()
 }
 
 /// Counts `stdout` until it closes; says on `marker_closed` when both ends
@@ -97,6 +113,7 @@ fn count(stdout: impl Read, marker_port: u16, marker_closed: &Sender<()>) -> Out
                 if life.first_old.is_empty() {
                     life.first_old = old.to_owned();
                     life.first_new = new.to_owned();
+                    life.path = old.to_owned();
                 } else if life.last_new == new {
                     life.repeats += 1;
                     if output.repeated.len() < 5 {
@@ -109,6 +126,11 @@ fn count(stdout: impl Read, marker_port: u16, marker_closed: &Sender<()>) -> Out
                     life.breaks += 1;
                 }
                 life.established |= new == "ESTABLISHED";
+                life.path.push('>');
+                if life.last_new != old && !life.last_new.is_empty() {
+                    life.path.push_str(&format!("(gap)>{old}>"));
+                }
+                life.path.push_str(new);
                 life.last_new = new.to_owned();
                 life.last_ts_ns = record["ts_ns"].as_u64().expect("ts_ns");
             }
@@ -191,6 +213,7 @@ fn one_round(round: usize) {
         .count() as u64;
     let servers_whole = output.lives.values().filter(|l| l.server_whole()).count() as u64;
     let incomplete = (made - clients_whole.min(made)) + (made - servers_whole.min(made));
+    let broken = broken_lives(&output);
     let summary = output.summary.unwrap_or_else(|| {
         panic!(
             "round {round}: no summary record at exit ({made} connections, {clients_whole} \
@@ -232,7 +255,8 @@ fn one_round(round: usize) {
     assert!(
         incomplete <= lost + missed,
         "round {round}: {incomplete} of {made} connections not shown whole, but only {lost} \
-         lost events and {missed} missed transitions reported: {summary}"
+         lost events and {missed} missed transitions reported: {summary}; lives not whole \
+         (the first few): {broken:#?}"
     );
     assert!(
         stderr.iter().all(|l| !l.contains("dropped")),

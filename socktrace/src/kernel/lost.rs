@@ -35,10 +35,16 @@ pub struct Lost {
     pub ring_full: u64,
     /// The kernel skipped the program (`recursion_misses`) and nothing
     /// took the record instead: for the classic tracepoints, one fired
-    /// while a kprobe or tracepoint program of any tool ran on that CPU.
+    /// while a kprobe or tracepoint program of any tool ran on that CPU,
+    /// or a map was read from user space (`bpf_disable_instrumentation`).
     /// (A state transition the kernel skipped the state program for is
-    /// taken by the nested state program.)
+    /// taken by the nested state program, but for these.)
     pub skipped: u64,
+    /// Of [`Lost::skipped`], the classic tracepoints' records (SYN and
+    /// SYN-ACK retransmits, resets received); the rest are state
+    /// transitions. `None` when unknown: a recording made before it was
+    /// kept.
+    pub skipped_signals: Option<u64>,
 }
 
 /// Why the counts of lost records could not be read: never taken for none.
@@ -116,6 +122,7 @@ impl LostCounter {
         Ok(Lost {
             ring_full: sum_per_cpu(&self.ring_full)?,
             skipped: state_skips.saturating_sub(nested_taken) + classic_skips,
+            skipped_signals: Some(classic_skips),
         })
     }
 
@@ -179,6 +186,13 @@ impl fmt::Display for Lost {
                 "skipped by the kernel, nested in a BPF program running on the CPU: {}",
                 self.skipped
             )?;
+            if let Some(signals) = self.skipped_signals {
+                write!(
+                    f,
+                    " (state transitions {}, retransmits and resets {signals})",
+                    self.skipped.saturating_sub(signals)
+                )?;
+            }
         }
         f.write_str(")")
     }
@@ -221,6 +235,7 @@ mod tests {
         let full = Lost {
             ring_full: 3,
             skipped: 0,
+            skipped_signals: Some(0),
         };
         assert_eq!(
             full.to_string(),
@@ -228,12 +243,24 @@ mod tests {
         );
         let both = Lost {
             ring_full: 3,
-            skipped: 2,
+            skipped: 3,
+            skipped_signals: Some(1),
         };
         assert_eq!(
             both.to_string(),
-            "5 events lost (kernel ring buffer full: 3, try a larger --ring-buffer-kib; \
-             skipped by the kernel, nested in a BPF program running on the CPU: 2)"
+            "6 events lost (kernel ring buffer full: 3, try a larger --ring-buffer-kib; \
+             skipped by the kernel, nested in a BPF program running on the CPU: 3 \
+             (state transitions 2, retransmits and resets 1))"
+        );
+        // From a recording that did not keep which kind.
+        let unknown = Lost {
+            ring_full: 0,
+            skipped: 2,
+            skipped_signals: None,
+        };
+        assert_eq!(
+            unknown.to_string(),
+            "2 events lost (skipped by the kernel, nested in a BPF program running on the CPU: 2)"
         );
     }
 }

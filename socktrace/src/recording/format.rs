@@ -203,6 +203,7 @@ impl<W: Write> Recorder<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::recording::frame::End;
 
     fn recording(frames: &[Frame<'_>]) -> Vec<u8> {
         let mut recorder = Recorder::new(Vec::new()).unwrap();
@@ -219,6 +220,26 @@ mod tests {
         let mut frames = frames(bytes).unwrap();
         let read = frames.by_ref().collect::<Result<_, _>>().unwrap();
         (read, frames.cut_short())
+    }
+
+    /// Recordings made before the end frame said which kind of skipped
+    /// run was lost still read, the kind unknown.
+    #[test]
+    fn an_end_frame_without_the_kind_of_skipped_runs_reads_as_unknown() {
+        let older: HostFrame = serde_json::from_str(
+            r#"{"end":{"now_ns":9,"lost_ring_full":1,"lost_skipped":2,"output_dropped":0}}"#,
+        )
+        .unwrap();
+        let HostFrame::End(end) = older else {
+            panic!("{older:?}")
+        };
+        assert_eq!((end.lost_skipped, end.lost_skipped_signals), (2, None));
+        let now = HostFrame::End(End {
+            lost_skipped_signals: Some(1),
+            ..end
+        });
+        let bytes = recording(&[Frame::Host(now.clone())]);
+        assert_eq!(read(&bytes).0, [Frame::Host(now)]);
     }
 
     #[test]

@@ -47,5 +47,9 @@ pub struct End {
     pub now_ns: u64,
     pub lost_ring_full: u64,
     pub lost_skipped: u64,
+    /// Of `lost_skipped`, the retransmits and resets (absent from older
+    /// recordings).
+    #[serde(default)]
+    pub lost_skipped_signals: Option<u64>,
     pub output_dropped: u64,
 }

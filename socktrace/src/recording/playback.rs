@@ -255,6 +255,7 @@ fn summary(end: Option<End>, rejected: RejectCounts) -> LoopSummary {
         lost: Lost {
             ring_full: end.lost_ring_full,
             skipped: end.lost_skipped,
+            skipped_signals: end.lost_skipped_signals,
         },
         rejected,
         output_dropped: end.output_dropped,

@@ -52,6 +52,7 @@ fn snapshot() -> MetricsSnapshot {
         lost: Lost {
             ring_full: 1,
             skipped: 0,
+            skipped_signals: Some(0),
         },
         malformed_records: 0,
         usage: None,
