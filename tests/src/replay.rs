@@ -31,7 +31,8 @@ pub struct Recorded<'ns> {
 /// A live view's recording and what replays it.
 struct Recording {
     file: PathBuf,
-    view: Vec<String>,
+    view: String,
+    view_args: Vec<String>,
     netns: u32,
     /// The replay printed what the live view did: nothing to keep.
     replayed: bool,
@@ -47,13 +48,12 @@ impl<'ns> Recorded<'ns> {
         let mut args = view_args.to_vec();
         args.extend(["--record", record]);
         let agent = Agent::start_command(ns, view, &args)?;
-        let mut view = vec![view.to_owned()];
-        view.extend(view_args.iter().map(|&arg| arg.to_owned()));
         Ok(Recorded {
             agent,
             recording: Recording {
                 file,
-                view,
+                view: view.to_owned(),
+                view_args: view_args.iter().map(|&arg| arg.to_owned()).collect(),
                 netns: ns.inode()?,
                 replayed: false,
             },
@@ -97,10 +97,9 @@ impl<'ns> Recorded<'ns> {
 impl Recording {
     /// `VIEW --json --netns INODE VIEW_ARGS...`: what follows `replay FILE`.
     fn replay_args(&self) -> Vec<String> {
-        let (name, view_args) = self.view.split_first().expect("a view");
-        let mut args = vec![name.clone(), "--json".into(), "--netns".into()];
+        let mut args = vec![self.view.clone(), "--json".into(), "--netns".into()];
         args.push(self.netns.to_string());
-        args.extend(view_args.iter().cloned());
+        args.extend(self.view_args.iter().cloned());
         args
     }
 }
