@@ -124,12 +124,10 @@ fn count(stdout: impl Read, marker_port: u16, marker_closed: &Sender<()>) -> Out
                     continue;
                 } else if life.last_new != old {
                     life.breaks += 1;
+                    life.path.push_str(&format!(">(gap)>{old}"));
                 }
                 life.established |= new == "ESTABLISHED";
                 life.path.push('>');
-                if life.last_new != old && !life.last_new.is_empty() {
-                    life.path.push_str(&format!("(gap)>{old}>"));
-                }
                 life.path.push_str(new);
                 life.last_new = new.to_owned();
                 life.last_ts_ns = record["ts_ns"].as_u64().expect("ts_ns");
