@@ -132,7 +132,10 @@ pub struct Record {
     /// Kernel TCP state numbers (`TCP_ESTABLISHED` = 1 ... `TCP_NEW_SYN_RECV` = 12).
     pub oldstate: u8,
     pub newstate: u8,
-    pub _pad: [u8; 6],
+    /// Zero. Two fixed-width fields rather than a byte array, so that the
+    /// kernel side stores them inline instead of calling a byte-wise `memset`.
+    pub _pad16: u16,
+    pub _pad32: u32,
     /// Kind-specific value, see the `RECORD_*` constants.
     pub value: u64,
 }
@@ -142,6 +145,8 @@ pub const RECORD_SIZE: usize = 96;
 
 const _: () = assert!(core::mem::size_of::<Record>() == RECORD_SIZE);
 const _: () = assert!(core::mem::align_of::<Record>() == 8);
+const _: () = assert!(core::mem::offset_of!(Record, comm) == 64);
+const _: () = assert!(core::mem::offset_of!(Record, value) == 88);
 
 pub mod config;
 pub mod toolchain;

@@ -3,7 +3,9 @@
 use aya_ebpf::{
     EbpfContext,
     bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    helpers::{
+        TASK_COMM_LEN, bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated::bpf_get_current_comm,
+    },
     macros::map,
     maps::{PerCpuArray, RingBuf},
 };
@@ -48,33 +50,41 @@ pub fn emit(ctx: &impl EbpfContext, kind: u8, fields: &Fields, context: u8, lost
         count_lost(lost_slot);
         return;
     };
-    let (tgid, comm) = if context == CONTEXT_PROCESS {
-        (
-            (bpf_get_current_pid_tgid() >> 32) as u32,
-            bpf_get_current_comm().unwrap_or_default(),
-        )
-    } else {
-        (0, [0; 16])
-    };
-    entry.write(Record {
-        kind,
-        task_context: context,
-        family: fields.family,
-        tgid,
-        // SAFETY: plain helper call, no arguments.
-        ts_ns: unsafe { bpf_ktime_get_ns() },
-        skaddr: fields.skaddr,
-        netns: fields.netns,
-        sport: fields.sport,
-        dport: fields.dport,
-        saddr: fields.saddr,
-        daddr: fields.daddr,
-        comm,
-        oldstate: fields.oldstate,
-        newstate: fields.newstate,
-        _pad: [0; 6],
-        value: fields.value,
-    });
+    let record = entry.as_mut_ptr();
+    // SAFETY: `record` is the entry just reserved, a whole `Record` the ring
+    // lends until submit. Every field is written once, in place: the command
+    // name by the helper, which fills all 16 bytes (NUL padded, or zeros if
+    // it fails), so no copy of it goes through the stack.
+    unsafe {
+        (&raw mut (*record).kind).write(kind);
+        (&raw mut (*record).task_context).write(context);
+        (&raw mut (*record).family).write(fields.family);
+        (&raw mut (*record).ts_ns).write(bpf_ktime_get_ns());
+        (&raw mut (*record).skaddr).write(fields.skaddr);
+        (&raw mut (*record).netns).write(fields.netns);
+        (&raw mut (*record).sport).write(fields.sport);
+        (&raw mut (*record).dport).write(fields.dport);
+        (&raw mut (*record).saddr).write(fields.saddr);
+        (&raw mut (*record).daddr).write(fields.daddr);
+        (&raw mut (*record).oldstate).write(fields.oldstate);
+        (&raw mut (*record).newstate).write(fields.newstate);
+        (&raw mut (*record)._pad16).write(0);
+        (&raw mut (*record)._pad32).write(0);
+        (&raw mut (*record).value).write(fields.value);
+        let comm = &raw mut (*record).comm;
+        if context == CONTEXT_PROCESS {
+            (&raw mut (*record).tgid).write((bpf_get_current_pid_tgid() >> 32) as u32);
+            bpf_get_current_comm(comm.cast(), TASK_COMM_LEN as u32);
+        } else {
+            (&raw mut (*record).tgid).write(0);
+            // As two volatile words: `comm` starts 8-aligned (asserted with
+            // the layout), and LLVM turns a plain zeroing of 16 bytes into a
+            // call to a byte-wise `memset`.
+            let words = comm.cast::<u64>();
+            words.write_volatile(0);
+            words.add(1).write_volatile(0);
+        }
+    }
     entry.submit(wakeup_flags());
 }
 

@@ -267,7 +267,8 @@ mod tests {
             comm,
             oldstate: 7,
             newstate: 2,
-            _pad: [0; 6],
+            _pad16: 0,
+            _pad32: 0,
             value: 0,
         }
     }
@@ -289,7 +290,8 @@ mod tests {
         out.extend_from_slice(&raw.comm);
         out.push(raw.oldstate);
         out.push(raw.newstate);
-        out.extend_from_slice(&raw._pad);
+        out.extend_from_slice(&raw._pad16.to_ne_bytes());
+        out.extend_from_slice(&raw._pad32.to_ne_bytes());
         out.extend_from_slice(&raw.value.to_ne_bytes());
         out
     }
