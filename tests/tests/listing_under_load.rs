@@ -20,12 +20,13 @@ const CROWD: usize = 100_000;
 /// clients have at most one timewait socket per local port).
 const CROWD_THREADS: usize = 4;
 /// Empty namespaces followed beside the churn's: each one's dump walks the
-/// crowd.
-const EMPTY_NAMESPACES: usize = 10;
+/// crowd. With ten, a fast machine listed in under 100 ms, too short for
+/// the churn to fill the ring.
+const EMPTY_NAMESPACES: usize = 20;
 /// The ring, in KiB: about 630 records of 104 bytes.
 const RING_KIB: u64 = 64;
 const RECORD_BYTES: u64 = 104;
-const CHURN_PER_SECOND: u32 = 1_000;
+const CHURN_PER_SECOND: u32 = 2_000;
 /// Transitions per connection of the churn (about ten).
 const TRANSITIONS_PER_CONNECTION: u64 = 10;
 /// Listings come at least this many times what they cost apart (README,
