@@ -36,6 +36,9 @@ use tracer::{Running, TracerSpec};
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// Seconds of churn measured per configuration and round (1 to 3600).
+    /// The kernel side alone is measured only while its stopped agent's
+    /// ring holds every record of the window (`peers::PAUSED_RING_KIB`);
+    /// a window that fills it is reported as not run.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub seconds: u64,
     /// Rounds: every configuration is measured once per round (1 to 100);
@@ -240,7 +243,15 @@ fn measure(
             .map(|p| p.recursion_misses)
             .sum()
     };
-    let lost = running.stop(spec.lost)? + skipped;
+    let losses = running.stop(spec.lost)?;
+    if spec.paused && losses.ring_full > 0 {
+        bail!(
+            "its ring buffer filled while it was stopped ({} records did not fit, and refusing \
+             them costs less than writing them): measure with fewer --seconds",
+            losses.ring_full
+        );
+    }
+    let lost = losses.total + skipped;
     Ok(Measurement::traced(
         spec,
         window,

@@ -107,7 +107,7 @@ pub fn run(args: &SoakArgs) -> Result<()> {
     let first_query_failure = queries.seen().first_failure;
     drop(queries);
     drop(load);
-    let lost_at_exit = agent.stop(LostReport::Cumulative)?;
+    let lost_at_exit = agent.stop(LostReport::Cumulative)?.total;
     fs::write(directory.join("samples.csv"), report::csv(&samples))?;
     sampled?;
 

@@ -193,7 +193,7 @@ impl Running {
 
     /// Stops it (SIGINT, as a user would) and returns the events it said
     /// it lost.
-    pub fn stop(mut self, lost: LostReport) -> Result<u64> {
+    pub fn stop(mut self, lost: LostReport) -> Result<Losses> {
         self.signal(libc::SIGINT);
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.child.try_wait()?.is_none() {
@@ -223,8 +223,19 @@ impl Running {
                 eprintln!("xtask: bench: {last}");
             }
         }
-        Ok(count)
+        Ok(Losses {
+            total: count,
+            ring_full: ring_full_events(&self.stderr_lines),
+        })
     }
+}
+
+/// The events a tracer said it lost.
+#[derive(Clone, Copy, Debug)]
+pub struct Losses {
+    pub total: u64,
+    /// Of those, the ones socktrace's full ring buffer refused.
+    pub ring_full: u64,
 }
 
 impl Drop for Running {
@@ -251,6 +262,23 @@ pub fn lost_events(lines: &[String], report: LostReport) -> u64 {
         LostReport::Cumulative => counts.max().unwrap_or(0),
         LostReport::PerLine => counts.sum(),
     }
+}
+
+/// Of the events socktrace's `lines` say were lost, those its full ring
+/// buffer refused: the largest running total.
+pub fn ring_full_events(lines: &[String]) -> u64 {
+    lines
+        .iter()
+        .filter_map(|line| {
+            let (_, count) = line.split_once("kernel ring buffer full: ")?;
+            count
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 fn is_loss_line(line: &str, report: LostReport) -> bool {
@@ -313,6 +341,14 @@ mod tests {
                 .to_owned(),
         ];
         assert_eq!(lost_events(&socktrace, LostReport::Cumulative), 480);
+        assert_eq!(ring_full_events(&socktrace), 470);
+        let skipped_only = [
+            "socktrace: 10 events lost (skipped by the kernel, nested in a BPF \
+                             program running on the CPU: 10)"
+                .to_owned(),
+        ];
+        assert_eq!(lost_events(&skipped_only, LostReport::Cumulative), 10);
+        assert_eq!(ring_full_events(&skipped_only), 0);
         let libbpf = [
             "lost 12 events on CPU #0".to_owned(),
             "lost 3 events on CPU #1".to_owned(),
